@@ -1,0 +1,237 @@
+//! The `xdsd` command line: argument definitions (each flag defined once)
+//! and the offline subcommands `lint`, `render` and `diff`.
+
+use crate::diag::{self, Diagnostics};
+use crate::render;
+use crate::resource::{self, Resource};
+use crate::schema::ResourceType;
+use crate::selector::NodeIdentity;
+use crate::validate::{self, Checked};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// A file-driven xDS control plane for Envoy and proxyless gRPC.
+///
+/// xdsd reads a directory of Envoy v3 resources written as YAML (or JSON),
+/// validates the whole set the way Envoy would, and serves it over the xDS
+/// Aggregated Discovery Service. The offline subcommands check and review a
+/// directory before it ships.
+#[derive(Debug, Parser)]
+#[command(name = "xdsd", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a config directory and report every problem with its location.
+    ///
+    /// Prints `path:line:column: error: message` (or warning) for every
+    /// finding. Exit status: 0 when there are no errors, 1 when there are,
+    /// 2 when lint could not run (missing directory, bad flags).
+    Lint(LintArgs),
+    /// Print the resources one node is served, as typed Envoy resources.
+    ///
+    /// The output is itself a valid config directory file. Without node
+    /// flags, prints what a node matching no selector gets (the resources
+    /// without `nodes`).
+    Render(RenderArgs),
+    /// Compare two config directories resource by resource.
+    ///
+    /// Lists added (+), removed (-) and changed (~) resources per type, with
+    /// the fields that changed. Exit status as diff(1): 0 same, 1 different,
+    /// 2 error (including an invalid directory).
+    Diff(DiffArgs),
+}
+
+/// The config directory.
+#[derive(Debug, Args)]
+pub struct DirArg {
+    /// Directory of *.yaml, *.yml and *.json resource files, read recursively.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// Which node's view to use.
+#[derive(Debug, Args, Default)]
+pub struct NodeArgs {
+    /// The node's `node.id`, matched against `nodes.id` selectors.
+    #[arg(long, value_name = "ID", default_value = "")]
+    pub node_id: String,
+    /// The node's `node.cluster`, matched against `nodes.cluster` selectors.
+    #[arg(long, value_name = "CLUSTER", default_value = "")]
+    pub node_cluster: String,
+}
+
+impl NodeArgs {
+    fn identity(&self) -> NodeIdentity {
+        NodeIdentity {
+            id: self.node_id.clone(),
+            cluster: self.node_cluster.clone(),
+        }
+    }
+}
+
+/// Arguments of `lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// Output format: text (path:line:col), json, or github (Actions annotations).
+    #[arg(long, value_enum, default_value_t = diag::Format::Text)]
+    format: diag::Format,
+    /// Treat warnings as errors (exit 1 when there are any).
+    #[arg(long)]
+    deny_warnings: bool,
+}
+
+/// Arguments of `render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Only resources of this type (Cluster, ClusterLoadAssignment or Endpoints, Listener, RouteConfiguration, ...).
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
+    rtype: Option<ResourceType>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = render::Format::Yaml, conflicts_with = "envoy_static")]
+    format: render::Format,
+    /// Print one Envoy bootstrap (JSON) with the resources as static_resources,
+    /// RDS inlined and EDS as load_assignment, for `envoy --mode validate`.
+    #[arg(long)]
+    envoy_static: bool,
+}
+
+/// Arguments of `diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The directory before the change.
+    #[arg(value_name = "OLD_DIR")]
+    old: PathBuf,
+    /// The directory after the change.
+    #[arg(value_name = "NEW_DIR")]
+    new: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+fn parse_type(s: &str) -> Result<ResourceType, String> {
+    ResourceType::parse_loose(s).ok_or_else(|| {
+        let names: Vec<&str> = ResourceType::ALL.iter().map(|t| t.kind_name()).collect();
+        format!("unknown type `{s}`; expected one of {}", names.join(", "))
+    })
+}
+
+/// Exit status for "could not run".
+const EXIT_TROUBLE: u8 = 2;
+
+/// Runs the parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Lint(args) => lint(&args),
+        Command::Render(args) => render_cmd(&args),
+        Command::Diff(args) => diff_cmd(&args),
+    }
+}
+
+fn load(dir: &Path) -> Result<Checked, ExitCode> {
+    validate::check_dir(dir).map_err(|e| {
+        eprintln!("xdsd: {e}");
+        ExitCode::from(EXIT_TROUBLE)
+    })
+}
+
+fn print(text: &str) {
+    // A closed pipe (`xdsd render | head`) is not an error worth a panic.
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
+fn print_errors(diags: &Diagnostics) {
+    eprint!("{}", diag::render(diags, diag::Format::Text));
+}
+
+fn lint(args: &LintArgs) -> ExitCode {
+    let checked = match load(&args.dir.dir) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let diags = &checked.diagnostics;
+    print(&diag::render(diags, args.format));
+    if args.format == diag::Format::Text {
+        eprintln!(
+            "{} resources, {} errors, {} warnings",
+            checked.resources.len(),
+            diags.error_count(),
+            diags.warning_count()
+        );
+    }
+    let failed = diags.error_count() > 0 || args.deny_warnings && diags.warning_count() > 0;
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Loads and validates, printing errors; `None` when the set is invalid.
+fn load_valid(dir: &Path) -> Result<Checked, ExitCode> {
+    let checked = load(dir)?;
+    if !checked.diagnostics.is_ok() {
+        print_errors(&checked.diagnostics);
+        eprintln!(
+            "xdsd: {}: {} errors",
+            dir.display(),
+            checked.diagnostics.error_count()
+        );
+        return Err(ExitCode::FAILURE);
+    }
+    Ok(checked)
+}
+
+fn render_cmd(args: &RenderArgs) -> ExitCode {
+    let checked = match load_valid(&args.dir.dir) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let view: Vec<&Resource> = resource::view(&checked.resources, &args.node.identity())
+        .into_iter()
+        .filter(|r| args.rtype.is_none_or(|t| r.rtype == t))
+        .collect();
+    if args.envoy_static {
+        let typed: Vec<_> = view.iter().map(|r| (r.rtype, render::to_json(r))).collect();
+        let bootstrap = render::envoy_static(&typed);
+        print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&bootstrap).unwrap_or_default()
+        ));
+    } else {
+        print(&render::render(&view, args.format));
+    }
+    ExitCode::SUCCESS
+}
+
+fn diff_cmd(args: &DiffArgs) -> ExitCode {
+    let node = args.node.identity();
+    let (old, new) = match (load_valid(&args.old), load_valid(&args.new)) {
+        (Ok(o), Ok(n)) => (o, n),
+        // Invalid input is trouble for diff, as for diff(1).
+        _ => return ExitCode::from(EXIT_TROUBLE),
+    };
+    let changes = crate::diff::diff(
+        &resource::view(&old.resources, &node),
+        &resource::view(&new.resources, &node),
+    );
+    print(&crate::diff::report(&changes));
+    if changes.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

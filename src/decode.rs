@@ -1,0 +1,955 @@
+//! The proto3 JSON mapping, applied to located YAML: turns a [`Node`] into a
+//! `DynamicMessage` of a given type, strictly, reporting every problem at
+//! the line and column of the node that causes it.
+//!
+//! Scalars are read as Envoy reads them (see [`crate::yaml::Scalar::value`]),
+//! so what Envoy's parser rejects (a plain `123` for a string, `yes` for a
+//! name) is rejected here too. After each message is decoded, its
+//! `validate.rules` are checked by [`crate::rules`].
+
+use crate::diag::{Diagnostics, Location};
+use crate::rules::{FieldMarks, Rules};
+use crate::schema;
+use crate::yaml::{Mark, Node, NodeKind, ScalarValue};
+use base64::Engine;
+use prost::Message;
+use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Decodes YAML nodes of one file into messages, collecting diagnostics.
+pub struct Decoder<'a> {
+    file: Arc<str>,
+    diags: &'a mut Diagnostics,
+    rules: &'a mut Rules,
+}
+
+impl<'a> Decoder<'a> {
+    /// A decoder reporting against `file`.
+    pub fn new(file: Arc<str>, diags: &'a mut Diagnostics, rules: &'a mut Rules) -> Self {
+        Decoder { file, diags, rules }
+    }
+
+    fn error(&mut self, mark: Mark, message: impl Into<String>) {
+        self.diags.error(Location::at(&self.file, mark), message);
+    }
+
+    fn warning(&mut self, mark: Mark, message: impl Into<String>) {
+        self.diags.warning(Location::at(&self.file, mark), message);
+    }
+
+    /// Decodes a mapping into a message of type `desc`; keys in `skip` (such
+    /// as `"@type"`) are ignored. Returns the message even when parts failed,
+    /// so that later checks can still run; the diagnostics say whether it is valid.
+    pub fn message(
+        &mut self,
+        desc: &MessageDescriptor,
+        node: &Node,
+        skip: &[&str],
+    ) -> DynamicMessage {
+        let mut msg = DynamicMessage::new(desc.clone());
+        let Some(entries) = node.as_map() else {
+            self.error(
+                node.mark,
+                format!(
+                    "expected a mapping for {}, got {}",
+                    desc.full_name(),
+                    node.shape()
+                ),
+            );
+            return msg;
+        };
+        let mut marks = FieldMarks::new(node.mark);
+        let mut seen: HashMap<u32, Mark> = HashMap::new();
+        let mut oneofs: HashMap<String, String> = HashMap::new();
+        for (key, value) in entries {
+            let Some(name) = key.as_scalar().map(|s| s.text.as_str()) else {
+                self.error(key.mark, "a field name must be a plain string");
+                continue;
+            };
+            if skip.contains(&name) {
+                continue;
+            }
+            let Some(field) = desc
+                .get_field_by_name(name)
+                .or_else(|| desc.get_field_by_json_name(name))
+            else {
+                self.error(
+                    key.mark,
+                    format!("unknown field `{name}` in {}", desc.full_name()),
+                );
+                continue;
+            };
+            if let Some(first) = seen.insert(field.number(), key.mark) {
+                self.error(
+                    key.mark,
+                    format!(
+                        "field `{}` is set twice (first at line {})",
+                        field.name(),
+                        first.line
+                    ),
+                );
+                continue;
+            }
+            if value.is_null() && !is_value_type(&field) {
+                continue;
+            }
+            if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic())
+                && let Some(other) =
+                    oneofs.insert(oneof.name().to_string(), field.name().to_string())
+            {
+                self.error(
+                    key.mark,
+                    format!(
+                        "`{}` and `{other}` are both set, but only one of oneof `{}` may be",
+                        field.name(),
+                        oneof.name()
+                    ),
+                );
+                continue;
+            }
+            if is_deprecated(&field) {
+                self.warning(
+                    key.mark,
+                    format!(
+                        "field `{}` of {} is deprecated",
+                        field.name(),
+                        desc.full_name()
+                    ),
+                );
+            }
+            match self.field_value(&field, value) {
+                Some(v) => {
+                    marks.insert(field.number(), value);
+                    msg.set_field(&field, v);
+                }
+                None => marks.failed(field.number()),
+            }
+        }
+        let found = self.rules.check_message(&msg, &marks);
+        for (mark, text) in found {
+            self.error(mark, text);
+        }
+        msg
+    }
+
+    fn field_value(&mut self, field: &FieldDescriptor, node: &Node) -> Option<Value> {
+        if field.is_map() {
+            return self.map_value(field, node);
+        }
+        if field.is_list() {
+            let items = match &node.kind {
+                NodeKind::Seq(items) => items.as_slice(),
+                _ => {
+                    // Envoy's parser takes a single value for a list of one.
+                    self.warning(
+                        node.mark,
+                        format!(
+                            "`{}` is a list; write a single value as a one-item list",
+                            field.name()
+                        ),
+                    );
+                    std::slice::from_ref(node)
+                }
+            };
+            let kind = field.kind();
+            let values: Vec<Value> = items
+                .iter()
+                .filter_map(|item| self.value(&kind, item, field.name()))
+                .collect();
+            return (values.len() == items.len()).then_some(Value::List(values));
+        }
+        self.value(&field.kind(), node, field.name())
+    }
+
+    fn map_value(&mut self, field: &FieldDescriptor, node: &Node) -> Option<Value> {
+        let Kind::Message(entry) = field.kind() else {
+            return None;
+        };
+        let (key_field, value_field) = (entry.map_entry_key_field(), entry.map_entry_value_field());
+        let Some(entries) = node.as_map() else {
+            self.error(
+                node.mark,
+                format!("`{}` must be a mapping, got {}", field.name(), node.shape()),
+            );
+            return None;
+        };
+        let mut map = HashMap::new();
+        let mut ok = true;
+        for (k, v) in entries {
+            let key = self.map_key(&key_field.kind(), k);
+            let value = self.value(&value_field.kind(), v, field.name());
+            match (key, value) {
+                (Some(key), Some(value)) => {
+                    if map.insert(key, value).is_some() {
+                        self.error(k.mark, format!("duplicate key in map `{}`", field.name()));
+                        ok = false;
+                    }
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(Value::Map(map))
+    }
+
+    fn map_key(&mut self, kind: &Kind, node: &Node) -> Option<MapKey> {
+        let Some(text) = node.as_scalar().map(|s| s.text.clone()) else {
+            self.error(node.mark, "a map key must be a scalar");
+            return None;
+        };
+        let key = match kind {
+            Kind::String => Some(MapKey::String(text.clone())),
+            Kind::Bool => match text.as_str() {
+                "true" => Some(MapKey::Bool(true)),
+                "false" => Some(MapKey::Bool(false)),
+                _ => None,
+            },
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => text.parse().ok().map(MapKey::I32),
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => text.parse().ok().map(MapKey::I64),
+            Kind::Uint32 | Kind::Fixed32 => text.parse().ok().map(MapKey::U32),
+            Kind::Uint64 | Kind::Fixed64 => text.parse().ok().map(MapKey::U64),
+            _ => None,
+        };
+        if key.is_none() {
+            let text = node.as_scalar().map_or("", |s| s.text.as_str());
+            self.error(
+                node.mark,
+                format!("`{text}` is not a valid map key of type {kind:?}"),
+            );
+        }
+        key
+    }
+
+    /// Decodes one singular value of `kind`; `field` names it in messages.
+    fn value(&mut self, kind: &Kind, node: &Node, field: &str) -> Option<Value> {
+        match kind {
+            Kind::Message(desc) => self.message_value(desc, node).map(Value::Message),
+            Kind::Enum(e) => self.enum_value(e, node, field),
+            Kind::String => self.string(node, field).map(Value::String),
+            Kind::Bytes => {
+                let text = self.string(node, field)?;
+                match decode_base64(&text) {
+                    Some(bytes) => Some(Value::Bytes(bytes.into())),
+                    None => {
+                        self.error(node.mark, format!("`{field}` must be base64-encoded bytes"));
+                        None
+                    }
+                }
+            }
+            Kind::Bool => match node.as_scalar().map(|s| s.value()) {
+                Some(ScalarValue::Bool(b)) => Some(Value::Bool(b)),
+                // Envoy's JSON parser also takes the strings "true" and "false".
+                Some(ScalarValue::Str("true")) => Some(Value::Bool(true)),
+                Some(ScalarValue::Str("false")) => Some(Value::Bool(false)),
+                _ => {
+                    self.error(
+                        node.mark,
+                        format!("`{field}` must be true or false, got {}", node.shape()),
+                    );
+                    None
+                }
+            },
+            Kind::Float | Kind::Double => {
+                let v = self.float(node, field)?;
+                Some(if matches!(kind, Kind::Float) {
+                    Value::F32(v as f32)
+                } else {
+                    Value::F64(v)
+                })
+            }
+            _ => self.integer(kind, node, field),
+        }
+    }
+
+    fn string(&mut self, node: &Node, field: &str) -> Option<String> {
+        match node.as_scalar().map(|s| s.value()) {
+            Some(ScalarValue::Str(s)) => Some(s.to_string()),
+            Some(ScalarValue::Bool(_)) | Some(ScalarValue::Int(_)) => {
+                let text = node.as_scalar().map_or("", |s| s.text.as_str());
+                self.error(
+                    node.mark,
+                    format!(
+                        "`{field}` must be a string; Envoy reads the unquoted `{text}` as {}: quote it",
+                        node.shape()
+                    ),
+                );
+                None
+            }
+            _ => {
+                self.error(
+                    node.mark,
+                    format!("`{field}` must be a string, got {}", node.shape()),
+                );
+                None
+            }
+        }
+    }
+
+    fn float(&mut self, node: &Node, field: &str) -> Option<f64> {
+        let parsed = match node.as_scalar().map(|s| s.value()) {
+            Some(ScalarValue::Int(i)) => Some(i as f64),
+            Some(ScalarValue::Str(s)) => match s {
+                "NaN" => Some(f64::NAN),
+                "Infinity" => Some(f64::INFINITY),
+                "-Infinity" => Some(f64::NEG_INFINITY),
+                _ if s
+                    .bytes()
+                    .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') =>
+                {
+                    None
+                }
+                _ => s.parse::<f64>().ok(),
+            },
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.error(
+                node.mark,
+                format!("`{field}` must be a number, got {}", node.shape()),
+            );
+        }
+        parsed
+    }
+
+    fn integer(&mut self, kind: &Kind, node: &Node, field: &str) -> Option<Value> {
+        let parsed: Option<i128> = match node.as_scalar().map(|s| s.value()) {
+            Some(ScalarValue::Int(i)) => Some(i128::from(i)),
+            Some(ScalarValue::Str(s)) => parse_json_integer(s),
+            _ => None,
+        };
+        let Some(n) = parsed else {
+            self.error(
+                node.mark,
+                format!("`{field}` must be an integer, got {}", node.shape()),
+            );
+            return None;
+        };
+        if node.as_scalar().is_some_and(|s| s.is_non_decimal_int()) {
+            self.warning(
+                node.mark,
+                format!(
+                    "`{field}` is written in hex or octal; Envoy accepts it, but decimal is clearer"
+                ),
+            );
+        }
+        let value = match kind {
+            Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => i32::try_from(n).ok().map(Value::I32),
+            Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => i64::try_from(n).ok().map(Value::I64),
+            Kind::Uint32 | Kind::Fixed32 => u32::try_from(n).ok().map(Value::U32),
+            Kind::Uint64 | Kind::Fixed64 => u64::try_from(n).ok().map(Value::U64),
+            _ => None,
+        };
+        if value.is_none() {
+            self.error(
+                node.mark,
+                format!("`{field}`: {n} is out of range for {kind:?}"),
+            );
+        }
+        value
+    }
+
+    fn enum_value(
+        &mut self,
+        e: &prost_reflect::EnumDescriptor,
+        node: &Node,
+        field: &str,
+    ) -> Option<Value> {
+        if e.full_name() == "google.protobuf.NullValue" && node.is_null() {
+            return Some(Value::EnumNumber(0));
+        }
+        match node.as_scalar().map(|s| s.value()) {
+            Some(ScalarValue::Str(name)) => match e.get_value_by_name(name) {
+                Some(v) => Some(Value::EnumNumber(v.number())),
+                None => {
+                    let names: Vec<String> =
+                        e.values().map(|v| v.name().to_string()).take(12).collect();
+                    self.error(
+                        node.mark,
+                        format!(
+                            "`{field}`: unknown {} value `{name}` (expected one of {})",
+                            e.name(),
+                            names.join(", ")
+                        ),
+                    );
+                    None
+                }
+            },
+            Some(ScalarValue::Int(n)) => i32::try_from(n).ok().map(Value::EnumNumber),
+            _ => {
+                self.error(
+                    node.mark,
+                    format!("`{field}` must be an enum name, got {}", node.shape()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Message-typed values, including the well-known types with special JSON forms.
+    fn message_value(&mut self, desc: &MessageDescriptor, node: &Node) -> Option<DynamicMessage> {
+        let name = desc.full_name();
+        match name {
+            "google.protobuf.Any" => self.any(desc, node),
+            "google.protobuf.Duration" => self.duration(desc, node),
+            "google.protobuf.Timestamp" => self.timestamp(desc, node),
+            "google.protobuf.FieldMask" => {
+                let text = self.string(node, "FieldMask")?;
+                let paths: Vec<Value> = text
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| Value::String(camel_to_snake(p)))
+                    .collect();
+                Some(with_field(desc, "paths", Value::List(paths)))
+            }
+            "google.protobuf.Struct" => self.structure(desc, node),
+            "google.protobuf.Value" => self.json_value(desc, node),
+            "google.protobuf.ListValue" => self.list_value(desc, node),
+            _ if is_wrapper(name) => {
+                let inner = desc.get_field_by_name("value")?;
+                let v = self.value(&inner.kind(), node, desc.name())?;
+                Some(with_field(desc, "value", v))
+            }
+            _ => {
+                let before = self.diags.error_count();
+                let msg = self.message(desc, node, &[]);
+                (self.diags.error_count() == before || node.as_map().is_some()).then_some(msg)
+            }
+        }
+    }
+
+    fn any(&mut self, desc: &MessageDescriptor, node: &Node) -> Option<DynamicMessage> {
+        let Some(type_node) = node.get("@type") else {
+            self.error(
+                node.mark,
+                format!("an Any needs \"@type\", got {}", node.shape()),
+            );
+            return None;
+        };
+        let url = self.string(type_node, "@type")?;
+        let Some(inner_desc) = schema::message_by_type_url(&url) else {
+            return self.unknown_any(desc, node, type_node, url);
+        };
+        if schema::is_work_in_progress(&inner_desc) {
+            return self.work_in_progress_any(desc, node, &inner_desc, url);
+        }
+        let inner = if has_special_json(inner_desc.full_name()) {
+            for (k, _) in node.as_map().unwrap_or(&[]) {
+                if !matches!(k.as_str(), Some("@type" | "value")) {
+                    self.error(
+                        k.mark,
+                        format!(
+                            "unknown field `{}` in an Any of {}",
+                            k.as_str().unwrap_or("?"),
+                            inner_desc.full_name()
+                        ),
+                    );
+                }
+            }
+            let value = node.get("value")?;
+            self.message_value(&inner_desc, value)?
+        } else {
+            self.message(&inner_desc, node, &["@type"])
+        };
+        if matches!(
+            inner_desc.full_name(),
+            "xds.type.v3.TypedStruct" | "udpa.type.v1.TypedStruct"
+        ) {
+            self.typed_struct_content(node);
+        }
+        let mut any = DynamicMessage::new(desc.clone());
+        any.set_field_by_name("type_url", Value::String(url));
+        any.set_field_by_name("value", Value::Bytes(inner.encode_to_vec().into()));
+        Some(any)
+    }
+
+    /// A type URL the schema lacks. A message in a package the schema knows
+    /// is a typo (an error, as in Envoy); an extension package the schema
+    /// lacks entirely is taken to be newer than xdsd's Envoy API: a warning,
+    /// and the content is carried as a TypedStruct, which Envoy converts and
+    /// checks itself.
+    fn unknown_any(
+        &mut self,
+        desc: &MessageDescriptor,
+        node: &Node,
+        type_node: &Node,
+        url: String,
+    ) -> Option<DynamicMessage> {
+        let name = url.rsplit_once('/').map_or(url.as_str(), |(_, n)| n);
+        let package = name.rsplit_once('.').map_or("", |(p, _)| p);
+        let package_known = schema::pool()
+            .all_messages()
+            .any(|m| m.package_name() == package);
+        if package_known || !name.starts_with("envoy.extensions.") {
+            self.error(type_node.mark, format!("unknown type URL `{url}`"));
+            return None;
+        }
+        self.warning(
+            type_node.mark,
+            format!("`{name}` is not in xdsd's Envoy schema; its fields are not checked, and it is served as a TypedStruct for Envoy to check"),
+        );
+        self.typed_struct_any(desc, node, url)
+    }
+
+    /// Work-in-progress Envoy APIs change between releases, so xdsd's schema
+    /// may lag the Envoy it serves: problems found in them are warnings, and
+    /// content that does not fit the schema is carried as a TypedStruct.
+    fn work_in_progress_any(
+        &mut self,
+        desc: &MessageDescriptor,
+        node: &Node,
+        inner_desc: &MessageDescriptor,
+        url: String,
+    ) -> Option<DynamicMessage> {
+        let mut scratch = Diagnostics::default();
+        let inner = Decoder::new(Arc::clone(&self.file), &mut scratch, self.rules).message(
+            inner_desc,
+            node,
+            &["@type"],
+        );
+        let clean = scratch.is_ok();
+        let note = format!(
+            "in work-in-progress API {}, which may differ in the Envoy you run",
+            inner_desc.package_name()
+        );
+        self.diags.extend_as_warnings(scratch, &note);
+        if !clean {
+            return self.typed_struct_any(desc, node, url);
+        }
+        let mut any = DynamicMessage::new(desc.clone());
+        any.set_field_by_name("type_url", Value::String(url));
+        any.set_field_by_name("value", Value::Bytes(inner.encode_to_vec().into()));
+        Some(any)
+    }
+
+    /// An Any holding a TypedStruct with the node's fields (all but `"@type"`) as its Struct.
+    fn typed_struct_any(
+        &mut self,
+        desc: &MessageDescriptor,
+        node: &Node,
+        url: String,
+    ) -> Option<DynamicMessage> {
+        let struct_desc = schema::pool().get_message_by_name("google.protobuf.Struct")?;
+        let without_type = Node {
+            kind: NodeKind::Map(
+                node.as_map()?
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != Some("@type"))
+                    .cloned()
+                    .collect(),
+            ),
+            mark: node.mark,
+        };
+        let content = self.structure(&struct_desc, &without_type)?;
+        let typed_struct_desc = schema::pool().get_message_by_name(schema::TYPED_STRUCT)?;
+        let mut typed_struct = with_field(&typed_struct_desc, "type_url", Value::String(url));
+        typed_struct.set_field_by_name("value", Value::Message(content));
+        let mut any = with_field(
+            desc,
+            "type_url",
+            Value::String(format!(
+                "{}{}",
+                schema::TYPE_URL_PREFIX,
+                schema::TYPED_STRUCT
+            )),
+        );
+        any.set_field_by_name("value", Value::Bytes(typed_struct.encode_to_vec().into()));
+        Some(any)
+    }
+
+    /// A TypedStruct carries a message as a Struct; Envoy converts it to the
+    /// named type, so its fields are checked as that type.
+    fn typed_struct_content(&mut self, node: &Node) {
+        let (Some(url), Some(value)) = (
+            node.get("type_url").and_then(Node::as_str),
+            node.get("value"),
+        ) else {
+            return;
+        };
+        if let Some(desc) = schema::message_by_type_url(url) {
+            self.message(&desc, value, &[]);
+        }
+    }
+
+    fn duration(&mut self, desc: &MessageDescriptor, node: &Node) -> Option<DynamicMessage> {
+        let text = self.string(node, "duration")?;
+        let Some((seconds, nanos)) = parse_duration(&text) else {
+            self.error(
+                node.mark,
+                format!(
+                    "`{text}` is not a duration; write seconds with an `s` suffix, e.g. \"1.5s\""
+                ),
+            );
+            return None;
+        };
+        if seconds < 0 || nanos < 0 {
+            self.error(
+                node.mark,
+                format!("duration `{text}` is negative; Envoy rejects negative durations"),
+            );
+            return None;
+        }
+        if seconds > MAX_DURATION_SECONDS {
+            self.error(node.mark, format!("duration `{text}` is out of range"));
+            return None;
+        }
+        let mut msg = with_field(desc, "seconds", Value::I64(seconds));
+        msg.set_field_by_name("nanos", Value::I32(nanos));
+        Some(msg)
+    }
+
+    fn timestamp(&mut self, desc: &MessageDescriptor, node: &Node) -> Option<DynamicMessage> {
+        let text = self.string(node, "timestamp")?;
+        let Some((seconds, nanos)) = parse_rfc3339(&text) else {
+            self.error(node.mark, format!("`{text}` is not an RFC 3339 timestamp"));
+            return None;
+        };
+        let mut msg = with_field(desc, "seconds", Value::I64(seconds));
+        msg.set_field_by_name("nanos", Value::I32(nanos));
+        Some(msg)
+    }
+
+    fn structure(&mut self, desc: &MessageDescriptor, node: &Node) -> Option<DynamicMessage> {
+        let Some(entries) = node.as_map() else {
+            self.error(
+                node.mark,
+                format!("a Struct must be a mapping, got {}", node.shape()),
+            );
+            return None;
+        };
+        let value_desc = schema::pool().get_message_by_name("google.protobuf.Value")?;
+        let mut fields = HashMap::new();
+        for (k, v) in entries {
+            let Some(key) = k.as_scalar().map(|s| s.text.clone()) else {
+                self.error(k.mark, "a Struct key must be a scalar");
+                continue;
+            };
+            if let Some(value) = self.json_value(&value_desc, v) {
+                fields.insert(MapKey::String(key), Value::Message(value));
+            }
+        }
+        Some(with_field(desc, "fields", Value::Map(fields)))
+    }
+
+    fn list_value(&mut self, desc: &MessageDescriptor, node: &Node) -> Option<DynamicMessage> {
+        let NodeKind::Seq(items) = &node.kind else {
+            self.error(
+                node.mark,
+                format!("a ListValue must be a list, got {}", node.shape()),
+            );
+            return None;
+        };
+        let value_desc = schema::pool().get_message_by_name("google.protobuf.Value")?;
+        let values = items
+            .iter()
+            .filter_map(|i| self.json_value(&value_desc, i))
+            .map(Value::Message)
+            .collect();
+        Some(with_field(desc, "values", Value::List(values)))
+    }
+
+    fn json_value(&mut self, desc: &MessageDescriptor, node: &Node) -> Option<DynamicMessage> {
+        let pool = schema::pool();
+        let (field, value) = match &node.kind {
+            NodeKind::Map(_) => {
+                let d = pool.get_message_by_name("google.protobuf.Struct")?;
+                ("struct_value", Value::Message(self.structure(&d, node)?))
+            }
+            NodeKind::Seq(_) => {
+                let d = pool.get_message_by_name("google.protobuf.ListValue")?;
+                ("list_value", Value::Message(self.list_value(&d, node)?))
+            }
+            NodeKind::Scalar(s) => match s.value() {
+                ScalarValue::Null => ("null_value", Value::EnumNumber(0)),
+                ScalarValue::Bool(b) => ("bool_value", Value::Bool(b)),
+                ScalarValue::Int(i) => ("number_value", Value::F64(i as f64)),
+                ScalarValue::Str(t) => ("string_value", Value::String(t.to_string())),
+            },
+        };
+        Some(with_field(desc, field, value))
+    }
+}
+
+const MAX_DURATION_SECONDS: i64 = 315_576_000_000;
+
+fn with_field(desc: &MessageDescriptor, name: &str, value: Value) -> DynamicMessage {
+    let mut msg = DynamicMessage::new(desc.clone());
+    msg.set_field_by_name(name, value);
+    msg
+}
+
+fn is_value_type(field: &FieldDescriptor) -> bool {
+    matches!(field.kind(), Kind::Message(m) if m.full_name() == "google.protobuf.Value")
+}
+
+fn is_wrapper(name: &str) -> bool {
+    matches!(
+        name,
+        "google.protobuf.DoubleValue"
+            | "google.protobuf.FloatValue"
+            | "google.protobuf.Int64Value"
+            | "google.protobuf.UInt64Value"
+            | "google.protobuf.Int32Value"
+            | "google.protobuf.UInt32Value"
+            | "google.protobuf.BoolValue"
+            | "google.protobuf.StringValue"
+            | "google.protobuf.BytesValue"
+    )
+}
+
+fn has_special_json(name: &str) -> bool {
+    is_wrapper(name)
+        || matches!(
+            name,
+            "google.protobuf.Duration"
+                | "google.protobuf.Timestamp"
+                | "google.protobuf.FieldMask"
+                | "google.protobuf.Struct"
+                | "google.protobuf.Value"
+                | "google.protobuf.ListValue"
+                | "google.protobuf.Any"
+        )
+}
+
+fn is_deprecated(field: &FieldDescriptor) -> bool {
+    field
+        .field_descriptor_proto()
+        .options
+        .as_ref()
+        .is_some_and(|o| o.deprecated())
+}
+
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(text).ok())
+}
+
+/// A JSON-mapping integer in a string: decimal, optionally with an exponent
+/// or a zero fraction (`"1e3"`, `"10.0"`), as protobuf accepts.
+fn parse_json_integer(s: &str) -> Option<i128> {
+    if let Ok(n) = s.parse::<i128>() {
+        return Some(n);
+    }
+    let f: f64 = s.parse().ok().filter(|_| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || b".eE+-".contains(&b))
+    })?;
+    (f.fract() == 0.0 && f.abs() < 1.8e19).then_some(f as i128)
+}
+
+/// Parses a proto3 JSON duration (`"1.5s"`, `"-0.25s"`) into seconds and nanos.
+pub fn parse_duration(text: &str) -> Option<(i64, i32)> {
+    let body = text.strip_suffix('s')?;
+    let (neg, body) = match body.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, body),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 9
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let seconds: i64 = int.parse().ok()?;
+    let nanos: i32 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    Some(if neg {
+        (-seconds, -nanos)
+    } else {
+        (seconds, nanos)
+    })
+}
+
+/// Parses an RFC 3339 timestamp (`2024-01-02T03:04:05.5Z`, offsets allowed).
+fn parse_rfc3339(text: &str) -> Option<(i64, i32)> {
+    let b = text.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, s) = (
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    );
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut nanos = 0i32;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        nanos = format!("{:0<9}", &frac[..digits]).parse().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (oh, om) = rest[1..].split_once(':')?;
+            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+        }
+    };
+    // Days from the civil date (proleptic Gregorian), as in Howard Hinnant's algorithm.
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60 + s - offset, nanos))
+}
+
+fn camel_to_snake(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::{Limits, parse_documents};
+
+    fn decode(type_name: &str, text: &str) -> (DynamicMessage, Vec<String>) {
+        let node = parse_documents(text, Limits::default())
+            .expect("yaml")
+            .remove(0);
+        let mut diags = Diagnostics::default();
+        let mut rules = Rules::default();
+        let desc = schema::pool().get_message_by_name(type_name).expect("type");
+        let msg = Decoder::new(Arc::from("t.yaml"), &mut diags, &mut rules).message(
+            &desc,
+            &node,
+            &["@type"],
+        );
+        let errors = diags
+            .sorted()
+            .iter()
+            .filter(|d| d.severity == crate::diag::Severity::Error)
+            .map(|d| d.to_string())
+            .collect();
+        (msg, errors)
+    }
+
+    const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
+
+    #[test]
+    fn a_valid_cluster_decodes_without_errors() {
+        let (msg, errors) = decode(
+            CLUSTER,
+            "name: backend\nconnectTimeout: 0.25s\ntype: STRICT_DNS\nlb_policy: ROUND_ROBIN\nmetadata:\n  filter_metadata:\n    x: {a: [1, null, 'b'], c: {d: true}}\nload_assignment:\n  cluster_name: backend\n  endpoints:\n  - lb_endpoints:\n    - endpoint:\n        address:\n          socket_address: {address: 127.0.0.1, port_value: 8080}\n",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        let timeout = msg.get_field_by_name("connect_timeout").expect("set");
+        let nanos = timeout
+            .as_message()
+            .and_then(|m| m.get_field_by_name("nanos"))
+            .and_then(|v| v.as_i32());
+        assert_eq!(nanos, Some(250_000_000));
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_node() {
+        let (_, errors) = decode(
+            CLUSTER,
+            "name: b\nconnect_timeout: 5 seconds\nlb_policy: ROUND_ROBINN\nbogus: 1\n",
+        );
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[0].starts_with("t.yaml:2:18: error: `5 seconds` is not a duration"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("t.yaml:3:12: error: `lb_policy`: unknown"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].starts_with("t.yaml:4:1: error: unknown field `bogus`"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn plain_numbers_and_bools_are_not_strings() {
+        let (_, errors) = decode(CLUSTER, "name: 123\n");
+        assert!(errors[0].contains("quote it"), "{errors:?}");
+        let (_, errors) = decode(CLUSTER, "name: on\n");
+        assert!(errors[0].contains("as a bool"), "{errors:?}");
+        let (_, errors) = decode(CLUSTER, "name: '123'\n");
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn any_is_decoded_by_type_and_located_inside() {
+        let text = "name: l\naddress: {socket_address: {address: 0.0.0.0, port_value: 80}}\nfilter_chains:\n- filters:\n  - name: hcm\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n      stat_prefix: x\n      nope: 1\n";
+        let (_, errors) = decode("envoy.config.listener.v3.Listener", text);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("t.yaml:9:7: error: unknown field `nope`")),
+            "{errors:?}"
+        );
+        let (_, errors) = decode(
+            "envoy.config.listener.v3.Listener",
+            &text
+                .replace("HttpConnectionManager", "Nope")
+                .replace("      nope: 1\n", ""),
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("unknown type URL")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn oneof_members_exclude_each_other() {
+        let (_, errors) = decode("envoy.config.route.v3.RouteMatch", "prefix: /\npath: /x\n");
+        assert!(
+            errors[0].starts_with("t.yaml:2:1: error: `path` and `prefix` are both set"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn durations_and_timestamps_parse() {
+        assert_eq!(parse_duration("1.5s"), Some((1, 500_000_000)));
+        assert_eq!(parse_duration("-0.001s"), Some((0, -1_000_000)));
+        assert_eq!(parse_duration("1m"), None);
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Some((1, 0)));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:00:00.25+01:00"),
+            Some((1_709_204_400, 250_000_000))
+        );
+    }
+}

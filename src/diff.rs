@@ -1,0 +1,179 @@
+//! Resource-level comparison of two node views: added, removed and changed
+//! resources per type, and for each changed one the fields that differ.
+
+use crate::render::to_json;
+use crate::resource::Resource;
+use crate::schema::ResourceType;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// One field that differs; `None` where the field is absent on that side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldChange {
+    /// Path like `virtual_hosts[0].routes[1].route.cluster`.
+    pub path: String,
+    /// The old value.
+    pub old: Option<Value>,
+    /// The new value.
+    pub new: Option<Value>,
+}
+
+/// The differences for one resource type.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct TypeDiff {
+    /// Names only in the new set.
+    pub added: Vec<String>,
+    /// Names only in the old set.
+    pub removed: Vec<String>,
+    /// Names in both, with the fields that changed.
+    pub changed: Vec<(String, Vec<FieldChange>)>,
+}
+
+impl TypeDiff {
+    fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// Compares two views; only types with differences are returned, in type order.
+pub fn diff(old: &[&Resource], new: &[&Resource]) -> BTreeMap<ResourceType, TypeDiff> {
+    let index = |set: &[&Resource]| -> BTreeMap<(ResourceType, String), Value> {
+        set.iter()
+            .map(|r| ((r.rtype, r.name.clone()), to_json(r)))
+            .collect()
+    };
+    let (old, new) = (index(old), index(new));
+    let mut out: BTreeMap<ResourceType, TypeDiff> = BTreeMap::new();
+    for ((t, name), old_value) in &old {
+        match new.get(&(*t, name.clone())) {
+            None => out.entry(*t).or_default().removed.push(name.clone()),
+            Some(new_value) if new_value != old_value => {
+                let mut changes = Vec::new();
+                field_changes("", old_value, new_value, &mut changes);
+                out.entry(*t)
+                    .or_default()
+                    .changed
+                    .push((name.clone(), changes));
+            }
+            Some(_) => {}
+        }
+    }
+    for (t, name) in new.keys() {
+        if !old.contains_key(&(*t, name.clone())) {
+            out.entry(*t).or_default().added.push(name.clone());
+        }
+    }
+    out.retain(|_, d| !d.is_empty());
+    out
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn field_changes(path: &str, old: &Value, new: &Value, out: &mut Vec<FieldChange>) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, av) in a {
+                match b.get(k) {
+                    Some(bv) => field_changes(&join(path, k), av, bv, out),
+                    None => out.push(FieldChange {
+                        path: join(path, k),
+                        old: Some(av.clone()),
+                        new: None,
+                    }),
+                }
+            }
+            for (k, bv) in b {
+                if !a.contains_key(k) {
+                    out.push(FieldChange {
+                        path: join(path, k),
+                        old: None,
+                        new: Some(bv.clone()),
+                    });
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for i in 0..a.len().max(b.len()) {
+                let p = format!("{path}[{i}]");
+                match (a.get(i), b.get(i)) {
+                    (Some(x), Some(y)) => field_changes(&p, x, y, out),
+                    (x, y) => out.push(FieldChange {
+                        path: p,
+                        old: x.cloned(),
+                        new: y.cloned(),
+                    }),
+                }
+            }
+        }
+        _ if old != new => out.push(FieldChange {
+            path: path.to_string(),
+            old: Some(old.clone()),
+            new: Some(new.clone()),
+        }),
+        _ => {}
+    }
+}
+
+/// Human-readable report: `+` added, `-` removed, `~` changed with field lines.
+pub fn report(diffs: &BTreeMap<ResourceType, TypeDiff>) -> String {
+    let mut out = String::new();
+    for (t, d) in diffs {
+        let _ = writeln!(out, "{}:", t.kind_name());
+        for name in &d.added {
+            let _ = writeln!(out, "  + {name}");
+        }
+        for name in &d.removed {
+            let _ = writeln!(out, "  - {name}");
+        }
+        for (name, changes) in &d.changed {
+            let _ = writeln!(out, "  ~ {name}");
+            for c in changes {
+                let show = |v: &Option<Value>| {
+                    v.as_ref()
+                        .map_or_else(|| "(unset)".to_string(), Value::to_string)
+                };
+                let _ = writeln!(
+                    out,
+                    "      {}: {} -> {}",
+                    c.path,
+                    show(&c.old),
+                    show(&c.new)
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::load_str;
+
+    #[test]
+    fn added_removed_and_changed_fields() {
+        let c = |name: &str, timeout: &str| {
+            format!(
+                "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: {name}\nconnect_timeout: {timeout}\n---\n"
+            )
+        };
+        let old = load_str("o.yaml", &(c("a", "1s") + &c("b", "1s")));
+        let new = load_str("n.yaml", &(c("a", "2s") + &c("c", "1s")));
+        let o: Vec<&Resource> = old.resources.iter().collect();
+        let n: Vec<&Resource> = new.resources.iter().collect();
+        let d = diff(&o, &n);
+        let text = report(&d);
+        assert_eq!(
+            text,
+            "Cluster:\n  + c\n  - b\n  ~ a\n      connect_timeout: \"1s\" -> \"2s\"\n"
+        );
+        assert!(diff(&o, &o).is_empty());
+    }
+}

@@ -1,0 +1,28 @@
+//! xdsd: a file-driven xDS control plane for Envoy and proxyless gRPC.
+//!
+//! Data flows through the modules in this order:
+//!
+//! * [`yaml`]: located YAML (every node keeps its line and column);
+//! * [`schema`]: the Envoy descriptor pool and the served resource types;
+//! * [`decode`] + [`rules`]: YAML → protobuf by the proto3 JSON mapping, with
+//!   `validate.rules` checked as each message is built;
+//! * [`loader`]: directory walk and the three document forms → [`resource`]s;
+//! * [`validate`]: cross-resource checks (references, duplicates, Envoy's rules);
+//! * [`selector`]: which nodes see which resources;
+//! * [`render`], [`diff`]: per-node output and change review;
+//! * [`diag`]: located findings and their output formats;
+//! * [`cli`]: the `xdsd` command line.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod decode;
+pub mod diag;
+pub mod diff;
+pub mod loader;
+pub mod render;
+pub mod resource;
+pub mod rules;
+pub mod schema;
+pub mod selector;
+pub mod validate;
+pub mod yaml;

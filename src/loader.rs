@@ -1,0 +1,507 @@
+//! Config loading: walks `--dir`, parses every YAML/JSON file, recognises the
+//! three document forms of the SPEC (bare `"@type"` resource, `kind`/`nodes`/
+//! `spec` envelope, `DiscoveryResponse` with `resources:`) and decodes each
+//! resource against the Envoy schema.
+
+use crate::decode::Decoder;
+use crate::diag::{Diagnostics, Location};
+use crate::resource::Resource;
+use crate::rules::Rules;
+use crate::schema::{self, ResourceType};
+use crate::selector::NodeSelector;
+use crate::yaml::{self, Mark, Node, NodeKind};
+use prost_reflect::{DynamicMessage, Value};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The result of loading a directory: every resource that could be read, and every finding.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Resources in file order (sorted paths, then document order).
+    pub resources: Vec<Resource>,
+    /// Syntax, schema and `validate.rules` findings.
+    pub diagnostics: Diagnostics,
+}
+
+/// Loading could not even start (the directory is missing or unreadable).
+#[derive(Debug)]
+pub struct LoadError(pub String);
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Largest file read; larger ones are reported, not read.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+const DISCOVERY_RESPONSE: &str = "envoy.service.discovery.v3.DiscoveryResponse";
+
+/// Loads every `*.yaml`, `*.yml` and `*.json` below `dir`, skipping names that start with `.`.
+pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
+    let meta = std::fs::metadata(dir).map_err(|e| LoadError(format!("{}: {e}", dir.display())))?;
+    if !meta.is_dir() {
+        return Err(LoadError(format!("{}: not a directory", dir.display())));
+    }
+    let mut files = Vec::new();
+    let mut diagnostics = Diagnostics::default();
+    let mut visited = HashSet::new();
+    collect_files(dir, &mut files, &mut visited, &mut diagnostics);
+    files.sort();
+    let mut loader = FileLoader {
+        rules: Rules::default(),
+        loaded: Loaded {
+            resources: Vec::new(),
+            diagnostics,
+        },
+    };
+    for path in files {
+        let shown: Arc<str> = Arc::from(path.display().to_string());
+        match read_text(&path) {
+            Ok(text) => loader.load_text(&shown, &text),
+            Err(message) => loader.loaded.diagnostics.error(
+                Location {
+                    file: shown,
+                    mark: None,
+                },
+                message,
+            ),
+        }
+    }
+    Ok(loader.loaded)
+}
+
+/// Loads documents from one text as if it were the file `shown` (used by tests and tools).
+pub fn load_str(shown: &str, text: &str) -> Loaded {
+    let mut loader = FileLoader {
+        rules: Rules::default(),
+        loaded: Loaded::default(),
+    };
+    loader.load_text(&Arc::from(shown), text);
+    loader.loaded
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "file is {} bytes, larger than the limit of {MAX_FILE_BYTES}",
+            meta.len()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    String::from_utf8(bytes)
+        .map_err(|e| format!("not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+}
+
+fn is_config_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+fn collect_files(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    visited: &mut HashSet<PathBuf>,
+    diags: &mut Diagnostics,
+) {
+    // Symlinked directories are followed once; a loop ends at the second visit.
+    let Ok(canonical) = std::fs::canonicalize(dir) else {
+        return;
+    };
+    if !visited.insert(canonical) {
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            diags.error(
+                Location {
+                    file: Arc::from(dir.display().to_string()),
+                    mark: None,
+                },
+                format!("cannot read directory: {e}"),
+            );
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => collect_files(&path, out, visited, diags),
+            Ok(_) if is_config_file(&path) => out.push(path),
+            Ok(_) => {}
+            Err(e) if is_config_file(&path) => diags.error(
+                Location {
+                    file: Arc::from(path.display().to_string()),
+                    mark: None,
+                },
+                format!("cannot read: {e}"),
+            ),
+            Err(_) => {}
+        }
+    }
+}
+
+struct FileLoader {
+    rules: Rules,
+    loaded: Loaded,
+}
+
+impl FileLoader {
+    fn load_text(&mut self, file: &Arc<str>, text: &str) {
+        match yaml::parse_documents(text, yaml::Limits::default()) {
+            Ok(docs) => {
+                for doc in docs {
+                    self.document(file, Arc::new(doc));
+                }
+            }
+            Err(e) => self
+                .loaded
+                .diagnostics
+                .error(Location::at(file, e.mark), format!("YAML: {}", e.message)),
+        }
+    }
+
+    fn error(&mut self, file: &Arc<str>, mark: Mark, message: impl Into<String>) {
+        self.loaded
+            .diagnostics
+            .error(Location::at(file, mark), message);
+    }
+
+    fn document(&mut self, file: &Arc<str>, doc: Arc<Node>) {
+        if doc.is_null() {
+            return;
+        }
+        if doc.as_map().is_none() {
+            self.error(
+                file,
+                doc.mark,
+                format!("a document must be a mapping, got {}", doc.shape()),
+            );
+            return;
+        }
+        let type_name = doc
+            .get("@type")
+            .and_then(Node::as_str)
+            .map(|u| u.rsplit('/').next().unwrap_or(u).to_string());
+        if doc.get("kind").is_some() {
+            self.envelope(file, &doc);
+        } else if doc.get("resources").is_some()
+            && type_name.as_deref().is_none_or(|t| t == DISCOVERY_RESPONSE)
+        {
+            self.discovery_response(file, &doc);
+        } else if doc.get("@type").is_some() {
+            self.bare(file, doc, NodeSelector::default());
+        } else {
+            self.error(
+                file,
+                doc.mark,
+                "not an xdsd document: expected a resource with \"@type\", an envelope with `kind` and `spec`, or a DiscoveryResponse with `resources`",
+            );
+        }
+    }
+
+    fn bare(&mut self, file: &Arc<str>, node: Arc<Node>, selector: NodeSelector) {
+        let Some(type_node) = node.get("@type") else {
+            self.error(file, node.mark, "a resource needs \"@type\"");
+            return;
+        };
+        let Some(url) = type_node.as_str() else {
+            self.error(file, type_node.mark, "\"@type\" must be a string");
+            return;
+        };
+        let Some(desc) = schema::message_by_type_url(url) else {
+            self.error(file, type_node.mark, format!("unknown type URL `{url}`"));
+            return;
+        };
+        let Some(rtype) = ResourceType::from_message_name(desc.full_name()) else {
+            let served: Vec<&str> = ResourceType::ALL.iter().map(|t| t.kind_name()).collect();
+            self.error(
+                file,
+                type_node.mark,
+                format!(
+                    "`{}` is not a resource type xdsd serves ({})",
+                    desc.full_name(),
+                    served.join(", ")
+                ),
+            );
+            return;
+        };
+        self.resource(file, rtype, node, selector);
+    }
+
+    fn envelope(&mut self, file: &Arc<str>, doc: &Node) {
+        for (key, _) in doc.as_map().unwrap_or(&[]) {
+            if !matches!(key.as_str(), Some("kind" | "nodes" | "spec")) {
+                self.error(
+                    file,
+                    key.mark,
+                    format!(
+                        "unknown envelope field `{}` (expected kind, nodes, spec)",
+                        key.as_str().unwrap_or("?")
+                    ),
+                );
+            }
+        }
+        let kind_node = doc.get("kind");
+        let Some(rtype) = kind_node
+            .and_then(Node::as_str)
+            .and_then(ResourceType::from_kind)
+        else {
+            let mark = kind_node.map_or(doc.mark, |n| n.mark);
+            let kinds: Vec<&str> = ResourceType::ALL.iter().map(|t| t.kind_name()).collect();
+            self.error(
+                file,
+                mark,
+                format!(
+                    "unknown kind; expected one of {}, Endpoints, Route",
+                    kinds.join(", ")
+                ),
+            );
+            return;
+        };
+        let selector = match doc.get("nodes") {
+            Some(nodes) => match self.selector(file, nodes) {
+                Some(s) => s,
+                None => return,
+            },
+            None => NodeSelector::default(),
+        };
+        let Some(spec) = doc.get("spec") else {
+            self.error(file, doc.mark, "an envelope needs `spec`");
+            return;
+        };
+        if let Some(t) = spec.get("@type") {
+            let url = t.as_str().unwrap_or("");
+            if schema::message_by_type_url(url)
+                .is_none_or(|d| d.full_name() != rtype.message_name())
+            {
+                self.error(
+                    file,
+                    t.mark,
+                    format!(
+                        "\"@type\" `{url}` does not match kind {}",
+                        rtype.kind_name()
+                    ),
+                );
+                return;
+            }
+        }
+        self.resource(file, rtype, Arc::new(spec.clone()), selector);
+    }
+
+    fn selector(&mut self, file: &Arc<str>, nodes: &Node) -> Option<NodeSelector> {
+        let Some(entries) = nodes.as_map() else {
+            self.error(
+                file,
+                nodes.mark,
+                "`nodes` must be a mapping with `cluster` and/or `id` lists",
+            );
+            return None;
+        };
+        let mut selector = NodeSelector::default();
+        for (key, value) in entries {
+            let list = match key.as_str() {
+                Some("cluster") => &mut selector.cluster,
+                Some("id") => &mut selector.id,
+                _ => {
+                    self.error(
+                        file,
+                        key.mark,
+                        "unknown `nodes` field (expected cluster, id)",
+                    );
+                    return None;
+                }
+            };
+            let NodeKind::Seq(items) = &value.kind else {
+                self.error(file, value.mark, "expected a list of globs");
+                return None;
+            };
+            for item in items {
+                match item.as_scalar() {
+                    Some(s) => list.push(s.text.clone()),
+                    None => {
+                        self.error(file, item.mark, "a glob must be a string");
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(selector)
+    }
+
+    fn discovery_response(&mut self, file: &Arc<str>, doc: &Node) {
+        for (key, _) in doc.as_map().unwrap_or(&[]) {
+            let known = [
+                "@type",
+                "version_info",
+                "versionInfo",
+                "resources",
+                "type_url",
+                "typeUrl",
+                "nonce",
+                "canary",
+                "control_plane",
+                "controlPlane",
+            ];
+            if !key.as_str().is_some_and(|k| known.contains(&k)) {
+                self.error(
+                    file,
+                    key.mark,
+                    format!(
+                        "unknown DiscoveryResponse field `{}`",
+                        key.as_str().unwrap_or("?")
+                    ),
+                );
+            }
+        }
+        let Some(resources) = doc.get("resources") else {
+            return;
+        };
+        let NodeKind::Seq(items) = &resources.kind else {
+            self.error(file, resources.mark, "`resources` must be a list");
+            return;
+        };
+        for item in items {
+            self.bare(file, Arc::new(item.clone()), NodeSelector::default());
+        }
+    }
+
+    fn resource(
+        &mut self,
+        file: &Arc<str>,
+        rtype: ResourceType,
+        node: Arc<Node>,
+        selector: NodeSelector,
+    ) {
+        let desc = rtype.descriptor();
+        let mut message = {
+            let mut decoder = Decoder::new(
+                Arc::clone(file),
+                &mut self.loaded.diagnostics,
+                &mut self.rules,
+            );
+            decoder.message(&desc, &node, &["@type"])
+        };
+        let mut name = message
+            .get_field_by_name(rtype.name_field())
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        if name.is_empty()
+            && rtype == ResourceType::Listener
+            && let Some(derived) = listener_name_from_address(&message)
+        {
+            self.loaded.diagnostics.warning(
+                Location::at(file, node.mark),
+                format!("listener has no `name`; xdsd names it `{derived}` from its address"),
+            );
+            message.set_field_by_name("name", Value::String(derived.clone()));
+            name = derived;
+        }
+        if name.is_empty() {
+            self.error(
+                file,
+                node.mark,
+                format!(
+                    "a {} served over xDS needs a `{}`",
+                    rtype.kind_name(),
+                    rtype.name_field()
+                ),
+            );
+        }
+        self.loaded.resources.push(Resource {
+            rtype,
+            name,
+            selector,
+            message,
+            file: Arc::clone(file),
+            source: node,
+        });
+    }
+}
+
+/// `0.0.0.0_10000` for a socket address, the path for a pipe.
+fn listener_name_from_address(listener: &DynamicMessage) -> Option<String> {
+    let address = listener.get_field_by_name("address")?;
+    let address = address.as_message()?;
+    if let Some(sa) = address
+        .get_field_by_name("socket_address")
+        .filter(|_| address.has_field_by_name("socket_address"))
+    {
+        let sa = sa.as_message()?;
+        let host = sa.get_field_by_name("address")?.as_str()?.to_string();
+        let port = sa.get_field_by_name("port_value")?.as_u32()?;
+        return Some(format!("{host}_{port}"));
+    }
+    let pipe = address
+        .get_field_by_name("pipe")
+        .filter(|_| address.has_field_by_name("pipe"))?;
+    Some(
+        pipe.as_message()?
+            .get_field_by_name("path")?
+            .as_str()?
+            .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLUSTER: &str = "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: a\nconnect_timeout: 1s\n";
+
+    #[test]
+    fn three_document_forms() {
+        let text = format!(
+            "{CLUSTER}---\nkind: Cluster\nnodes: {{cluster: [\"edge*\"]}}\nspec: {{name: b, connect_timeout: 1s}}\n---\nversion_info: \"1\"\nresources:\n- {{\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster, name: c}}\n---\n"
+        );
+        let loaded = load_str("f.yaml", &text);
+        assert!(
+            loaded.diagnostics.is_ok(),
+            "{:?}",
+            loaded.diagnostics.sorted()
+        );
+        let names: Vec<&str> = loaded.resources.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(loaded.resources[1].selector.cluster, ["edge*"]);
+    }
+
+    #[test]
+    fn non_resources_are_errors() {
+        let loaded = load_str(
+            "f.yaml",
+            "\"@type\": type.googleapis.com/envoy.config.core.v3.Address\n---\nfoo: 1\n---\nkind: Nope\nspec: {}\n",
+        );
+        let text: Vec<String> = loaded
+            .diagnostics
+            .sorted()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(text.len(), 3, "{text:?}");
+        assert!(text[0].contains("not a resource type xdsd serves"));
+        assert!(text[1].starts_with("f.yaml:3:1: error: not an xdsd document"));
+        assert!(text[2].starts_with("f.yaml:5:7: error: unknown kind"));
+    }
+
+    #[test]
+    fn nameless_listener_gets_a_name_from_its_address() {
+        let loaded = load_str(
+            "l.yaml",
+            "\"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\naddress: {socket_address: {address: 0.0.0.0, port_value: 10000}}\n",
+        );
+        assert_eq!(loaded.resources[0].name, "0.0.0.0_10000");
+        assert_eq!(loaded.diagnostics.warning_count(), 1);
+    }
+}

@@ -1,0 +1,81 @@
+//! Typed resources as loaded from files, and per-node views of a set.
+
+use crate::diag::Location;
+use crate::schema::ResourceType;
+use crate::selector::{NodeIdentity, NodeSelector};
+use crate::yaml::{Mark, Node};
+use prost_reflect::DynamicMessage;
+use std::sync::Arc;
+
+/// One Envoy resource from the config directory.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    /// Its xDS type.
+    pub rtype: ResourceType,
+    /// Its name (`cluster_name` for endpoints; generated for nameless listeners).
+    pub name: String,
+    /// Which nodes see it.
+    pub selector: NodeSelector,
+    /// The decoded message.
+    pub message: DynamicMessage,
+    /// The file it came from, as reached from `--dir`.
+    pub file: Arc<str>,
+    /// The YAML of the resource body, kept to locate findings made later.
+    pub source: Arc<Node>,
+}
+
+/// One step into a message: a field name, or a list index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathStep {
+    /// A field.
+    Field(prost_reflect::FieldDescriptor),
+    /// An element of a list.
+    Index(usize),
+}
+
+impl Resource {
+    /// Where the resource starts.
+    pub fn location(&self) -> Location {
+        Location::at(&self.file, self.source.mark)
+    }
+
+    /// The location of the value at `path` inside the resource (or the
+    /// deepest part of it that exists in the YAML). Fields inside an
+    /// `Any` are found in the same mapping, as they are written.
+    pub fn locate(&self, path: &[PathStep]) -> Location {
+        Location::at(&self.file, locate_in(&self.source, path))
+    }
+
+    /// Is the resource served to `node`?
+    pub fn visible_to(&self, node: &NodeIdentity) -> bool {
+        self.selector.matches(node)
+    }
+}
+
+/// Walks `path` through the YAML tree, accepting snake_case and lowerCamel keys.
+pub fn locate_in(root: &Node, path: &[PathStep]) -> Mark {
+    let mut node = root;
+    for step in path {
+        let next = match step {
+            PathStep::Field(field) => node
+                .get(field.name())
+                .or_else(|| node.get(field.json_name())),
+            PathStep::Index(i) => match &node.kind {
+                crate::yaml::NodeKind::Seq(items) => items.get(*i),
+                _ => None,
+            },
+        };
+        match next {
+            Some(n) => node = n,
+            None => break,
+        }
+    }
+    node.mark
+}
+
+/// The resources `node` is served, in a stable order (type, then name).
+pub fn view<'a>(resources: &'a [Resource], node: &NodeIdentity) -> Vec<&'a Resource> {
+    let mut seen: Vec<&Resource> = resources.iter().filter(|r| r.visible_to(node)).collect();
+    seen.sort_by(|a, b| (a.rtype, &a.name).cmp(&(b.rtype, &b.name)));
+    seen
+}

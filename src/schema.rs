@@ -1,0 +1,267 @@
+//! The Envoy v3 schema: the descriptor pool every YAML document is typed
+//! against, and the resource types xdsd serves.
+
+use prost_reflect::{DescriptorPool, MessageDescriptor};
+use std::sync::OnceLock;
+
+/// Descriptors of every Envoy v3 message, extension and dependency, as
+/// shipped by the locked `envoy-types` crate with source info stripped
+/// (see `proto/README.md`; a test keeps it in sync).
+static DESCRIPTORS: &[u8] = include_bytes!("../proto/envoy.binpb");
+
+/// The shared descriptor pool, decoded once on first use.
+pub fn pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let built = DescriptorPool::decode(DESCRIPTORS).and_then(|mut pool| {
+            pool.add_file_descriptor_protos(typed_struct_files())?;
+            Ok(pool)
+        });
+        match built {
+            Ok(pool) => pool,
+            // The bytes are compiled in and checked by tests; failing here is a build defect.
+            Err(e) => panic!("embedded Envoy descriptors are corrupt: {e}"),
+        }
+    })
+}
+
+/// The TypedStruct message xdsd uses to carry extensions its schema lacks.
+pub const TYPED_STRUCT: &str = "xds.type.v3.TypedStruct";
+
+/// `xds.type.v3.TypedStruct` and `udpa.type.v1.TypedStruct`: two fields each
+/// (`type_url`, `value` as a Struct). The envoy-types descriptor set omits
+/// them, and Envoy accepts either wherever an extension's `typed_config` goes.
+fn typed_struct_files() -> Vec<prost_reflect::prost_types::FileDescriptorProto> {
+    use prost_reflect::prost_types::{
+        DescriptorProto, FieldDescriptorProto, FileDescriptorProto,
+        field_descriptor_proto::{Label, Type},
+    };
+    let field = |name: &str, number: i32, ty: Type, type_name: Option<&str>| FieldDescriptorProto {
+        name: Some(name.into()),
+        json_name: Some(if name == "type_url" {
+            "typeUrl".into()
+        } else {
+            name.into()
+        }),
+        number: Some(number),
+        label: Some(Label::Optional as i32),
+        r#type: Some(ty as i32),
+        type_name: type_name.map(Into::into),
+        ..Default::default()
+    };
+    [
+        ("xds/type/v3/typed_struct.proto", "xds.type.v3"),
+        ("udpa/type/v1/typed_struct.proto", "udpa.type.v1"),
+    ]
+    .into_iter()
+    .map(|(file, package)| FileDescriptorProto {
+        name: Some(format!("xdsd/{file}")),
+        package: Some(package.into()),
+        dependency: vec!["google/protobuf/struct.proto".into()],
+        message_type: vec![DescriptorProto {
+            name: Some("TypedStruct".into()),
+            field: vec![
+                field("type_url", 1, Type::String, None),
+                field("value", 2, Type::Message, Some(".google.protobuf.Struct")),
+            ],
+            ..Default::default()
+        }],
+        syntax: Some("proto3".into()),
+        ..Default::default()
+    })
+    .collect()
+}
+
+/// True when the message's file is marked work-in-progress (its API may
+/// change between Envoy releases).
+pub fn is_work_in_progress(desc: &MessageDescriptor) -> bool {
+    let options = desc.parent_file().options();
+    [
+        "xds.annotations.v3.file_status",
+        "udpa.annotations.file_status",
+    ]
+    .iter()
+    .any(|name| {
+        pool().get_extension_by_name(name).is_some_and(|ext| {
+            options.has_extension(&ext)
+                && options
+                    .get_extension(&ext)
+                    .as_message()
+                    .and_then(|status| status.get_field_by_name("work_in_progress"))
+                    .and_then(|v| v.as_bool())
+                    == Some(true)
+        })
+    })
+}
+
+/// The prefix of every type URL xdsd writes.
+pub const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
+
+/// Looks up a message by type URL (anything up to the last `/` is the host part).
+pub fn message_by_type_url(url: &str) -> Option<MessageDescriptor> {
+    let name = url.rsplit_once('/').map_or(url, |(_, n)| n);
+    pool().get_message_by_name(name)
+}
+
+/// The xDS resource types xdsd serves, in make-before-break order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceType {
+    /// CDS.
+    Cluster,
+    /// EDS.
+    ClusterLoadAssignment,
+    /// LDS.
+    Listener,
+    /// RDS.
+    RouteConfiguration,
+    /// SRDS.
+    ScopedRouteConfiguration,
+    /// VHDS.
+    VirtualHost,
+    /// SDS.
+    Secret,
+    /// RTDS.
+    Runtime,
+}
+
+impl ResourceType {
+    /// Every type, in make-before-break order.
+    pub const ALL: [ResourceType; 8] = [
+        ResourceType::Cluster,
+        ResourceType::ClusterLoadAssignment,
+        ResourceType::Listener,
+        ResourceType::RouteConfiguration,
+        ResourceType::ScopedRouteConfiguration,
+        ResourceType::VirtualHost,
+        ResourceType::Secret,
+        ResourceType::Runtime,
+    ];
+
+    /// The full protobuf message name.
+    pub fn message_name(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => "envoy.config.cluster.v3.Cluster",
+            ResourceType::ClusterLoadAssignment => "envoy.config.endpoint.v3.ClusterLoadAssignment",
+            ResourceType::Listener => "envoy.config.listener.v3.Listener",
+            ResourceType::RouteConfiguration => "envoy.config.route.v3.RouteConfiguration",
+            ResourceType::ScopedRouteConfiguration => {
+                "envoy.config.route.v3.ScopedRouteConfiguration"
+            }
+            ResourceType::VirtualHost => "envoy.config.route.v3.VirtualHost",
+            ResourceType::Secret => "envoy.extensions.transport_sockets.tls.v3.Secret",
+            ResourceType::Runtime => "envoy.service.runtime.v3.Runtime",
+        }
+    }
+
+    /// The type URL used on the wire.
+    pub fn type_url(self) -> String {
+        format!("{TYPE_URL_PREFIX}{}", self.message_name())
+    }
+
+    /// The short message name, as used in envelopes' `kind`.
+    pub fn kind_name(self) -> &'static str {
+        let full = self.message_name();
+        full.rsplit('.').next().unwrap_or(full)
+    }
+
+    /// The field that holds the resource's name.
+    pub fn name_field(self) -> &'static str {
+        match self {
+            ResourceType::ClusterLoadAssignment => "cluster_name",
+            _ => "name",
+        }
+    }
+
+    /// Parses an envelope `kind` (message name or alias).
+    pub fn from_kind(kind: &str) -> Option<ResourceType> {
+        match kind {
+            "Endpoints" => Some(ResourceType::ClusterLoadAssignment),
+            "Route" => Some(ResourceType::RouteConfiguration),
+            _ => ResourceType::ALL
+                .into_iter()
+                .find(|t| t.kind_name() == kind),
+        }
+    }
+
+    /// Matches a full message name.
+    pub fn from_message_name(name: &str) -> Option<ResourceType> {
+        ResourceType::ALL
+            .into_iter()
+            .find(|t| t.message_name() == name)
+    }
+
+    /// Parses a `--type` argument: kind name, alias, full name, or type URL.
+    pub fn parse_loose(s: &str) -> Option<ResourceType> {
+        let name = s.rsplit_once('/').map_or(s, |(_, n)| n);
+        ResourceType::from_kind(name)
+            .or_else(|| ResourceType::from_message_name(name))
+            .or_else(|| {
+                ResourceType::ALL
+                    .into_iter()
+                    .find(|t| t.kind_name().eq_ignore_ascii_case(name))
+            })
+    }
+
+    /// The descriptor of the resource message.
+    pub fn descriptor(self) -> MessageDescriptor {
+        match pool().get_message_by_name(self.message_name()) {
+            Some(d) => d,
+            None => panic!("descriptor pool lacks {}", self.message_name()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_resource_type_is_in_the_pool() {
+        for t in ResourceType::ALL {
+            assert_eq!(t.descriptor().full_name(), t.message_name());
+        }
+    }
+
+    #[test]
+    fn common_extensions_are_in_the_pool() {
+        for name in [
+            "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "envoy.extensions.filters.http.router.v3.Router",
+            "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "envoy.extensions.filters.http.cors.v3.Cors",
+            "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "xds.type.v3.TypedStruct",
+            "udpa.type.v1.TypedStruct",
+        ] {
+            assert!(pool().get_message_by_name(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn kinds_and_aliases_parse() {
+        assert_eq!(
+            ResourceType::from_kind("Endpoints"),
+            Some(ResourceType::ClusterLoadAssignment)
+        );
+        assert_eq!(
+            ResourceType::from_kind("Route"),
+            Some(ResourceType::RouteConfiguration)
+        );
+        assert_eq!(
+            ResourceType::from_kind("Secret"),
+            Some(ResourceType::Secret)
+        );
+        assert_eq!(
+            ResourceType::parse_loose("cluster"),
+            Some(ResourceType::Cluster)
+        );
+        assert_eq!(
+            ResourceType::parse_loose("type.googleapis.com/envoy.config.listener.v3.Listener"),
+            Some(ResourceType::Listener)
+        );
+    }
+}

@@ -1,0 +1,678 @@
+//! Whole-set validation: what Envoy checks across resources or beyond the
+//! schema. Runs after loading (which already checked syntax, schema and
+//! `validate.rules`):
+//!
+//! * duplicate names of one type that one node could both see;
+//! * references, per node view: route → cluster (also weighted clusters and
+//!   mirrors), tcp_proxy → cluster, listener RDS → RouteConfiguration, EDS
+//!   cluster → ClusterLoadAssignment, SDS over xDS → Secret, scoped route →
+//!   RouteConfiguration; the target must be visible to every node that sees
+//!   the referrer;
+//! * route tables: duplicate virtual-host domains;
+//! * listeners: duplicate addresses, duplicate filter-chain matches;
+//! * HTTP filter chains: the router (a terminal filter) must come last.
+
+use crate::diag::Diagnostics;
+use crate::resource::{PathStep, Resource};
+use crate::schema::{self, ResourceType};
+use prost_reflect::{DynamicMessage, FieldDescriptor, ReflectMessage, Value};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+/// A field path inside a resource.
+type Path = Vec<PathStep>;
+
+/// A name one resource uses to find another.
+#[derive(Debug)]
+struct Reference {
+    target: ResourceType,
+    name: String,
+    path: Path,
+    what: &'static str,
+}
+
+/// A loaded and fully validated directory.
+#[derive(Debug)]
+pub struct Checked {
+    /// Every resource read (also when there are errors).
+    pub resources: Vec<Resource>,
+    /// Every finding of loading and validation.
+    pub diagnostics: Diagnostics,
+}
+
+/// Loads `dir` and runs every check: what `lint`, `render`, `diff` and `serve` share.
+pub fn check_dir(dir: &std::path::Path) -> Result<Checked, crate::loader::LoadError> {
+    let loaded = crate::loader::load_dir(dir)?;
+    let mut diagnostics = loaded.diagnostics;
+    validate(&loaded.resources, &mut diagnostics);
+    Ok(Checked {
+        resources: loaded.resources,
+        diagnostics,
+    })
+}
+
+/// Runs every cross-resource check, adding findings to `diags`.
+pub fn validate(resources: &[Resource], diags: &mut Diagnostics) {
+    check_duplicate_names(resources, diags);
+    let mut referenced: HashSet<(ResourceType, &str)> = HashSet::new();
+    let mut listener_addresses: Vec<(usize, String, Path)> = Vec::new();
+    for (index, resource) in resources.iter().enumerate() {
+        let mut walk = Walk {
+            resource,
+            refs: Vec::new(),
+            diags: &mut *diags,
+            addresses: Vec::new(),
+        };
+        walk.message(&resource.message, &mut Vec::new());
+        if resource.rtype == ResourceType::Cluster {
+            walk.eds_reference();
+        }
+        let Walk {
+            refs, addresses, ..
+        } = walk;
+        for address in addresses {
+            listener_addresses.push((index, address.0, address.1));
+        }
+        for r in refs {
+            check_reference(resource, &r, resources, diags);
+            if let Some(target) = resources
+                .iter()
+                .find(|t| t.rtype == r.target && t.name == r.name)
+            {
+                referenced.insert((target.rtype, target.name.as_str()));
+            }
+        }
+    }
+    check_duplicate_addresses(resources, &listener_addresses, diags);
+    warn_unreferenced(resources, &referenced, diags);
+}
+
+fn check_duplicate_names(resources: &[Resource], diags: &mut Diagnostics) {
+    let mut by_name: HashMap<(ResourceType, &str), Vec<&Resource>> = HashMap::new();
+    for r in resources {
+        if r.name.is_empty() {
+            continue;
+        }
+        let earlier = by_name.entry((r.rtype, r.name.as_str())).or_default();
+        if let Some(first) = earlier.iter().find(|e| e.selector.overlaps(&r.selector)) {
+            diags.error(
+                r.locate(&name_path(r)),
+                format!(
+                    "duplicate {} `{}`: also defined at {} for {}",
+                    r.rtype.kind_name(),
+                    r.name,
+                    first.locate(&name_path(first)),
+                    if first.selector == r.selector {
+                        "the same nodes".to_string()
+                    } else {
+                        "overlapping nodes".to_string()
+                    }
+                ),
+            );
+        }
+        earlier.push(r);
+    }
+}
+
+fn name_path(r: &Resource) -> Path {
+    let field = r
+        .message
+        .descriptor()
+        .get_field_by_name(r.rtype.name_field());
+    field.map(|f| vec![PathStep::Field(f)]).unwrap_or_default()
+}
+
+fn check_reference(
+    referrer: &Resource,
+    r: &Reference,
+    resources: &[Resource],
+    diags: &mut Diagnostics,
+) {
+    let targets: Vec<&Resource> = resources
+        .iter()
+        .filter(|t| t.rtype == r.target && t.name == r.name)
+        .collect();
+    let location = referrer.locate(&r.path);
+    if targets.is_empty() {
+        diags.error(location, format!("{} `{}` does not exist", r.what, r.name));
+        return;
+    }
+    if !targets
+        .iter()
+        .any(|t| t.selector.covers(&referrer.selector))
+    {
+        let seen_by: Vec<String> = targets.iter().map(|t| t.selector.describe()).collect();
+        diags.error(
+            location,
+            format!(
+                "{} `{}` is served to {}, but this {} is served to {}: some nodes would lack it",
+                r.what,
+                r.name,
+                seen_by.join(" / "),
+                referrer.rtype.kind_name(),
+                referrer.selector.describe()
+            ),
+        );
+    }
+}
+
+fn check_duplicate_addresses(
+    resources: &[Resource],
+    addresses: &[(usize, String, Path)],
+    diags: &mut Diagnostics,
+) {
+    for (i, (index, address, path)) in addresses.iter().enumerate() {
+        let resource = &resources[*index];
+        let clash = addresses[..i].iter().find(|(other, a, _)| {
+            a == address
+                && other != index
+                && resources[*other].selector.overlaps(&resource.selector)
+        });
+        if let Some((other, _, other_path)) = clash {
+            diags.error(
+                resource.locate(path),
+                format!(
+                    "listener `{}` has the same address {address} as listener `{}` ({})",
+                    resource.name,
+                    resources[*other].name,
+                    resources[*other].locate(other_path)
+                ),
+            );
+        }
+    }
+}
+
+fn warn_unreferenced(
+    resources: &[Resource],
+    referenced: &HashSet<(ResourceType, &str)>,
+    diags: &mut Diagnostics,
+) {
+    let any_listener = resources.iter().any(|r| r.rtype == ResourceType::Listener);
+    for r in resources {
+        let unused = match r.rtype {
+            ResourceType::RouteConfiguration => !referenced.contains(&(r.rtype, r.name.as_str())),
+            // Clusters may be used by things outside the directory (bootstrap, other
+            // filters); only flag them when the directory has listeners that could.
+            ResourceType::Cluster => {
+                any_listener
+                    && !referenced.contains(&(r.rtype, r.name.as_str()))
+                    && !mentioned_anywhere(resources, &r.name)
+            }
+            _ => false,
+        };
+        if unused {
+            diags.warning(
+                r.locate(&name_path(r)),
+                format!(
+                    "{} `{}` is not referenced by any resource",
+                    r.rtype.kind_name(),
+                    r.name
+                ),
+            );
+        }
+    }
+}
+
+/// A string field named like a cluster reference anywhere in the set (ext_authz
+/// services, JWKS fetchers, tracers, ...) counts as a use.
+fn mentioned_anywhere(resources: &[Resource], name: &str) -> bool {
+    fn mentions(m: &DynamicMessage, name: &str) -> bool {
+        m.fields().any(|(f, v)| match v {
+            Value::String(s) => s == name && f.name().contains("cluster"),
+            Value::Message(inner) => {
+                mentions(&unpack_any(inner).unwrap_or(Cow::Borrowed(inner)), name)
+            }
+            Value::List(items) => items.iter().any(|i| {
+                i.as_message()
+                    .is_some_and(|m| mentions(&unpack_any(m).unwrap_or(Cow::Borrowed(m)), name))
+            }),
+            _ => false,
+        })
+    }
+    resources
+        .iter()
+        .filter(|r| r.rtype != ResourceType::Cluster)
+        .any(|r| mentions(&r.message, name))
+}
+
+/// Decodes an `Any` into its message, through the schema pool.
+fn unpack_any(m: &DynamicMessage) -> Option<Cow<'_, DynamicMessage>> {
+    if m.descriptor().full_name() != "google.protobuf.Any" {
+        return None;
+    }
+    let url = m.get_field_by_name("type_url")?;
+    let desc = schema::message_by_type_url(url.as_str()?)?;
+    let value = m.get_field_by_name("value")?;
+    DynamicMessage::decode(desc, value.as_bytes()?.clone())
+        .ok()
+        .map(Cow::Owned)
+}
+
+fn field<'m>(m: &'m DynamicMessage, name: &str) -> Option<(FieldDescriptor, Cow<'m, Value>)> {
+    let f = m.descriptor().get_field_by_name(name)?;
+    m.has_field(&f).then(|| (f.clone(), m.get_field(&f)))
+}
+
+fn string_field(m: &DynamicMessage, name: &str) -> Option<(FieldDescriptor, String)> {
+    let (f, v) = field(m, name)?;
+    Some((f, v.as_str()?.to_string()))
+}
+
+fn with(path: &Path, steps: impl IntoIterator<Item = PathStep>) -> Path {
+    let mut p = path.clone();
+    p.extend(steps);
+    p
+}
+
+/// Is a ConfigSource one that xdsd serves (ADS or a gRPC API), as opposed to a file on the proxy?
+fn served_over_xds(config_source: &DynamicMessage) -> bool {
+    !config_source.has_field_by_name("path")
+        && !config_source.has_field_by_name("path_config_source")
+}
+
+struct Walk<'a> {
+    resource: &'a Resource,
+    refs: Vec<Reference>,
+    diags: &'a mut Diagnostics,
+    addresses: Vec<(String, Path)>,
+}
+
+impl Walk<'_> {
+    fn message(&mut self, m: &DynamicMessage, path: &mut Path) {
+        if let Some(inner) = unpack_any(m) {
+            // An Any's fields are written inline in YAML, so the path does not grow.
+            self.message(&inner, path);
+            return;
+        }
+        self.visit(m, path);
+        for (f, v) in m.fields() {
+            match v {
+                Value::Message(child) => {
+                    path.push(PathStep::Field(f.clone()));
+                    self.message(child, path);
+                    path.pop();
+                }
+                Value::List(items) if matches!(items.first(), Some(Value::Message(_))) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Value::Message(child) = item {
+                            path.push(PathStep::Field(f.clone()));
+                            path.push(PathStep::Index(i));
+                            self.message(child, path);
+                            path.pop();
+                            path.pop();
+                        }
+                    }
+                }
+                Value::Map(entries) => {
+                    for child in entries.values().filter_map(Value::as_message) {
+                        path.push(PathStep::Field(f.clone()));
+                        self.message(child, path);
+                        path.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn reference(&mut self, target: ResourceType, name: String, path: Path, what: &'static str) {
+        if !name.is_empty() {
+            self.refs.push(Reference {
+                target,
+                name,
+                path,
+                what,
+            });
+        }
+    }
+
+    fn visit(&mut self, m: &DynamicMessage, path: &Path) {
+        match m.descriptor().full_name() {
+            "envoy.config.route.v3.RouteAction"
+            | "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy" => {
+                self.cluster_references(m, path)
+            }
+            "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => {
+                self.http_connection_manager(m, path)
+            }
+            "envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig" => {
+                if let Some((_, source)) = field(m, "sds_config")
+                    && source.as_message().is_some_and(served_over_xds)
+                    && let Some((f, name)) = string_field(m, "name")
+                {
+                    self.reference(
+                        ResourceType::Secret,
+                        name,
+                        with(path, [PathStep::Field(f)]),
+                        "secret",
+                    );
+                }
+            }
+            "envoy.config.route.v3.ScopedRouteConfiguration" => {
+                if let Some((f, name)) = string_field(m, "route_configuration_name") {
+                    self.reference(
+                        ResourceType::RouteConfiguration,
+                        name,
+                        with(path, [PathStep::Field(f)]),
+                        "route configuration",
+                    );
+                }
+            }
+            "envoy.config.route.v3.RouteConfiguration" => self.duplicate_domains(m, path),
+            "envoy.config.listener.v3.Listener" => self.listener(m, path),
+            _ => {}
+        }
+    }
+
+    fn cluster_references(&mut self, m: &DynamicMessage, path: &Path) {
+        if let Some((f, name)) = string_field(m, "cluster") {
+            self.reference(
+                ResourceType::Cluster,
+                name,
+                with(path, [PathStep::Field(f)]),
+                "cluster",
+            );
+        }
+        if let Some((wf, weighted)) = field(m, "weighted_clusters")
+            && let Some((cf, Value::List(clusters))) = weighted
+                .as_message()
+                .and_then(|w| field(w, "clusters"))
+                .map(|(f, v)| (f, v.into_owned()))
+        {
+            for (i, c) in clusters.iter().enumerate() {
+                if let Some((nf, name)) = c.as_message().and_then(|c| string_field(c, "name")) {
+                    let p = with(
+                        path,
+                        [
+                            PathStep::Field(wf.clone()),
+                            PathStep::Field(cf.clone()),
+                            PathStep::Index(i),
+                            PathStep::Field(nf),
+                        ],
+                    );
+                    self.reference(ResourceType::Cluster, name, p, "weighted cluster");
+                }
+            }
+        }
+        if let Some((mf, Value::List(mirrors))) =
+            field(m, "request_mirror_policies").map(|(f, v)| (f, v.into_owned()))
+        {
+            for (i, mirror) in mirrors.iter().enumerate() {
+                if let Some((cf, name)) =
+                    mirror.as_message().and_then(|m| string_field(m, "cluster"))
+                {
+                    let p = with(
+                        path,
+                        [
+                            PathStep::Field(mf.clone()),
+                            PathStep::Index(i),
+                            PathStep::Field(cf),
+                        ],
+                    );
+                    self.reference(ResourceType::Cluster, name, p, "mirror cluster");
+                }
+            }
+        }
+    }
+
+    fn http_connection_manager(&mut self, m: &DynamicMessage, path: &Path) {
+        if let Some((rf, rds)) = field(m, "rds")
+            && let Some(rds) = rds.as_message()
+        {
+            let ours = field(rds, "config_source")
+                .is_some_and(|(_, s)| s.as_message().is_some_and(served_over_xds));
+            if let (true, Some((nf, name))) = (ours, string_field(rds, "route_config_name")) {
+                self.reference(
+                    ResourceType::RouteConfiguration,
+                    name,
+                    with(path, [PathStep::Field(rf), PathStep::Field(nf)]),
+                    "route configuration",
+                );
+            }
+        }
+        let Some((ff, Value::List(filters))) =
+            field(m, "http_filters").map(|(f, v)| (f, v.into_owned()))
+        else {
+            return;
+        };
+        let last = filters.len().saturating_sub(1);
+        for (i, filter) in filters.iter().enumerate() {
+            let Some(filter) = filter.as_message() else {
+                continue;
+            };
+            let type_name = filter
+                .get_field_by_name("typed_config")
+                .filter(|_| filter.has_field_by_name("typed_config"))
+                .and_then(|a| {
+                    a.as_message()
+                        .and_then(|a| a.get_field_by_name("type_url"))
+                        .and_then(|u| u.as_str().map(str::to_string))
+                });
+            let is_router = type_name
+                .as_deref()
+                .is_some_and(|t| t.ends_with("envoy.extensions.filters.http.router.v3.Router"));
+            let p = with(path, [PathStep::Field(ff.clone()), PathStep::Index(i)]);
+            if is_router && i != last {
+                self.diags.error(
+                    self.resource.locate(&p),
+                    "the router filter is terminal and must be the last HTTP filter",
+                );
+            }
+        }
+    }
+
+    fn duplicate_domains(&mut self, m: &DynamicMessage, path: &Path) {
+        let Some((vf, Value::List(vhosts))) =
+            field(m, "virtual_hosts").map(|(f, v)| (f, v.into_owned()))
+        else {
+            return;
+        };
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for (i, vhost) in vhosts.iter().enumerate() {
+            let Some(vhost) = vhost.as_message() else {
+                continue;
+            };
+            let vhost_name = string_field(vhost, "name")
+                .map(|(_, n)| n)
+                .unwrap_or_default();
+            let Some((df, Value::List(domains))) =
+                field(vhost, "domains").map(|(f, v)| (f, v.into_owned()))
+            else {
+                continue;
+            };
+            for (j, domain) in domains.iter().enumerate() {
+                let Some(domain) = domain.as_str() else {
+                    continue;
+                };
+                let key = domain.to_ascii_lowercase();
+                if let Some(first) = seen.insert(key, vhost_name.clone()) {
+                    let p = with(
+                        path,
+                        [
+                            PathStep::Field(vf.clone()),
+                            PathStep::Index(i),
+                            PathStep::Field(df.clone()),
+                            PathStep::Index(j),
+                        ],
+                    );
+                    self.diags.error(
+                        self.resource.locate(&p),
+                        format!("domain `{domain}` appears in virtual hosts `{first}` and `{vhost_name}`; Envoy requires domains to be unique in a route configuration"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn listener(&mut self, m: &DynamicMessage, path: &Path) {
+        let binds = field(m, "bind_to_port").is_none_or(|(_, v)| {
+            v.as_message()
+                .and_then(|w| w.get_field_by_name("value"))
+                .and_then(|v| v.as_bool())
+                != Some(false)
+        });
+        if let (true, Some((af, address))) = (binds, field(m, "address"))
+            && let Some((text, steps)) = address.as_message().and_then(socket_address_text)
+        {
+            let mut p = with(path, [PathStep::Field(af)]);
+            p.extend(steps);
+            self.addresses.push((text, p));
+        }
+        let Some((cf, Value::List(chains))) =
+            field(m, "filter_chains").map(|(f, v)| (f, v.into_owned()))
+        else {
+            return;
+        };
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, chain) in chains.iter().enumerate() {
+            let Some(chain) = chain.as_message() else {
+                continue;
+            };
+            let matcher = field(chain, "filter_chain_match");
+            let key = matcher
+                .as_ref()
+                .and_then(|(_, v)| v.as_message().map(canonical_json))
+                .unwrap_or_default();
+            if let Some(first) = seen.insert(key, i) {
+                let mut p = with(path, [PathStep::Field(cf.clone()), PathStep::Index(i)]);
+                if let Some((mf, _)) = matcher {
+                    p.push(PathStep::Field(mf));
+                }
+                self.diags.error(
+                    self.resource.locate(&p),
+                    format!("filter chain {i} has the same filter_chain_match as filter chain {first}; Envoy rejects the listener"),
+                );
+            }
+        }
+    }
+
+    fn eds_reference(&mut self) {
+        let m = &self.resource.message;
+        const EDS: i32 = 3;
+        if field(m, "type").and_then(|(_, v)| v.as_enum_number()) != Some(EDS) {
+            return;
+        }
+        let Some((ef, eds)) = field(m, "eds_cluster_config") else {
+            return;
+        };
+        let Some(eds) = eds.as_message() else { return };
+        if field(eds, "eds_config")
+            .is_some_and(|(_, s)| s.as_message().is_some_and(|s| !served_over_xds(s)))
+        {
+            return;
+        }
+        let (name, path) = match string_field(eds, "service_name") {
+            Some((sf, service)) if !service.is_empty() => {
+                (service, vec![PathStep::Field(ef), PathStep::Field(sf)])
+            }
+            _ => (self.resource.name.clone(), name_path(self.resource)),
+        };
+        self.reference(
+            ResourceType::ClusterLoadAssignment,
+            name,
+            path,
+            "endpoints (ClusterLoadAssignment)",
+        );
+    }
+}
+
+/// `host:port/protocol` for an Address holding a socket address, and the path to its port.
+fn socket_address_text(address: &DynamicMessage) -> Option<(String, Path)> {
+    let (sf, sa) = field(address, "socket_address")?;
+    let sa = sa.as_message()?.clone();
+    let host = string_field(&sa, "address")
+        .map(|(_, h)| h)
+        .unwrap_or_default();
+    let port = field(&sa, "port_value")
+        .and_then(|(_, v)| v.as_u32())
+        .unwrap_or(0);
+    let udp = field(&sa, "protocol").and_then(|(_, v)| v.as_enum_number()) == Some(1);
+    let port_field = sa.descriptor().get_field_by_name("port_value")?;
+    Some((
+        format!("{host}:{port}{}", if udp { "/udp" } else { "" }),
+        vec![PathStep::Field(sf), PathStep::Field(port_field)],
+    ))
+}
+
+/// A canonical text form of a message, independent of map order.
+pub fn canonical_json(m: &DynamicMessage) -> String {
+    let options = prost_reflect::SerializeOptions::new().use_proto_field_name(true);
+    let mut serializer = serde_json::Serializer::new(Vec::new());
+    match m.serialize_with_options(&mut serializer, &options) {
+        Ok(()) => {
+            // serde_json's Map is ordered by key, so re-parsing sorts every object.
+            let value: serde_json::Value =
+                serde_json::from_slice(&serializer.into_inner()).unwrap_or_default();
+            value.to_string()
+        }
+        Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loader::load_str;
+
+    fn lint(text: &str) -> Vec<String> {
+        let loaded = load_str("c.yaml", text);
+        let mut diags = loaded.diagnostics;
+        validate(&loaded.resources, &mut diags);
+        diags
+            .sorted()
+            .iter()
+            .filter(|d| d.severity == crate::diag::Severity::Error)
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    const ROUTE: &str = "\"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\nname: r\nvirtual_hosts:\n- name: a\n  domains: [\"*\"]\n  routes:\n  - match: {prefix: /}\n    route: {cluster: missing}\n";
+
+    #[test]
+    fn missing_cluster_is_located_at_the_reference() {
+        let errors = lint(ROUTE);
+        assert_eq!(
+            errors,
+            ["c.yaml:8:22: error: cluster `missing` does not exist"]
+        );
+    }
+
+    #[test]
+    fn duplicate_names_name_both_places() {
+        let c = "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: a\n";
+        let errors = lint(&format!("{c}---\n{c}"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                "c.yaml:5:7: error: duplicate Cluster `a`: also defined at c.yaml:2:7"
+            ),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn references_must_be_visible_to_the_referrer_nodes() {
+        let text = format!(
+            "{}---\nkind: Cluster\nnodes: {{cluster: [edge]}}\nspec: {{name: missing}}\n",
+            ROUTE
+        );
+        let errors = lint(&text);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("some nodes would lack it")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn duplicate_domains() {
+        let text = "\"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\nname: r\nvirtual_hosts:\n- {name: a, domains: [x.com]}\n- {name: b, domains: [y.com, X.com]}\n";
+        let errors = lint(text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("c.yaml:5:30: error: domain `X.com`"),
+            "{errors:?}"
+        );
+    }
+}
