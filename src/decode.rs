@@ -120,7 +120,7 @@ impl<'a> Decoder<'a> {
             }
             match self.field_value(&field, value) {
                 Some(v) => {
-                    marks.insert(field.number(), value);
+                    marks.insert(field.number(), key.mark, value);
                     msg.set_field(&field, v);
                 }
                 None => marks.failed(field.number()),
@@ -588,8 +588,16 @@ impl<'a> Decoder<'a> {
             );
             return None;
         }
-        if seconds > MAX_DURATION_SECONDS {
-            self.error(node.mark, format!("duration `{text}` is out of range"));
+        if seconds
+            .checked_mul(1_000_000_000)
+            .and_then(|n| n.checked_add(i64::from(nanos)))
+            .is_none()
+        {
+            // Envoy keeps durations as int64 nanoseconds.
+            self.error(
+                node.mark,
+                format!("duration `{text}` is out of range (at most 9223372035s)"),
+            );
             return None;
         }
         let mut msg = with_field(desc, "seconds", Value::I64(seconds));
@@ -668,8 +676,6 @@ impl<'a> Decoder<'a> {
         Some(with_field(desc, field, value))
     }
 }
-
-const MAX_DURATION_SECONDS: i64 = 315_576_000_000;
 
 fn with_field(desc: &MessageDescriptor, name: &str, value: Value) -> DynamicMessage {
     let mut msg = DynamicMessage::new(desc.clone());

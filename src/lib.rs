@@ -7,7 +7,8 @@
 //! * [`decode`] + [`rules`]: YAML → protobuf by the proto3 JSON mapping, with
 //!   `validate.rules` checked as each message is built;
 //! * [`loader`]: directory walk and the three document forms → [`resource`]s;
-//! * [`validate`]: cross-resource checks (references, duplicates, Envoy's rules);
+//! * [`validate`]: cross-resource checks (references, duplicates) and, through
+//!   [`envoy_rules`], what Envoy rejects inside one resource beyond the schema;
 //! * [`selector`]: which nodes see which resources;
 //! * [`render`], [`diff`]: per-node output and change review;
 //! * [`diag`]: located findings and their output formats;
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod decode;
 pub mod diag;
 pub mod diff;
+pub mod envoy_rules;
 pub mod loader;
 pub mod render;
 pub mod resource;

@@ -43,7 +43,13 @@ impl Resource {
     /// deepest part of it that exists in the YAML). Fields inside an
     /// `Any` are found in the same mapping, as they are written.
     pub fn locate(&self, path: &[PathStep]) -> Location {
-        Location::at(&self.file, locate_in(&self.source, path))
+        Location::at(&self.file, locate_in(&self.source, path, false))
+    }
+
+    /// Like [`Resource::locate`], but a mapping or list is located at its
+    /// first line rather than at its key: where something missing from it is reported.
+    pub fn locate_body(&self, path: &[PathStep]) -> Location {
+        Location::at(&self.file, locate_in(&self.source, path, true))
     }
 
     /// Is the resource served to `node`?
@@ -52,25 +58,40 @@ impl Resource {
     }
 }
 
-/// Walks `path` through the YAML tree, accepting snake_case and lowerCamel keys.
-pub fn locate_in(root: &Node, path: &[PathStep]) -> Mark {
+/// Walks `path` through the YAML tree, accepting snake_case and lowerCamel
+/// keys. A block value (mapping or list) is located at its key, a scalar at itself.
+pub fn locate_in(root: &Node, path: &[PathStep], body: bool) -> Mark {
     let mut node = root;
+    let mut mark = root.mark;
     for step in path {
         let next = match step {
             PathStep::Field(field) => node
-                .get(field.name())
-                .or_else(|| node.get(field.json_name())),
+                .entry(field.name())
+                .or_else(|| node.entry(field.json_name()))
+                .map(|(k, v)| {
+                    (
+                        if body || v.as_scalar().is_some() {
+                            v.mark
+                        } else {
+                            k.mark
+                        },
+                        v,
+                    )
+                }),
             PathStep::Index(i) => match &node.kind {
-                crate::yaml::NodeKind::Seq(items) => items.get(*i),
+                crate::yaml::NodeKind::Seq(items) => items.get(*i).map(|n| (n.mark, n)),
                 _ => None,
             },
         };
         match next {
-            Some(n) => node = n,
+            Some((m, n)) => {
+                mark = m;
+                node = n;
+            }
             None => break,
         }
     }
-    node.mark
+    mark
 }
 
 /// The resources `node` is served, in a stable order (type, then name).

@@ -1,6 +1,5 @@
 //! The `validate.rules` (protoc-gen-validate) constraints carried by the
-//! Envoy descriptors, evaluated on decoded messages, plus the few checks
-//! Envoy applies to every message of a type (regex syntax, modifiable headers).
+//! Envoy descriptors, evaluated on decoded messages.
 //!
 //! Rules are read from the descriptor options once per message type and cached.
 
@@ -31,9 +30,15 @@ impl<'n> FieldMarks<'n> {
         }
     }
 
-    /// Records where field `number`'s value is.
-    pub fn insert(&mut self, number: u32, node: &'n Node) {
-        self.fields.insert(number, (node.mark, node));
+    /// Records where field `number` is: findings about a block value (a
+    /// mapping or list) point at its key, those about a scalar at the value.
+    pub fn insert(&mut self, number: u32, key: Mark, node: &'n Node) {
+        let mark = if node.as_scalar().is_some() {
+            node.mark
+        } else {
+            key
+        };
+        self.fields.insert(number, (mark, node));
     }
 
     /// Records that field `number` was present but did not decode (already reported).
@@ -144,6 +149,17 @@ fn rule<'m>(rules: &'m DynamicMessage, name: &str) -> Option<std::borrow::Cow<'m
         .flatten()
 }
 
+/// `required` inside the typed rules of a message-valued field (`duration`, `timestamp`, `any`).
+fn typed_required(rules: &DynamicMessage) -> bool {
+    ["duration", "timestamp", "any"].iter().any(|kind| {
+        rule(rules, kind).and_then(|r| {
+            r.as_message()
+                .and_then(|r| rule(r, "required"))
+                .and_then(|v| v.as_bool())
+        }) == Some(true)
+    })
+}
+
 /// The one member set in a `FieldRules.type` oneof, with its name.
 fn rule_kind(rules: &DynamicMessage) -> Option<(String, DynamicMessage)> {
     rules.fields().find_map(|(f, v)| match v {
@@ -184,7 +200,6 @@ impl Rules {
         for fr in &rules.fields {
             self.check_field(msg, fr, marks, &mut out);
         }
-        envoy_message_checks(msg, marks, &mut out);
         out
     }
 
@@ -204,6 +219,10 @@ impl Rules {
         if marks.failed.contains(&number)
             || !set && field.containing_oneof().is_some_and(|o| !o.is_synthetic())
         {
+            return;
+        }
+        if !set && typed_required(&fr.rules) {
+            out.push((marks.message, format!("`{name}` is required")));
             return;
         }
         if let Some(m) = rule(&fr.rules, "message").and_then(|v| v.as_message().cloned())
@@ -609,46 +628,6 @@ fn check_any(r: &DynamicMessage, value: &DynamicMessage) -> Option<String> {
         return Some(format!("type `{url}` is not allowed here"));
     }
     None
-}
-
-/// Checks Envoy applies to every message of certain types, wherever it appears.
-fn envoy_message_checks(
-    msg: &DynamicMessage,
-    marks: &FieldMarks<'_>,
-    out: &mut Vec<(Mark, String)>,
-) {
-    let desc = msg.descriptor();
-    match desc.full_name() {
-        "envoy.type.matcher.v3.RegexMatcher" => {
-            if let Some(field) = desc.get_field_by_name("regex")
-                && let Some(re) = msg.get_field(&field).as_str()
-                && let Err(e) = check_re2(re)
-            {
-                out.push((
-                    marks.value_mark(field.number()),
-                    format!("invalid regex `{re}`: {e}"),
-                ));
-            }
-        }
-        "envoy.config.core.v3.HeaderValueOption" => {
-            let header = msg.get_field_by_name("header");
-            let key = header
-                .as_deref()
-                .and_then(Value::as_message)
-                .and_then(|h| h.get_field_by_name("key"))
-                .and_then(|k| k.as_str().map(str::to_string));
-            if let Some(key) = key.filter(|k| k.starts_with(':') || k.eq_ignore_ascii_case("host"))
-            {
-                let mark = desc
-                    .get_field_by_name("header")
-                    .and_then(|f| marks.fields.get(&f.number()))
-                    .and_then(|(_, node)| node.get("key"))
-                    .map_or(marks.message, |n| n.mark);
-                out.push((mark, format!("header `{key}` may not be modified: Envoy refuses `:`-prefixed and host headers here")));
-            }
-        }
-        _ => {}
-    }
 }
 
 /// Compiles a regex with RE2's syntax as far as Rust's `regex` matches it

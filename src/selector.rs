@@ -42,6 +42,21 @@ impl NodeSelector {
         list_covers(&self.cluster, &referrer.cluster) && list_covers(&self.id, &referrer.id)
     }
 
+    /// The selector split into one per `cluster` glob (itself when it has
+    /// none), so that coverage can be checked glob by glob.
+    pub fn split_by_cluster(&self) -> Vec<NodeSelector> {
+        if self.cluster.len() <= 1 {
+            return vec![self.clone()];
+        }
+        self.cluster
+            .iter()
+            .map(|c| NodeSelector {
+                cluster: vec![c.clone()],
+                id: self.id.clone(),
+            })
+            .collect()
+    }
+
     /// A short text for messages: `cluster in [edge*]`, or `every node`.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();

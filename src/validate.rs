@@ -29,6 +29,8 @@ struct Reference {
     name: String,
     path: Path,
     what: &'static str,
+    /// False where Envoy accepts a dangling name (and fails only at run time).
+    required: bool,
 }
 
 /// A loaded and fully validated directory.
@@ -134,12 +136,21 @@ fn check_reference(
         .collect();
     let location = referrer.locate(&r.path);
     if targets.is_empty() {
-        diags.error(location, format!("{} `{}` does not exist", r.what, r.name));
+        let text = format!("{} `{}` does not exist", r.what, r.name);
+        if r.required {
+            diags.error(location, text);
+        } else {
+            diags.warning(
+                location,
+                format!("{text}; Envoy accepts this, but its connections will fail"),
+            );
+        }
         return;
     }
-    if !targets
+    let parts = referrer.selector.split_by_cluster();
+    if !parts
         .iter()
-        .any(|t| t.selector.covers(&referrer.selector))
+        .all(|part| targets.iter().any(|t| t.selector.covers(part)))
     {
         let seen_by: Vec<String> = targets.iter().map(|t| t.selector.describe()).collect();
         diags.error(
@@ -285,6 +296,17 @@ impl Walk<'_> {
             return;
         }
         self.visit(m, path);
+        let mut findings = Vec::new();
+        crate::envoy_rules::check(m, path.is_empty(), &mut findings);
+        for finding in findings {
+            let at = with(path, finding.path);
+            let location = if finding.missing {
+                self.resource.locate_body(&at)
+            } else {
+                self.resource.locate(&at)
+            };
+            self.diags.error(location, finding.message);
+        }
         for (f, v) in m.fields() {
             match v {
                 Value::Message(child) => {
@@ -322,6 +344,7 @@ impl Walk<'_> {
                 name,
                 path,
                 what,
+                required: true,
             });
         }
     }
@@ -365,6 +388,7 @@ impl Walk<'_> {
     }
 
     fn cluster_references(&mut self, m: &DynamicMessage, path: &Path) {
+        let before = self.refs.len();
         if let Some((f, name)) = string_field(m, "cluster") {
             self.reference(
                 ResourceType::Cluster,
@@ -373,6 +397,16 @@ impl Walk<'_> {
                 "cluster",
             );
         }
+        self.more_cluster_references(m, path);
+        // Envoy loads a tcp_proxy naming an unknown cluster (its connections fail later).
+        if m.descriptor().full_name().ends_with("TcpProxy") {
+            self.refs[before..]
+                .iter_mut()
+                .for_each(|r| r.required = false);
+        }
+    }
+
+    fn more_cluster_references(&mut self, m: &DynamicMessage, path: &Path) {
         if let Some((wf, weighted)) = field(m, "weighted_clusters")
             && let Some((cf, Value::List(clusters))) = weighted
                 .as_message()
@@ -427,35 +461,6 @@ impl Walk<'_> {
                     name,
                     with(path, [PathStep::Field(rf), PathStep::Field(nf)]),
                     "route configuration",
-                );
-            }
-        }
-        let Some((ff, Value::List(filters))) =
-            field(m, "http_filters").map(|(f, v)| (f, v.into_owned()))
-        else {
-            return;
-        };
-        let last = filters.len().saturating_sub(1);
-        for (i, filter) in filters.iter().enumerate() {
-            let Some(filter) = filter.as_message() else {
-                continue;
-            };
-            let type_name = filter
-                .get_field_by_name("typed_config")
-                .filter(|_| filter.has_field_by_name("typed_config"))
-                .and_then(|a| {
-                    a.as_message()
-                        .and_then(|a| a.get_field_by_name("type_url"))
-                        .and_then(|u| u.as_str().map(str::to_string))
-                });
-            let is_router = type_name
-                .as_deref()
-                .is_some_and(|t| t.ends_with("envoy.extensions.filters.http.router.v3.Router"));
-            let p = with(path, [PathStep::Field(ff.clone()), PathStep::Index(i)]);
-            if is_router && i != last {
-                self.diags.error(
-                    self.resource.locate(&p),
-                    "the router filter is terminal and must be the last HTTP filter",
                 );
             }
         }

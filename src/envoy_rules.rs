@@ -1,0 +1,419 @@
+//! What Envoy rejects inside one resource that neither the schema nor
+//! `validate.rules` express: listener and endpoint addresses, filter order,
+//! TLS contexts, route rewrites, header removal, LOGICAL_DNS shape, regexes.
+//!
+//! Each check looks at one message (wherever it appears, also inside `Any`)
+//! and reports a field path relative to it.
+
+use crate::resource::PathStep;
+use prost_reflect::{DynamicMessage, ReflectMessage, Value};
+
+/// One problem found in a message.
+#[derive(Debug)]
+pub struct Finding {
+    /// Where, relative to the checked message.
+    pub path: Vec<PathStep>,
+    /// True when something is missing from the message at `path` (located
+    /// at that message's first line rather than at its key).
+    pub missing: bool,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn wrong(path: Vec<PathStep>, message: String) -> Finding {
+    Finding {
+        path,
+        missing: false,
+        message,
+    }
+}
+
+fn missing(path: Vec<PathStep>, message: &str) -> Finding {
+    Finding {
+        path,
+        missing: true,
+        message: message.to_string(),
+    }
+}
+
+/// Runs the checks that apply to `m`'s type; `top_level` is true for a
+/// resource itself (as opposed to a message nested in one).
+pub fn check(m: &DynamicMessage, top_level: bool, out: &mut Vec<Finding>) {
+    match m.descriptor().full_name() {
+        "envoy.config.listener.v3.Listener" => listener(m, out),
+        "envoy.config.listener.v3.FilterChain" => network_filter_order(m, out),
+        "envoy.config.cluster.v3.Cluster" => cluster(m, out),
+        "envoy.config.endpoint.v3.ClusterLoadAssignment" if top_level => {
+            // EDS endpoints are never resolved by DNS.
+            endpoint_ips(m, &[], out);
+        }
+        "envoy.config.endpoint.v3.Endpoint" if !m.has_field_by_name("address") => {
+            out.push(missing(Vec::new(), "an endpoint needs an `address`"));
+        }
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => {
+            http_filter_order(m, out)
+        }
+        "envoy.config.route.v3.RouteAction" => rewrites(m, out),
+        "envoy.config.route.v3.RouteConfiguration"
+        | "envoy.config.route.v3.VirtualHost"
+        | "envoy.config.route.v3.Route"
+        | "envoy.config.route.v3.WeightedCluster.ClusterWeight" => removed_headers(m, out),
+        "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext" => {
+            server_certificates(m, out)
+        }
+        "envoy.extensions.transport_sockets.tls.v3.TlsParameters" => cipher_suites(m, out),
+        "envoy.config.core.v3.HeaderValueOption" => modified_header(m, out),
+        "envoy.type.matcher.v3.RegexMatcher" => {
+            if let Some((f, Value::String(re))) = get(m, "regex")
+                && let Err(e) = crate::rules::check_re2(&re)
+            {
+                out.push(wrong(
+                    vec![PathStep::Field(f)],
+                    format!("invalid regex `{re}`: {e}"),
+                ));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A field's descriptor and value, when it is set.
+fn get(m: &DynamicMessage, name: &str) -> Option<(prost_reflect::FieldDescriptor, Value)> {
+    let f = m.descriptor().get_field_by_name(name)?;
+    m.has_field(&f)
+        .then(|| (f.clone(), m.get_field(&f).into_owned()))
+}
+
+fn list(m: &DynamicMessage, name: &str) -> Option<(prost_reflect::FieldDescriptor, Vec<Value>)> {
+    match get(m, name)? {
+        (f, Value::List(items)) => Some((f, items)),
+        _ => None,
+    }
+}
+
+fn step(m: &DynamicMessage, name: &str) -> Option<PathStep> {
+    m.descriptor().get_field_by_name(name).map(PathStep::Field)
+}
+
+fn listener(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    let api = m.has_field_by_name("api_listener");
+    let internal = m.has_field_by_name("internal_listener");
+    match get(m, "address") {
+        Some((f, Value::Message(address))) => {
+            socket_ip(&address, vec![PathStep::Field(f)], "listener", out)
+        }
+        _ if !api && !internal => out.push(missing(
+            Vec::new(),
+            "a listener needs an `address` (unless it is an internal or API listener)",
+        )),
+        _ => {}
+    }
+    let chains = list(m, "filter_chains").is_some_and(|(_, c)| !c.is_empty());
+    if !api && !chains && !is_udp(m) && !m.has_field_by_name("default_filter_chain") {
+        out.push(missing(
+            Vec::new(),
+            "a listener needs at least one filter chain (or a default_filter_chain)",
+        ));
+    }
+}
+
+/// UDP listeners are driven by listener filters (udp_proxy), not filter chains.
+fn is_udp(listener: &DynamicMessage) -> bool {
+    const UDP: i32 = 1;
+    listener.has_field_by_name("udp_listener_config")
+        || get(listener, "address")
+            .and_then(|(_, a)| a.as_message().and_then(|a| get(a, "socket_address")))
+            .and_then(|(_, sa)| sa.as_message().and_then(|sa| get(sa, "protocol")))
+            .and_then(|(_, p)| p.as_enum_number())
+            == Some(UDP)
+}
+
+/// Reports a socket address whose `address` is not an IP, unless a custom resolver is named.
+fn socket_ip(
+    address: &DynamicMessage,
+    mut path: Vec<PathStep>,
+    what: &str,
+    out: &mut Vec<Finding>,
+) {
+    let Some((sf, Value::Message(sa))) = get(address, "socket_address") else {
+        return;
+    };
+    if sa.has_field_by_name("resolver_name") {
+        return;
+    }
+    let Some((af, Value::String(host))) = get(&sa, "address") else {
+        return;
+    };
+    if host.parse::<std::net::IpAddr>().is_err() {
+        path.extend([PathStep::Field(sf), PathStep::Field(af)]);
+        out.push(wrong(path, format!("{what} address `{host}` is not an IP address (set resolver_name, or use a STRICT_DNS or LOGICAL_DNS cluster)")));
+    }
+}
+
+const STATIC: i32 = 0;
+const LOGICAL_DNS: i32 = 2;
+
+fn cluster(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    if m.has_field_by_name("cluster_type") {
+        return;
+    }
+    let kind = get(m, "type")
+        .and_then(|(_, v)| v.as_enum_number())
+        .unwrap_or(STATIC);
+    let Some((af, Value::Message(assignment))) = get(m, "load_assignment") else {
+        return;
+    };
+    let base = vec![PathStep::Field(af)];
+    if kind == STATIC {
+        endpoint_ips(&assignment, &base, out);
+    }
+    if kind == LOGICAL_DNS {
+        let endpoints: Vec<(Vec<PathStep>, DynamicMessage)> = lb_endpoints(&assignment, &base);
+        if endpoints.len() > 1 {
+            let (path, _) = &endpoints[1];
+            out.push(wrong(
+                path.clone(),
+                "a LOGICAL_DNS cluster must have exactly one endpoint".into(),
+            ));
+        }
+    }
+}
+
+/// Every `lb_endpoints` entry of an assignment, with its path.
+fn lb_endpoints(
+    assignment: &DynamicMessage,
+    base: &[PathStep],
+) -> Vec<(Vec<PathStep>, DynamicMessage)> {
+    let mut found = Vec::new();
+    let Some((ef, localities)) = list(assignment, "endpoints") else {
+        return found;
+    };
+    for (i, locality) in localities.iter().enumerate() {
+        let Some(locality) = locality.as_message() else {
+            continue;
+        };
+        let Some((lf, items)) = list(locality, "lb_endpoints") else {
+            continue;
+        };
+        for (j, item) in items.iter().enumerate() {
+            if let Some(item) = item.as_message() {
+                let mut path = base.to_vec();
+                path.extend([
+                    PathStep::Field(ef.clone()),
+                    PathStep::Index(i),
+                    PathStep::Field(lf.clone()),
+                    PathStep::Index(j),
+                ]);
+                found.push((path, item.clone()));
+            }
+        }
+    }
+    found
+}
+
+fn endpoint_ips(assignment: &DynamicMessage, base: &[PathStep], out: &mut Vec<Finding>) {
+    for (mut path, lb) in lb_endpoints(assignment, base) {
+        let Some((ef, Value::Message(endpoint))) = get(&lb, "endpoint") else {
+            continue;
+        };
+        let Some((af, Value::Message(address))) = get(&endpoint, "address") else {
+            continue;
+        };
+        path.extend([PathStep::Field(ef), PathStep::Field(af)]);
+        socket_ip(&address, path, "endpoint", out);
+    }
+}
+
+/// The message type inside a filter's `typed_config`, if any.
+fn typed_config_type(filter: &DynamicMessage) -> Option<String> {
+    let (_, any) = get(filter, "typed_config")?;
+    let url = any.as_message()?.get_field_by_name("type_url")?;
+    let url = url.as_str()?;
+    Some(url.rsplit('/').next().unwrap_or(url).to_string())
+}
+
+const TERMINAL_NETWORK_FILTERS: [&str; 8] = [
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+    "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+    "envoy.extensions.filters.network.redis_proxy.v3.RedisProxy",
+    "envoy.extensions.filters.network.thrift_proxy.v3.ThriftProxy",
+    "envoy.extensions.filters.network.dubbo_proxy.v3.DubboProxy",
+    "envoy.extensions.filters.network.echo.v3.Echo",
+    "envoy.extensions.filters.network.direct_response.v3.Config",
+    "envoy.extensions.filters.network.generic_proxy.v3.GenericProxy",
+];
+
+const TERMINAL_HTTP_FILTERS: [&str; 1] = ["envoy.extensions.filters.http.router.v3.Router"];
+
+/// Terminal filters must come last; with `last_must_be_terminal`, the last
+/// filter must be one of `terminal` too (when its type is known).
+fn filter_order(
+    m: &DynamicMessage,
+    field: &str,
+    terminal: &[&str],
+    last_must_be_terminal: bool,
+    kind: &str,
+    out: &mut Vec<Finding>,
+) {
+    let Some((ff, filters)) = list(m, field) else {
+        return;
+    };
+    let last = filters.len().saturating_sub(1);
+    for (i, filter) in filters.iter().enumerate() {
+        let Some(filter) = filter.as_message() else {
+            continue;
+        };
+        let Some(type_name) = typed_config_type(filter) else {
+            continue;
+        };
+        if crate::schema::pool()
+            .get_message_by_name(&type_name)
+            .is_none()
+            || type_name.ends_with("TypedStruct")
+        {
+            continue;
+        }
+        let is_terminal = terminal.contains(&type_name.as_str());
+        let path = vec![PathStep::Field(ff.clone()), PathStep::Index(i)];
+        if is_terminal && i != last {
+            out.push(wrong(
+                path,
+                format!("`{type_name}` is a terminal filter and must be the last {kind} filter"),
+            ));
+        } else if last_must_be_terminal && !is_terminal && i == last {
+            out.push(wrong(path, format!("the last {kind} filter must be a terminal one (such as the router); `{type_name}` is not")));
+        }
+    }
+}
+
+fn network_filter_order(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    // Many more network filters are terminal than listed, so only the order of known ones is checked.
+    filter_order(
+        m,
+        "filters",
+        &TERMINAL_NETWORK_FILTERS,
+        false,
+        "network",
+        out,
+    );
+}
+
+fn http_filter_order(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    filter_order(m, "http_filters", &TERMINAL_HTTP_FILTERS, true, "HTTP", out);
+}
+
+fn rewrites(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    let set: Vec<&str> = ["prefix_rewrite", "regex_rewrite", "path_rewrite_policy"]
+        .into_iter()
+        .filter(|n| match get(m, n) {
+            Some((_, Value::String(s))) => !s.is_empty(),
+            Some(_) => true,
+            None => false,
+        })
+        .collect();
+    if set.len() > 1 {
+        let path = step(m, set[1]).into_iter().collect();
+        out.push(wrong(path, format!("only one of prefix_rewrite, regex_rewrite and path_rewrite_policy may be set; found {}", set.join(" and "))));
+    }
+}
+
+fn removed_headers(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    for field in ["request_headers_to_remove", "response_headers_to_remove"] {
+        let Some((f, items)) = list(m, field) else {
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let Some(name) = item.as_str() else { continue };
+            if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
+                out.push(wrong(vec![PathStep::Field(f.clone()), PathStep::Index(i)], format!("header `{name}` may not be removed: Envoy refuses `:`-prefixed and host headers here")));
+            }
+        }
+    }
+}
+
+fn modified_header(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    let Some((hf, Value::Message(header))) = get(m, "header") else {
+        return;
+    };
+    let Some((kf, Value::String(key))) = get(&header, "key") else {
+        return;
+    };
+    if key.starts_with(':') || key.eq_ignore_ascii_case("host") {
+        out.push(wrong(vec![PathStep::Field(hf), PathStep::Field(kf)], format!("header `{key}` may not be modified: Envoy refuses `:`-prefixed and host headers here")));
+    }
+}
+
+fn server_certificates(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    let Some((cf, Value::Message(common))) = get(m, "common_tls_context") else {
+        return;
+    };
+    let has = |name: &str| match get(&common, name) {
+        Some((_, Value::List(l))) => !l.is_empty(),
+        Some(_) => true,
+        None => false,
+    };
+    let sources = [
+        "tls_certificates",
+        "tls_certificate_sds_secret_configs",
+        "tls_certificate_provider_instance",
+        "tls_certificate_certificate_provider_instance",
+        "custom_tls_certificate_selector",
+    ];
+    if !sources.iter().any(|s| has(s))
+        && !m.has_field_by_name("session_ticket_keys_sds_secret_config")
+    {
+        out.push(missing(vec![PathStep::Field(cf)], "a server TLS context needs a certificate (tls_certificates or tls_certificate_sds_secret_configs)"));
+    }
+}
+
+/// Cipher suites BoringSSL knows, by their OpenSSL names (TLS 1.2 and below).
+const KNOWN_CIPHERS: [&str; 22] = [
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+    "ECDHE-PSK-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES128-SHA",
+    "ECDHE-RSA-AES128-SHA",
+    "ECDHE-PSK-AES128-CBC-SHA",
+    "ECDHE-ECDSA-AES256-SHA",
+    "ECDHE-RSA-AES256-SHA",
+    "ECDHE-PSK-AES256-CBC-SHA",
+    "AES128-GCM-SHA256",
+    "AES256-GCM-SHA384",
+    "AES128-SHA",
+    "PSK-AES128-CBC-SHA",
+    "AES256-SHA",
+    "PSK-AES256-CBC-SHA",
+    "DES-CBC3-SHA",
+    "ECDHE-ECDSA-CHACHA20-POLY1305-OLD",
+    "ECDHE-RSA-CHACHA20-POLY1305-OLD",
+];
+
+/// Flags entries that are spelled like a full cipher name but name none.
+/// Rule keywords (`ALL`, `HIGH`, `-kRSA`, ...) and `[A|B]` groups pass.
+fn cipher_suites(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    let Some((f, items)) = list(m, "cipher_suites") else {
+        return;
+    };
+    for (i, item) in items.iter().enumerate() {
+        let Some(entry) = item.as_str() else { continue };
+        let names = entry
+            .trim_start_matches(['[', '!', '-', '+'])
+            .trim_end_matches(']');
+        for name in names.split('|') {
+            let full_name_shape = name.matches('-').count() >= 2
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
+            if full_name_shape && !KNOWN_CIPHERS.contains(&name) {
+                out.push(wrong(
+                    vec![PathStep::Field(f.clone()), PathStep::Index(i)],
+                    format!("unknown cipher suite `{name}`"),
+                ));
+            }
+        }
+    }
+}
