@@ -124,8 +124,10 @@ pub struct DiffArgs {
 
 fn parse_type(s: &str) -> Result<ResourceType, String> {
     ResourceType::parse_loose(s).ok_or_else(|| {
-        let names: Vec<&str> = ResourceType::ALL.iter().map(|t| t.kind_name()).collect();
-        format!("unknown type `{s}`; expected one of {}", names.join(", "))
+        format!(
+            "unknown type `{s}`; expected one of {}",
+            ResourceType::KIND_NAMES.join(", ")
+        )
     })
 }
 

@@ -60,8 +60,7 @@ impl<'a> Decoder<'a> {
             return msg;
         };
         let mut marks = FieldMarks::new(node.mark);
-        let mut seen: HashMap<u32, Mark> = HashMap::new();
-        let mut oneofs: HashMap<String, String> = HashMap::new();
+        let mut oneofs: Vec<(String, String)> = Vec::new();
         for (key, value) in entries {
             let Some(name) = key.as_scalar().map(|s| s.text.as_str()) else {
                 self.error(key.mark, "a field name must be a plain string");
@@ -80,7 +79,7 @@ impl<'a> Decoder<'a> {
                 );
                 continue;
             };
-            if let Some(first) = seen.insert(field.number(), key.mark) {
+            if let Some(first) = marks.key_of(field.number()) {
                 self.error(
                     key.mark,
                     format!(
@@ -95,8 +94,7 @@ impl<'a> Decoder<'a> {
                 continue;
             }
             if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic())
-                && let Some(other) =
-                    oneofs.insert(oneof.name().to_string(), field.name().to_string())
+                && let Some((_, other)) = oneofs.iter().find(|(o, _)| o == oneof.name())
             {
                 self.error(
                     key.mark,
@@ -118,12 +116,13 @@ impl<'a> Decoder<'a> {
                     ),
                 );
             }
-            match self.field_value(&field, value) {
-                Some(v) => {
-                    marks.insert(field.number(), key.mark, value);
-                    msg.set_field(&field, v);
-                }
-                None => marks.failed(field.number()),
+            if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic()) {
+                oneofs.push((oneof.name().to_string(), field.name().to_string()));
+            }
+            let decoded = self.field_value(&field, value);
+            marks.record(field.number(), key.mark, value, decoded.is_some());
+            if let Some(v) = decoded {
+                msg.set_field(&field, v);
             }
         }
         let found = self.rules.check_message(&msg, &marks);

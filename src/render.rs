@@ -31,6 +31,7 @@ pub fn to_json(resource: &Resource) -> Value {
         Ok(()) => serde_json::from_slice(&serializer.into_inner()).unwrap_or(Value::Null),
         Err(e) => Value::String(format!("<cannot serialize: {e}>")),
     };
+    let body = integral_floats_as_integers(body);
     let mut object = Map::new();
     object.insert(
         "@type".into(),
@@ -43,6 +44,26 @@ pub fn to_json(resource: &Resource) -> Value {
         object.extend(fields);
     }
     Value::Object(object)
+}
+
+/// Writes whole-number floats (a Struct's `3`, serialized as `3.0`) as
+/// integers: Envoy's YAML reader takes `3.0` for a string.
+fn integral_floats_as_integers(v: Value) -> Value {
+    match v {
+        Value::Number(n) if n.is_f64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(integral_floats_as_integers).collect())
+        }
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k, integral_floats_as_integers(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// Renders resources (already filtered and ordered) as a config directory's file.

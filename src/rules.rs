@@ -13,11 +13,18 @@ use regex::Regex;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Where each field of one decoded message came from.
+/// Where each field of one decoded message came from. Messages have few
+/// fields, so a list beats a map here.
 pub struct FieldMarks<'n> {
     message: Mark,
-    fields: HashMap<u32, (Mark, &'n Node)>,
-    failed: std::collections::HashSet<u32>,
+    fields: Vec<FieldMark<'n>>,
+}
+
+struct FieldMark<'n> {
+    number: u32,
+    key: Mark,
+    node: &'n Node,
+    decoded: bool,
 }
 
 impl<'n> FieldMarks<'n> {
@@ -25,33 +32,46 @@ impl<'n> FieldMarks<'n> {
     pub fn new(message: Mark) -> Self {
         FieldMarks {
             message,
-            fields: HashMap::new(),
-            failed: Default::default(),
+            fields: Vec::new(),
         }
     }
 
-    /// Records where field `number` is: findings about a block value (a
-    /// mapping or list) point at its key, those about a scalar at the value.
-    pub fn insert(&mut self, number: u32, key: Mark, node: &'n Node) {
-        let mark = if node.as_scalar().is_some() {
-            node.mark
-        } else {
-            key
-        };
-        self.fields.insert(number, (mark, node));
+    /// Records field `number`, its key's mark and value, and whether it
+    /// decoded (a failed one was already reported, so its rules are skipped).
+    pub fn record(&mut self, number: u32, key: Mark, node: &'n Node, decoded: bool) {
+        self.fields.push(FieldMark {
+            number,
+            key,
+            node,
+            decoded,
+        });
     }
 
-    /// Records that field `number` was present but did not decode (already reported).
-    pub fn failed(&mut self, number: u32) {
-        self.failed.insert(number);
+    /// Where field `number`'s key was, if it was written.
+    pub fn key_of(&self, number: u32) -> Option<Mark> {
+        self.get(number).map(|f| f.key)
     }
 
+    fn get(&self, number: u32) -> Option<&FieldMark<'n>> {
+        self.fields.iter().find(|f| f.number == number)
+    }
+
+    fn failed(&self, number: u32) -> bool {
+        self.get(number).is_some_and(|f| !f.decoded)
+    }
+
+    /// Findings about a block value (a mapping or list) point at its key,
+    /// those about a scalar at the value.
     fn value_mark(&self, number: u32) -> Mark {
-        self.fields.get(&number).map_or(self.message, |(m, _)| *m)
+        match self.get(number) {
+            Some(f) if f.node.as_scalar().is_some() => f.node.mark,
+            Some(f) => f.key,
+            None => self.message,
+        }
     }
 
     fn item_mark(&self, number: u32, index: usize) -> Mark {
-        match self.fields.get(&number) {
+        match self.get(number).map(|f| (f.key, f.node)) {
             Some((
                 _,
                 Node {
@@ -59,7 +79,7 @@ impl<'n> FieldMarks<'n> {
                     ..
                 },
             )) => items.get(index).map_or(self.message, |n| n.mark),
-            Some((m, _)) => *m,
+            Some((key, _)) => key,
             None => self.message,
         }
     }
@@ -177,11 +197,15 @@ impl Rules {
         marks: &FieldMarks<'_>,
     ) -> Vec<(Mark, String)> {
         let desc = msg.descriptor();
-        let rules = Arc::clone(
-            self.by_message
-                .entry(desc.full_name().to_string())
-                .or_insert_with(|| Arc::new(read_message_rules(&desc))),
-        );
+        let rules = match self.by_message.get(desc.full_name()) {
+            Some(rules) => Arc::clone(rules),
+            None => {
+                let rules = Arc::new(read_message_rules(&desc));
+                self.by_message
+                    .insert(desc.full_name().to_string(), Arc::clone(&rules));
+                rules
+            }
+        };
         let mut out = Vec::new();
         for oneof in &rules.required_oneofs {
             if !oneof.fields().any(|f| msg.has_field(&f)) {
@@ -216,7 +240,7 @@ impl Rules {
         let name = field.name();
         // A field that failed to decode was already reported; a unset member
         // of a oneof is not checked (the oneof's own rule covers it).
-        if marks.failed.contains(&number)
+        if marks.failed(number)
             || !set && field.containing_oneof().is_some_and(|o| !o.is_synthetic())
         {
             return;

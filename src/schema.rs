@@ -190,17 +190,30 @@ impl ResourceType {
             .find(|t| t.message_name() == name)
     }
 
-    /// Parses a `--type` argument: kind name, alias, full name, or type URL.
+    /// Parses a `--type` argument: kind name or alias in any case, full name, or type URL.
     pub fn parse_loose(s: &str) -> Option<ResourceType> {
         let name = s.rsplit_once('/').map_or(s, |(_, n)| n);
-        ResourceType::from_kind(name)
-            .or_else(|| ResourceType::from_message_name(name))
-            .or_else(|| {
-                ResourceType::ALL
-                    .into_iter()
-                    .find(|t| t.kind_name().eq_ignore_ascii_case(name))
-            })
+        ResourceType::from_message_name(name).or_else(|| {
+            let kind = ResourceType::KIND_NAMES
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(name))?;
+            ResourceType::from_kind(kind)
+        })
     }
+
+    /// Every name `kind:` and `--type` accept: the message names and the aliases.
+    pub const KIND_NAMES: [&'static str; 10] = [
+        "Cluster",
+        "ClusterLoadAssignment",
+        "Endpoints",
+        "Listener",
+        "RouteConfiguration",
+        "Route",
+        "ScopedRouteConfiguration",
+        "VirtualHost",
+        "Secret",
+        "Runtime",
+    ];
 
     /// The descriptor of the resource message.
     pub fn descriptor(self) -> MessageDescriptor {

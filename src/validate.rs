@@ -56,7 +56,14 @@ pub fn check_dir(dir: &std::path::Path) -> Result<Checked, crate::loader::LoadEr
 /// Runs every cross-resource check, adding findings to `diags`.
 pub fn validate(resources: &[Resource], diags: &mut Diagnostics) {
     check_duplicate_names(resources, diags);
-    let mut referenced: HashSet<(ResourceType, &str)> = HashSet::new();
+    let mut by_name: HashMap<(ResourceType, &str), Vec<&Resource>> = HashMap::new();
+    for r in resources {
+        by_name
+            .entry((r.rtype, r.name.as_str()))
+            .or_default()
+            .push(r);
+    }
+    let mut referenced: HashSet<(ResourceType, String)> = HashSet::new();
     let mut listener_addresses: Vec<(usize, String, Path)> = Vec::new();
     for (index, resource) in resources.iter().enumerate() {
         let mut walk = Walk {
@@ -76,13 +83,11 @@ pub fn validate(resources: &[Resource], diags: &mut Diagnostics) {
             listener_addresses.push((index, address.0, address.1));
         }
         for r in refs {
-            check_reference(resource, &r, resources, diags);
-            if let Some(target) = resources
-                .iter()
-                .find(|t| t.rtype == r.target && t.name == r.name)
-            {
-                referenced.insert((target.rtype, target.name.as_str()));
-            }
+            let targets = by_name
+                .get(&(r.target, r.name.as_str()))
+                .map_or(&[][..], Vec::as_slice);
+            check_reference(resource, &r, targets, diags);
+            referenced.insert((r.target, r.name));
         }
     }
     check_duplicate_addresses(resources, &listener_addresses, diags);
@@ -127,13 +132,9 @@ fn name_path(r: &Resource) -> Path {
 fn check_reference(
     referrer: &Resource,
     r: &Reference,
-    resources: &[Resource],
+    targets: &[&Resource],
     diags: &mut Diagnostics,
 ) {
-    let targets: Vec<&Resource> = resources
-        .iter()
-        .filter(|t| t.rtype == r.target && t.name == r.name)
-        .collect();
     let location = referrer.locate(&r.path);
     if targets.is_empty() {
         let text = format!("{} `{}` does not exist", r.what, r.name);
@@ -195,19 +196,24 @@ fn check_duplicate_addresses(
 
 fn warn_unreferenced(
     resources: &[Resource],
-    referenced: &HashSet<(ResourceType, &str)>,
+    referenced: &HashSet<(ResourceType, String)>,
     diags: &mut Diagnostics,
 ) {
     let any_listener = resources.iter().any(|r| r.rtype == ResourceType::Listener);
+    let mentioned = if any_listener {
+        cluster_mentions(resources)
+    } else {
+        HashSet::new()
+    };
     for r in resources {
         let unused = match r.rtype {
-            ResourceType::RouteConfiguration => !referenced.contains(&(r.rtype, r.name.as_str())),
+            ResourceType::RouteConfiguration => !referenced.contains(&(r.rtype, r.name.clone())),
             // Clusters may be used by things outside the directory (bootstrap, other
             // filters); only flag them when the directory has listeners that could.
             ResourceType::Cluster => {
                 any_listener
-                    && !referenced.contains(&(r.rtype, r.name.as_str()))
-                    && !mentioned_anywhere(resources, &r.name)
+                    && !referenced.contains(&(r.rtype, r.name.clone()))
+                    && !mentioned.contains(r.name.as_str())
             }
             _ => false,
         };
@@ -224,26 +230,35 @@ fn warn_unreferenced(
     }
 }
 
-/// A string field named like a cluster reference anywhere in the set (ext_authz
-/// services, JWKS fetchers, tracers, ...) counts as a use.
-fn mentioned_anywhere(resources: &[Resource], name: &str) -> bool {
-    fn mentions(m: &DynamicMessage, name: &str) -> bool {
-        m.fields().any(|(f, v)| match v {
-            Value::String(s) => s == name && f.name().contains("cluster"),
-            Value::Message(inner) => {
-                mentions(&unpack_any(inner).unwrap_or(Cow::Borrowed(inner)), name)
+/// Every string in a field named like a cluster reference, anywhere outside
+/// clusters (ext_authz services, JWKS fetchers, tracers, ...): each counts as a use.
+fn cluster_mentions(resources: &[Resource]) -> HashSet<String> {
+    fn collect(m: &DynamicMessage, out: &mut HashSet<String>) {
+        let m = unpack_any(m).unwrap_or(Cow::Borrowed(m));
+        for (f, v) in m.fields() {
+            match v {
+                Value::String(s) if f.name().contains("cluster") => {
+                    out.insert(s.clone());
+                }
+                Value::Message(inner) => collect(inner, out),
+                Value::List(items) => items
+                    .iter()
+                    .filter_map(Value::as_message)
+                    .for_each(|i| collect(i, out)),
+                Value::Map(entries) => entries
+                    .values()
+                    .filter_map(Value::as_message)
+                    .for_each(|i| collect(i, out)),
+                _ => {}
             }
-            Value::List(items) => items.iter().any(|i| {
-                i.as_message()
-                    .is_some_and(|m| mentions(&unpack_any(m).unwrap_or(Cow::Borrowed(m)), name))
-            }),
-            _ => false,
-        })
+        }
     }
+    let mut out = HashSet::new();
     resources
         .iter()
         .filter(|r| r.rtype != ResourceType::Cluster)
-        .any(|r| mentions(&r.message, name))
+        .for_each(|r| collect(&r.message, &mut out));
+    out
 }
 
 /// Decodes an `Any` into its message, through the schema pool.

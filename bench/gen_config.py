@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Writes a large, valid xdsd config directory for the lint benchmark.
+
+usage: gen_config.py DIR [CLUSTERS] [ROUTES] [LISTENERS]
+Defaults: 10,000 EDS clusters + 10,000 ClusterLoadAssignments, 1,000
+RouteConfigurations (10 routes each), 100 listeners (10 filter chains each,
+one per route configuration, told apart by SNI).
+"""
+import os
+import sys
+
+out = sys.argv[1]
+clusters = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
+routes = int(sys.argv[3]) if len(sys.argv) > 3 else 1_000
+listeners = int(sys.argv[4]) if len(sys.argv) > 4 else 100
+chains_per_listener = max(1, routes // listeners)
+
+os.makedirs(out, exist_ok=True)
+
+
+def write(name, docs):
+    with open(os.path.join(out, name), "w") as f:
+        f.write("---\n".join(docs))
+
+
+write("clusters.yaml", [
+    f'"@type": type.googleapis.com/envoy.config.cluster.v3.Cluster\n'
+    f"name: svc-{i}\nconnect_timeout: 0.5s\ntype: EDS\n"
+    f"eds_cluster_config: {{eds_config: {{ads: {{}}, resource_api_version: V3}}}}\n"
+    for i in range(clusters)
+])
+write("endpoints.yaml", [
+    f'"@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n'
+    f"cluster_name: svc-{i}\nendpoints:\n- lb_endpoints:\n"
+    f"  - endpoint: {{address: {{socket_address: {{address: 10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}, port_value: 8080}}}}}}\n"
+    for i in range(clusters)
+])
+write("routes.yaml", [
+    f'"@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n'
+    f"name: routes-{r}\nvirtual_hosts:\n- name: vh-{r}\n  domains: [\"host-{r}.example.com\"]\n  routes:\n"
+    + "".join(
+        f"  - match: {{prefix: /api/{k}}}\n    route: {{cluster: svc-{(r * 10 + k) % clusters}, timeout: 5s}}\n"
+        for k in range(10)
+    )
+    for r in range(routes)
+])
+hcm = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+router = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+write("listeners.yaml", [
+    f'"@type": type.googleapis.com/envoy.config.listener.v3.Listener\n'
+    f"name: listener-{l}\naddress: {{socket_address: {{address: 0.0.0.0, port_value: {10000 + l}}}}}\n"
+    f"filter_chains:\n"
+    + "".join(
+        f"- filter_chain_match: {{server_names: [\"host-{l * chains_per_listener + c}.example.com\"]}}\n"
+        f"  filters:\n  - name: envoy.filters.network.http_connection_manager\n    typed_config:\n"
+        f"      \"@type\": {hcm}\n      stat_prefix: l{l}c{c}\n"
+        f"      rds: {{route_config_name: routes-{l * chains_per_listener + c}, config_source: {{ads: {{}}, resource_api_version: V3}}}}\n"
+        f"      http_filters:\n      - name: envoy.filters.http.router\n        typed_config: {{\"@type\": {router}}}\n"
+        for c in range(chains_per_listener)
+    )
+    for l in range(listeners)
+])
+print(f"{out}: {clusters} clusters, {clusters} endpoints, {routes} route configurations, {listeners} listeners")
