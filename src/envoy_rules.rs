@@ -5,6 +5,7 @@
 //! Each check looks at one message (wherever it appears, also inside `Any`)
 //! and reports a field path relative to it.
 
+use crate::reflect::{field as get, list};
 use crate::resource::PathStep;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
@@ -65,7 +66,7 @@ pub fn check(m: &DynamicMessage, top_level: bool, out: &mut Vec<Finding>) {
         "envoy.config.core.v3.HeaderValueOption" => modified_header(m, out),
         "envoy.type.matcher.v3.RegexMatcher" => {
             if let Some((f, Value::String(re))) = get(m, "regex")
-                && let Err(e) = crate::rules::check_re2(&re)
+                && let Err(e) = crate::rules::check_re2(re)
             {
                 out.push(wrong(
                     vec![PathStep::Field(f)],
@@ -78,19 +79,6 @@ pub fn check(m: &DynamicMessage, top_level: bool, out: &mut Vec<Finding>) {
 }
 
 /// A field's descriptor and value, when it is set.
-fn get(m: &DynamicMessage, name: &str) -> Option<(prost_reflect::FieldDescriptor, Value)> {
-    let f = m.descriptor().get_field_by_name(name)?;
-    m.has_field(&f)
-        .then(|| (f.clone(), m.get_field(&f).into_owned()))
-}
-
-fn list(m: &DynamicMessage, name: &str) -> Option<(prost_reflect::FieldDescriptor, Vec<Value>)> {
-    match get(m, name)? {
-        (f, Value::List(items)) => Some((f, items)),
-        _ => None,
-    }
-}
-
 fn step(m: &DynamicMessage, name: &str) -> Option<PathStep> {
     m.descriptor().get_field_by_name(name).map(PathStep::Field)
 }
@@ -100,7 +88,7 @@ fn listener(m: &DynamicMessage, out: &mut Vec<Finding>) {
     let internal = m.has_field_by_name("internal_listener");
     match get(m, "address") {
         Some((f, Value::Message(address))) => {
-            socket_ip(&address, vec![PathStep::Field(f)], "listener", out)
+            socket_ip(address, vec![PathStep::Field(f)], "listener", out)
         }
         _ if !api && !internal => out.push(missing(
             Vec::new(),
@@ -141,7 +129,7 @@ fn socket_ip(
     if sa.has_field_by_name("resolver_name") {
         return;
     }
-    let Some((af, Value::String(host))) = get(&sa, "address") else {
+    let Some((af, Value::String(host))) = get(sa, "address") else {
         return;
     };
     if host.parse::<std::net::IpAddr>().is_err() {
@@ -165,10 +153,10 @@ fn cluster(m: &DynamicMessage, out: &mut Vec<Finding>) {
     };
     let base = vec![PathStep::Field(af)];
     if kind == STATIC {
-        endpoint_ips(&assignment, &base, out);
+        endpoint_ips(assignment, &base, out);
     }
     if kind == LOGICAL_DNS {
-        let endpoints: Vec<(Vec<PathStep>, DynamicMessage)> = lb_endpoints(&assignment, &base);
+        let endpoints: Vec<(Vec<PathStep>, DynamicMessage)> = lb_endpoints(assignment, &base);
         if endpoints.len() > 1 {
             let (path, _) = &endpoints[1];
             out.push(wrong(
@@ -216,11 +204,11 @@ fn endpoint_ips(assignment: &DynamicMessage, base: &[PathStep], out: &mut Vec<Fi
         let Some((ef, Value::Message(endpoint))) = get(&lb, "endpoint") else {
             continue;
         };
-        let Some((af, Value::Message(address))) = get(&endpoint, "address") else {
+        let Some((af, Value::Message(address))) = get(endpoint, "address") else {
             continue;
         };
         path.extend([PathStep::Field(ef), PathStep::Field(af)]);
-        socket_ip(&address, path, "endpoint", out);
+        socket_ip(address, path, "endpoint", out);
     }
 }
 
@@ -335,7 +323,7 @@ fn modified_header(m: &DynamicMessage, out: &mut Vec<Finding>) {
     let Some((hf, Value::Message(header))) = get(m, "header") else {
         return;
     };
-    let Some((kf, Value::String(key))) = get(&header, "key") else {
+    let Some((kf, Value::String(key))) = get(header, "key") else {
         return;
     };
     if key.starts_with(':') || key.eq_ignore_ascii_case("host") {
@@ -347,7 +335,7 @@ fn server_certificates(m: &DynamicMessage, out: &mut Vec<Finding>) {
     let Some((cf, Value::Message(common))) = get(m, "common_tls_context") else {
         return;
     };
-    let has = |name: &str| match get(&common, name) {
+    let has = |name: &str| match get(common, name) {
         Some((_, Value::List(l))) => !l.is_empty(),
         Some(_) => true,
         None => false,

@@ -21,6 +21,8 @@ pub mod diag;
 pub mod diff;
 pub mod envoy_rules;
 pub mod loader;
+pub mod parallel;
+pub mod reflect;
 pub mod render;
 pub mod resource;
 pub mod rules;

@@ -52,27 +52,50 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
     let mut visited = HashSet::new();
     collect_files(dir, &mut files, &mut visited, &mut diagnostics);
     files.sort();
-    let mut loader = FileLoader {
-        rules: Rules::default(),
-        loaded: Loaded {
-            resources: Vec::new(),
-            diagnostics,
-        },
-    };
-    for path in files {
+    // Files are parsed, and documents decoded, on every core; results keep file order.
+    let parsed = crate::parallel::map(&files, |path| {
         let shown: Arc<str> = Arc::from(path.display().to_string());
-        match read_text(&path) {
-            Ok(text) => loader.load_text(&shown, &text),
-            Err(message) => loader.loaded.diagnostics.error(
-                Location {
-                    file: shown,
-                    mark: None,
-                },
-                message,
-            ),
+        let docs = read_text(path)
+            .map_err(|message| (None, message))
+            .and_then(|text| {
+                yaml::parse_documents(&text, yaml::Limits::default())
+                    .map_err(|e| (Some(e.mark), format!("YAML: {}", e.message)))
+            });
+        (shown, docs)
+    });
+    let mut documents = Vec::new();
+    for (file, docs) in parsed {
+        match docs {
+            Ok(docs) => {
+                documents.extend(docs.into_iter().map(|d| (Arc::clone(&file), Arc::new(d))))
+            }
+            Err((mark, message)) => diagnostics.error(Location { file, mark }, message),
         }
     }
-    Ok(loader.loaded)
+    // Small chunks, so that the threads stay busy to the end.
+    let chunk = documents
+        .len()
+        .div_ceil(crate::parallel::threads() * 8)
+        .max(1);
+    let chunks: Vec<&[(Arc<str>, Arc<Node>)]> = documents.chunks(chunk).collect();
+    let mut loaded = Loaded {
+        resources: Vec::new(),
+        diagnostics,
+    };
+    for part in crate::parallel::map(&chunks, |docs| {
+        let mut loader = FileLoader {
+            rules: Rules::default(),
+            loaded: Loaded::default(),
+        };
+        for (file, doc) in docs.iter() {
+            loader.document(file, Arc::clone(doc));
+        }
+        loader.loaded
+    }) {
+        loaded.resources.extend(part.resources);
+        loaded.diagnostics.extend(part.diagnostics);
+    }
+    Ok(loaded)
 }
 
 /// Loads documents from one text as if it were the file `shown` (used by tests and tools).

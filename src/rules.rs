@@ -85,9 +85,36 @@ impl<'n> FieldMarks<'n> {
     }
 }
 
+/// One field's rules, with what every check needs read out once.
 struct FieldRule {
     field: FieldDescriptor,
-    rules: DynamicMessage,
+    /// Presence is required (`message.required`, or `required` in duration/timestamp/any rules).
+    required: bool,
+    /// The typed rule set (`string`, `uint32`, `repeated`, ...) and its name.
+    typed: Option<(String, DynamicMessage)>,
+    /// `ignore_empty` in the typed rules: a default value is not checked.
+    ignore_empty: bool,
+}
+
+impl FieldRule {
+    fn new(field: FieldDescriptor, rules: &DynamicMessage) -> Self {
+        let message_required = rule(rules, "message").and_then(|m| {
+            m.as_message()
+                .and_then(|m| rule(m, "required"))
+                .and_then(|v| v.as_bool())
+        }) == Some(true);
+        let typed = rule_kind(rules);
+        let ignore_empty = typed
+            .as_ref()
+            .and_then(|(_, r)| rule(r, "ignore_empty").and_then(|v| v.as_bool()))
+            == Some(true);
+        FieldRule {
+            field,
+            required: message_required || typed_required(rules),
+            typed,
+            ignore_empty,
+        }
+    }
 }
 
 struct MessageRules {
@@ -147,7 +174,7 @@ fn read_message_rules(desc: &MessageDescriptor) -> MessageRules {
             let options = field.options();
             options.has_extension(&ext.rules).then(|| {
                 let rules = options.get_extension(&ext.rules).as_message().cloned();
-                rules.map(|rules| FieldRule { field, rules })
+                rules.map(|rules| FieldRule::new(field, &rules))
             })?
         })
         .collect();
@@ -245,14 +272,7 @@ impl Rules {
         {
             return;
         }
-        if !set && typed_required(&fr.rules) {
-            out.push((marks.message, format!("`{name}` is required")));
-            return;
-        }
-        if let Some(m) = rule(&fr.rules, "message").and_then(|v| v.as_message().cloned())
-            && !set
-            && rule(&m, "required").and_then(|v| v.as_bool()) == Some(true)
-        {
+        if !set && fr.required {
             out.push((marks.message, format!("`{name}` is required")));
             return;
         }
@@ -260,30 +280,29 @@ impl Rules {
         if !set && matches!(field.kind(), Kind::Message(_)) && !field.is_list() && !field.is_map() {
             return;
         }
-        let Some((kind, r)) = rule_kind(&fr.rules) else {
+        let Some((kind, r)) = &fr.typed else {
             return;
         };
         let value = msg.get_field(field);
-        let ignore_empty = rule(&r, "ignore_empty").and_then(|v| v.as_bool()) == Some(true);
-        if ignore_empty && value.is_default(&field.kind()) {
+        if fr.ignore_empty && value.is_default(&field.kind()) {
             return;
         }
         match kind.as_str() {
-            "repeated" => self.check_repeated(&value, &r, field, marks, out),
+            "repeated" => self.check_repeated(&value, r, field, marks, out),
             "map" => {
                 let n = match &*value {
                     Value::Map(m) => m.len() as u64,
                     _ => 0,
                 };
                 let mark = marks.value_mark(number);
-                if let Some(min) = rule(&r, "min_pairs").and_then(|v| v.as_u64())
+                if let Some(min) = rule(r, "min_pairs").and_then(|v| v.as_u64())
                     && n < min
                 {
                     out.push((mark, format!("`{name}` needs at least {min} entries")));
                 }
             }
             _ => {
-                if let Some(text) = self.check_single(&kind, &r, &value, field) {
+                if let Some(text) = self.check_single(kind, r, &value, field) {
                     out.push((marks.value_mark(number), format!("`{name}`: {text}")));
                 }
             }

@@ -13,9 +13,10 @@
 //! * HTTP filter chains: the router (a terminal filter) must come last.
 
 use crate::diag::Diagnostics;
+use crate::reflect::{field, string_field, unpack_any};
 use crate::resource::{PathStep, Resource};
-use crate::schema::{self, ResourceType};
-use prost_reflect::{DynamicMessage, FieldDescriptor, ReflectMessage, Value};
+use crate::schema::ResourceType;
+use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
@@ -65,22 +66,24 @@ pub fn validate(resources: &[Resource], diags: &mut Diagnostics) {
     }
     let mut referenced: HashSet<(ResourceType, String)> = HashSet::new();
     let mut listener_addresses: Vec<(usize, String, Path)> = Vec::new();
-    for (index, resource) in resources.iter().enumerate() {
+    // Each resource is walked on its own (in parallel); findings are merged in order.
+    let walks = crate::parallel::map(resources, |resource| {
         let mut walk = Walk {
             resource,
             refs: Vec::new(),
-            diags: &mut *diags,
+            diags: Diagnostics::default(),
             addresses: Vec::new(),
         };
         walk.message(&resource.message, &mut Vec::new());
         if resource.rtype == ResourceType::Cluster {
             walk.eds_reference();
         }
-        let Walk {
-            refs, addresses, ..
-        } = walk;
-        for address in addresses {
-            listener_addresses.push((index, address.0, address.1));
+        (walk.refs, walk.addresses, walk.diags)
+    });
+    for (index, (resource, (refs, addresses, found))) in resources.iter().zip(walks).enumerate() {
+        diags.extend(found);
+        for (address, path) in addresses {
+            listener_addresses.push((index, address, path));
         }
         for r in refs {
             let targets = by_name
@@ -200,11 +203,8 @@ fn warn_unreferenced(
     diags: &mut Diagnostics,
 ) {
     let any_listener = resources.iter().any(|r| r.rtype == ResourceType::Listener);
-    let mentioned = if any_listener {
-        cluster_mentions(resources)
-    } else {
-        HashSet::new()
-    };
+    // Computed only if some cluster is not referenced directly: it walks everything.
+    let mentioned = std::cell::OnceCell::new();
     for r in resources {
         let unused = match r.rtype {
             ResourceType::RouteConfiguration => !referenced.contains(&(r.rtype, r.name.clone())),
@@ -213,7 +213,9 @@ fn warn_unreferenced(
             ResourceType::Cluster => {
                 any_listener
                     && !referenced.contains(&(r.rtype, r.name.clone()))
-                    && !mentioned.contains(r.name.as_str())
+                    && !mentioned
+                        .get_or_init(|| cluster_mentions(resources))
+                        .contains(r.name.as_str())
             }
             _ => false,
         };
@@ -261,29 +263,6 @@ fn cluster_mentions(resources: &[Resource]) -> HashSet<String> {
     out
 }
 
-/// Decodes an `Any` into its message, through the schema pool.
-fn unpack_any(m: &DynamicMessage) -> Option<Cow<'_, DynamicMessage>> {
-    if m.descriptor().full_name() != "google.protobuf.Any" {
-        return None;
-    }
-    let url = m.get_field_by_name("type_url")?;
-    let desc = schema::message_by_type_url(url.as_str()?)?;
-    let value = m.get_field_by_name("value")?;
-    DynamicMessage::decode(desc, value.as_bytes()?.clone())
-        .ok()
-        .map(Cow::Owned)
-}
-
-fn field<'m>(m: &'m DynamicMessage, name: &str) -> Option<(FieldDescriptor, Cow<'m, Value>)> {
-    let f = m.descriptor().get_field_by_name(name)?;
-    m.has_field(&f).then(|| (f.clone(), m.get_field(&f)))
-}
-
-fn string_field(m: &DynamicMessage, name: &str) -> Option<(FieldDescriptor, String)> {
-    let (f, v) = field(m, name)?;
-    Some((f, v.as_str()?.to_string()))
-}
-
 fn with(path: &Path, steps: impl IntoIterator<Item = PathStep>) -> Path {
     let mut p = path.clone();
     p.extend(steps);
@@ -299,7 +278,7 @@ fn served_over_xds(config_source: &DynamicMessage) -> bool {
 struct Walk<'a> {
     resource: &'a Resource,
     refs: Vec<Reference>,
-    diags: &'a mut Diagnostics,
+    diags: Diagnostics,
     addresses: Vec<(String, Path)>,
 }
 
@@ -423,10 +402,8 @@ impl Walk<'_> {
 
     fn more_cluster_references(&mut self, m: &DynamicMessage, path: &Path) {
         if let Some((wf, weighted)) = field(m, "weighted_clusters")
-            && let Some((cf, Value::List(clusters))) = weighted
-                .as_message()
-                .and_then(|w| field(w, "clusters"))
-                .map(|(f, v)| (f, v.into_owned()))
+            && let Some((cf, Value::List(clusters))) =
+                weighted.as_message().and_then(|w| field(w, "clusters"))
         {
             for (i, c) in clusters.iter().enumerate() {
                 if let Some((nf, name)) = c.as_message().and_then(|c| string_field(c, "name")) {
@@ -443,9 +420,7 @@ impl Walk<'_> {
                 }
             }
         }
-        if let Some((mf, Value::List(mirrors))) =
-            field(m, "request_mirror_policies").map(|(f, v)| (f, v.into_owned()))
-        {
+        if let Some((mf, Value::List(mirrors))) = field(m, "request_mirror_policies") {
             for (i, mirror) in mirrors.iter().enumerate() {
                 if let Some((cf, name)) =
                     mirror.as_message().and_then(|m| string_field(m, "cluster"))
@@ -482,9 +457,7 @@ impl Walk<'_> {
     }
 
     fn duplicate_domains(&mut self, m: &DynamicMessage, path: &Path) {
-        let Some((vf, Value::List(vhosts))) =
-            field(m, "virtual_hosts").map(|(f, v)| (f, v.into_owned()))
-        else {
+        let Some((vf, Value::List(vhosts))) = field(m, "virtual_hosts") else {
             return;
         };
         let mut seen: HashMap<String, String> = HashMap::new();
@@ -495,9 +468,7 @@ impl Walk<'_> {
             let vhost_name = string_field(vhost, "name")
                 .map(|(_, n)| n)
                 .unwrap_or_default();
-            let Some((df, Value::List(domains))) =
-                field(vhost, "domains").map(|(f, v)| (f, v.into_owned()))
-            else {
+            let Some((df, Value::List(domains))) = field(vhost, "domains") else {
                 continue;
             };
             for (j, domain) in domains.iter().enumerate() {
@@ -538,9 +509,7 @@ impl Walk<'_> {
             p.extend(steps);
             self.addresses.push((text, p));
         }
-        let Some((cf, Value::List(chains))) =
-            field(m, "filter_chains").map(|(f, v)| (f, v.into_owned()))
-        else {
+        let Some((cf, Value::List(chains))) = field(m, "filter_chains") else {
             return;
         };
         let mut seen: HashMap<String, usize> = HashMap::new();
