@@ -19,12 +19,32 @@ use std::process::ExitCode;
 /// Aggregated Discovery Service. The offline subcommands check and review a
 /// directory before it ships.
 #[derive(Debug, Parser)]
-#[command(name = "xdsd", version, propagate_version = true)]
+#[command(name = "xdsd", version, propagate_version = true, after_long_help = NOTES)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// Choices the product contract leaves open, as `--help` and the man page state them.
+const NOTES: &str = "\
+Config files: every *.yaml, *.yml and *.json below --dir; names starting with `.` are skipped. \
+A document is a bare resource with \"@type\", an envelope (kind, nodes, spec), or a \
+DiscoveryResponse with `resources:`.
+
+YAML is read as Envoy reads it: an unquoted 123, yes, on or true is a number or a bool, never \
+a string, so `name: yes` is an error (quote it); 1.5 and 12345678901 stay strings; a single value \
+where a list is expected is accepted as a one-item list (with a warning).
+
+Extensions: a typed_config whose type is in a package xdsd's Envoy schema lacks entirely is a \
+warning and is served as a TypedStruct, for Envoy to check; a misspelled message name in a known \
+package is an error. Problems inside work-in-progress Envoy APIs are warnings.
+
+References must be visible to every node that sees the referrer: a target without `nodes` \
+covers everyone; otherwise each `cluster` glob of the referrer must lie within a glob of a \
+target. A tcp_proxy naming a missing cluster is a warning (Envoy accepts it).
+
+Exit status: 0 success; 1 errors found (lint, render) or differences (diff); 2 could not run.";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
