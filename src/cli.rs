@@ -49,6 +49,15 @@ Exit status: 0 success; 1 errors found (lint, render) or differences (diff); 2 c
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve a config directory over xDS (ADS), reloading it when it changes.
+    ///
+    /// Validates the whole directory and serves it to Envoy and proxyless
+    /// gRPC clients over the Aggregated Discovery Service. Changes are applied
+    /// all or nothing: a set with any error is logged and never served; the
+    /// last good set stays. Exits 0 after SIGTERM/SIGINT, non-zero at once
+    /// when it cannot start (bad flags, address in use, unreadable directory,
+    /// invalid initial set). SIGHUP forces a reload.
+    Serve(ServeArgs),
     /// Check a config directory and report every problem with its location.
     ///
     /// Prints `path:line:column: error: message` (or warning) for every
@@ -95,6 +104,37 @@ impl NodeArgs {
             cluster: self.node_cluster.clone(),
         }
     }
+}
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// Address for gRPC xDS.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:18000")]
+    listen: std::net::SocketAddr,
+    /// Address for the admin HTTP endpoint (/healthz, /readyz).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18001")]
+    admin: std::net::SocketAddr,
+    /// Quiet period, in milliseconds, that ends a burst of file events.
+    #[arg(long, value_name = "MS", default_value_t = 100)]
+    debounce_ms: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+/// Log output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Arguments of `lint`.
@@ -157,9 +197,56 @@ const EXIT_TROUBLE: u8 = 2;
 /// Runs the parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Serve(args) => serve(&args),
         Command::Lint(args) => lint(&args),
         Command::Render(args) => render_cmd(&args),
         Command::Diff(args) => diff_cmd(&args),
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    init_logging(args.log_format, &args.log_level);
+    let quiet = std::time::Duration::from_millis(args.debounce_ms);
+    let options = crate::serve::Options {
+        dir: args.dir.dir.clone(),
+        listen: args.listen,
+        admin: args.admin,
+        debounce: crate::watch::Debounce {
+            quiet,
+            max_delay: (quiet * 10).max(std::time::Duration::from_secs(1)),
+        },
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("xdsd: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_TROUBLE);
+        }
+    };
+    match runtime.block_on(crate::serve::run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(crate::serve::StartError(message)) => {
+            tracing::error!("cannot start");
+            eprintln!("xdsd: {message}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 //! * [`cli`]: the `xdsd` command line.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod decode;
 pub mod diag;
@@ -28,5 +29,9 @@ pub mod resource;
 pub mod rules;
 pub mod schema;
 pub mod selector;
+pub mod serve;
+pub mod snapshot;
 pub mod validate;
+pub mod watch;
+pub mod xds;
 pub mod yaml;

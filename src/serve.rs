@@ -1,0 +1,159 @@
+//! `xdsd serve`: load and validate the directory, serve it over ADS, reload
+//! on change (all or nothing: an invalid set never replaces the served one).
+
+use crate::admin::{self, Health};
+use crate::diag;
+use crate::snapshot::Snapshot;
+use crate::validate::check_dir;
+use crate::watch::{self, Debounce};
+use crate::xds::{Ads, Ledger};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch as channel};
+
+/// Everything `serve` needs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The config directory.
+    pub dir: PathBuf,
+    /// The gRPC xDS address.
+    pub listen: SocketAddr,
+    /// The admin HTTP address.
+    pub admin: SocketAddr,
+    /// How file events are coalesced.
+    pub debounce: Debounce,
+}
+
+/// Why `serve` could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+/// How long open streams may take to close after SIGTERM/SIGINT.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(options: Options) -> Result<(), StartError> {
+    let initial = load(&options.dir).map_err(StartError)?;
+    let grpc = TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {}: {e}", options.listen)))?;
+    let admin_listener = TcpListener::bind(options.admin)
+        .await
+        .map_err(|e| StartError(format!("cannot listen on {} (admin): {e}", options.admin)))?;
+    tracing::info!(version = %initial.version, resources = ?initial.counts(), "loaded");
+    let (snapshots_tx, snapshots) = channel::channel(Arc::new(initial));
+    let ledger = Arc::new(Ledger::default());
+    let health = Arc::new(Health::default());
+    tokio::spawn(admin::serve(admin_listener, Arc::clone(&health)));
+
+    let (reload_tx, mut reloads) = mpsc::channel::<()>(1);
+    tokio::spawn(watch::watch(
+        options.dir.clone(),
+        options.debounce,
+        reload_tx.clone(),
+    ));
+    tokio::spawn(forward_sighup(reload_tx));
+    let dir = options.dir.clone();
+    tokio::spawn(async move {
+        while reloads.recv().await.is_some() {
+            reload(&dir, &snapshots_tx).await;
+        }
+    });
+
+    tracing::info!(listen = %options.listen, admin = %options.admin, "serving xDS");
+    health.ready.store(true, Ordering::Relaxed);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(Ads::new(snapshots, ledger).into_service())
+        .serve_with_incoming_shutdown(incoming, shutdown_signal());
+    // Streams are long-lived: after the signal, give them DRAIN to close, then stop.
+    let drained = async {
+        shutdown_signal().await;
+        tokio::time::sleep(DRAIN).await;
+    };
+    tokio::select! {
+        result = server => result.map_err(|e| StartError(format!("xDS server: {e}")))?,
+        () = drained => {}
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Loads and validates; the error lists every problem.
+fn load(dir: &std::path::Path) -> Result<Snapshot, String> {
+    let checked = check_dir(dir).map_err(|e| e.to_string())?;
+    for d in checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == diag::Severity::Warning)
+    {
+        tracing::warn!("{d}");
+    }
+    if !checked.diagnostics.is_ok() {
+        let text = diag::render(&checked.diagnostics, diag::Format::Text);
+        return Err(format!(
+            "{} errors in {}:\n{text}",
+            checked.diagnostics.error_count(),
+            dir.display()
+        ));
+    }
+    Ok(Snapshot::build(&checked.resources))
+}
+
+/// Reloads; on any error keeps serving the last good snapshot.
+async fn reload(dir: &std::path::Path, snapshots: &channel::Sender<Arc<Snapshot>>) {
+    let dir_owned = dir.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || load(&dir_owned)).await;
+    match loaded {
+        Ok(Ok(snapshot)) => {
+            if snapshot.version == snapshots.borrow().version {
+                tracing::debug!("reload: no change");
+                return;
+            }
+            tracing::info!(version = %snapshot.version, resources = ?snapshot.counts(), "reloaded");
+            snapshots.send_replace(Arc::new(snapshot));
+        }
+        Ok(Err(errors)) => {
+            tracing::error!(
+                "reload rejected; still serving version {}",
+                snapshots.borrow().version
+            );
+            for line in errors.lines() {
+                tracing::error!("{line}");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "reload failed"),
+    }
+}
+
+async fn forward_sighup(reload: mpsc::Sender<()>) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        if reload.send(()).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}

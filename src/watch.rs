@@ -1,0 +1,96 @@
+//! Watching the config directory: file events (notify) coalesced into one
+//! reload signal per burst.
+//!
+//! Event paths are not trusted (a `mkdir` plus a write may arrive as one
+//! folder event, a ConfigMap swap as a symlink change): any event means
+//! "rescan everything". Reads (`Access` events, which xdsd's own reading
+//! causes) are ignored, or reloads would loop.
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How events are coalesced.
+#[derive(Clone, Copy, Debug)]
+pub struct Debounce {
+    /// Reload once no event came for this long.
+    pub quiet: Duration,
+    /// Reload at the latest this long after the first event of a burst.
+    pub max_delay: Duration,
+}
+
+/// Watches `dir` and sends `()` on `reload` once per burst of changes. Runs
+/// until `reload` is closed. The watch is re-armed when the directory is
+/// removed and re-created.
+pub async fn watch(dir: PathBuf, debounce: Debounce, reload: mpsc::Sender<()>) {
+    let (events_tx, mut events) = mpsc::channel::<()>(64);
+    let mut watcher = arm(&dir, events_tx.clone());
+    let mut identity = dir_identity(&dir);
+    let mut rearm = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            Some(()) = events.recv() => {
+                coalesce(&mut events, debounce).await;
+                if reload.send(()).await.is_err() {
+                    return;
+                }
+            }
+            _ = rearm.tick() => {
+                // A removed and re-created directory is a new inode: the old watch sees nothing.
+                let now = dir_identity(&dir);
+                if now != identity || watcher.is_none() && now.is_some() {
+                    identity = now;
+                    watcher = arm(&dir, events_tx.clone());
+                    if reload.send(()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Waits until events stop for `quiet`, or `max_delay` has passed.
+async fn coalesce(events: &mut mpsc::Receiver<()>, debounce: Debounce) {
+    let deadline = tokio::time::Instant::now() + debounce.max_delay;
+    loop {
+        let quiet_end = (tokio::time::Instant::now() + debounce.quiet).min(deadline);
+        match tokio::time::timeout_at(quiet_end, events.recv()).await {
+            Ok(Some(())) if tokio::time::Instant::now() < deadline => continue,
+            _ => return,
+        }
+    }
+}
+
+fn arm(dir: &Path, events: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    let handler = move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            Ok(e) => !matches!(e.kind, EventKind::Access(_)),
+            Err(_) => true,
+        };
+        if relevant {
+            // A full channel already means "reload pending".
+            let _ = events.try_send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create a file watcher");
+            return None;
+        }
+    };
+    match watcher.watch(dir, RecursiveMode::Recursive) {
+        Ok(()) => Some(watcher),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config directory; retrying");
+            None
+        }
+    }
+}
+
+fn dir_identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}

@@ -1,0 +1,157 @@
+//! The xDS server: the Aggregated Discovery Service over gRPC, fed by a
+//! watch channel of snapshots, and the ledger of what each client was sent
+//! and ACKed.
+
+mod sotw;
+
+use crate::schema::ResourceType;
+use crate::selector::NodeIdentity;
+use crate::snapshot::Snapshot;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// What one client was sent and what it answered, per type.
+#[derive(Clone, Debug, Default)]
+pub struct TypeStatus {
+    /// Version of the last response sent.
+    pub sent_version: String,
+    /// Version the client last ACKed.
+    pub acked_version: String,
+    /// The last NACK: version, error text, when.
+    pub last_nack: Option<(String, String, SystemTime)>,
+}
+
+/// One connected stream.
+#[derive(Clone, Debug, Default)]
+pub struct ClientStatus {
+    /// The node it identified as.
+    pub node: NodeIdentity,
+    /// Per type.
+    pub types: BTreeMap<ResourceType, TypeStatus>,
+}
+
+/// Every connected stream's status, shared with the admin API.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    clients: Mutex<HashMap<u64, ClientStatus>>,
+}
+
+impl Ledger {
+    fn with(&self, id: u64, f: impl FnOnce(&mut ClientStatus)) {
+        let mut clients = match self.clients.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(clients.entry(id).or_default());
+    }
+
+    fn connect(&self, id: u64, node: &NodeIdentity) {
+        tracing::info!(stream = id, node_id = %node.id, node_cluster = %node.cluster, "client connected");
+        self.with(id, |c| c.node = node.clone());
+    }
+
+    fn sent(&self, id: u64, rtype: ResourceType, version: &str) {
+        self.with(id, |c| {
+            c.types.entry(rtype).or_default().sent_version = version.to_string()
+        });
+    }
+
+    fn ack(&self, id: u64, rtype: ResourceType, version: &str) {
+        self.with(id, |c| {
+            c.types.entry(rtype).or_default().acked_version = version.to_string()
+        });
+    }
+
+    fn nack(&self, id: u64, rtype: ResourceType, version: &str, error: &str) {
+        let nack = (version.to_string(), error.to_string(), SystemTime::now());
+        self.with(id, |c| {
+            c.types.entry(rtype).or_default().last_nack = Some(nack)
+        });
+    }
+
+    fn remove(&self, id: u64) {
+        let mut clients = match self.clients.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(c) = clients.remove(&id) {
+            tracing::info!(stream = id, node_id = %c.node.id, "client disconnected");
+        }
+    }
+
+    /// A copy of every stream's status, by stream id.
+    pub fn clients(&self) -> BTreeMap<u64, ClientStatus> {
+        let clients = match self.clients.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        clients.iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+}
+
+/// The ADS service.
+pub struct Ads {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    ledger: Arc<Ledger>,
+    next_id: AtomicU64,
+}
+
+impl Ads {
+    /// A service serving whatever snapshot `snapshots` holds.
+    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, ledger: Arc<Ledger>) -> Self {
+        Ads {
+            snapshots,
+            ledger,
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The tonic service to add to a server.
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Ads> {
+        AggregatedDiscoveryServiceServer::new(self)
+    }
+}
+
+type ResponseStream<T> = ReceiverStream<Result<T, Status>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for Ads {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(16);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(sotw::SotwStream::run(
+            id,
+            request.into_inner(),
+            self.snapshots.clone(),
+            Arc::clone(&self.ledger),
+            tx,
+        ));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented(
+            "incremental (delta) xDS is not served yet; use state-of-the-world ADS",
+        ))
+    }
+}
