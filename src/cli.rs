@@ -205,8 +205,14 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A bare level applies to xdsd itself; libraries log warnings and worse.
+    let directive = if ["error", "warn", "info", "debug", "trace"].contains(&level) {
+        format!("warn,xdsd={level}")
+    } else {
+        level.to_string()
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(directive)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,xdsd=info"));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -2,7 +2,9 @@
 //! watch channel of snapshots, and the ledger of what each client was sent
 //! and ACKed.
 
+mod delta;
 mod sotw;
+mod stream;
 
 use crate::schema::ResourceType;
 use crate::selector::NodeIdentity;
@@ -134,24 +136,36 @@ impl AggregatedDiscoveryService for Ads {
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(sotw::SotwStream::run(
-            id,
-            request.into_inner(),
-            self.snapshots.clone(),
-            Arc::clone(&self.ledger),
-            tx,
-        ));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(
+            self.start::<sotw::Sotw>(request.into_inner()),
+        ))
     }
 
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "incremental (delta) xDS is not served yet; use state-of-the-world ADS",
+        Ok(Response::new(
+            self.start::<delta::Delta>(request.into_inner()),
         ))
+    }
+}
+
+impl Ads {
+    /// Starts serving one stream in its own task.
+    fn start<W: stream::Wire>(&self, requests: Streaming<W::Request>) -> ResponseStream<W::Response>
+    where
+        W::Request: prost::Message + Default,
+    {
+        let (tx, rx) = mpsc::channel(16);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(stream::Stream::<W>::run(
+            id,
+            requests,
+            self.snapshots.clone(),
+            Arc::clone(&self.ledger),
+            tx,
+        ));
+        ReceiverStream::new(rx)
     }
 }

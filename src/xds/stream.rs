@@ -1,0 +1,433 @@
+//! One ADS stream, state of the world or incremental: subscriptions, nonces,
+//! ACK/NACK, and make-before-break transitions between snapshots. The two
+//! wire formats differ only in how requests subscribe and how responses are
+//! built ([`Wire`]); everything else is shared.
+//!
+//! A transition moves a client from what it has to a new snapshot in stages,
+//! each waiting (bounded) for the client's ACK of the previous: clusters (new
+//! plus old), endpoints (re-sent, since Envoy warms a changed cluster only on
+//! a fresh assignment), secrets, listeners, routes and the rest, and only then
+//! clusters and endpoints without the stale ones.
+
+use super::Ledger;
+use crate::schema::ResourceType;
+use crate::selector::NodeIdentity;
+use crate::snapshot::{Entry, Snapshot, View, content_hash};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tonic::{Status, Streaming};
+
+/// How long a transition stage waits for the client's ACK before going on.
+const STAGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A request, in the terms both wire formats share.
+pub struct Incoming {
+    /// The requested type.
+    pub type_url: String,
+    /// The node, if the request carries it.
+    pub node: Option<NodeIdentity>,
+    /// The nonce being answered (empty on a first request).
+    pub nonce: String,
+    /// The NACK's error text.
+    pub error: Option<String>,
+    /// The version being ACKed (SotW only; delta ACKs by nonce).
+    pub version: String,
+    /// How the subscription changes.
+    pub subscription: Subscription,
+}
+
+/// A subscription change.
+pub enum Subscription {
+    /// SotW: the full list of names (empty: wildcard, until names are given).
+    Replace(BTreeSet<String>),
+    /// Delta: names added and removed, and on reconnect the versions the client has.
+    Delta {
+        /// Names to add (`*`: wildcard).
+        subscribe: BTreeSet<String>,
+        /// Names to drop.
+        unsubscribe: BTreeSet<String>,
+        /// Versions the client already has (first request of a reconnect).
+        initial: BTreeMap<String, String>,
+    },
+}
+
+/// What one response carries.
+pub struct Outgoing<'a> {
+    /// The type.
+    pub type_url: String,
+    /// Version of everything chosen for the client.
+    pub version: &'a str,
+    /// The nonce.
+    pub nonce: &'a str,
+    /// Every resource the client should have (SotW sends these).
+    pub all: &'a BTreeMap<String, Arc<Entry>>,
+    /// Resources new or changed for the client (delta sends these).
+    pub changed: Vec<&'a Arc<Entry>>,
+    /// Names the client has that are gone (delta sends these).
+    pub removed: Vec<String>,
+}
+
+/// A wire format: SotW or delta.
+pub trait Wire: Send + 'static {
+    /// The request message.
+    type Request: Send + 'static;
+    /// The response message.
+    type Response: Send + 'static;
+    /// Reads a request.
+    fn incoming(request: Self::Request) -> Incoming;
+    /// Builds a response.
+    fn outgoing(out: Outgoing<'_>) -> Self::Response;
+    /// Delta only sends what changed; SotW always sends everything chosen.
+    const INCREMENTAL: bool;
+}
+
+/// Which content a type is answered with during a transition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// What the client has, plus new resources for names it does not have.
+    Hold,
+    /// The new snapshot plus what the client has (new wins): nothing is removed yet.
+    Union,
+    /// The new snapshot.
+    New,
+}
+
+#[derive(Default)]
+struct TypeState {
+    /// Everything of the type (SotW: empty list; delta: `*` or legacy empty first request).
+    wildcard: bool,
+    /// Names asked for.
+    names: BTreeSet<String>,
+    /// Whether the client ever asked for this type.
+    subscribed: bool,
+    /// Nonce of the last response.
+    nonce: String,
+    /// Version of the last response.
+    sent_version: String,
+    /// What the client has, as far as xdsd knows: name → version.
+    has: BTreeMap<String, String>,
+    /// The entries last chosen for the client.
+    sent: BTreeMap<String, Arc<Entry>>,
+}
+
+/// One step of a transition: set the type's mode, then push it.
+#[derive(Clone, Copy, Debug)]
+struct Stage {
+    rtype: ResourceType,
+    mode: Mode,
+    /// Send even if the content did not change.
+    force: bool,
+}
+
+fn transition_stages() -> VecDeque<Stage> {
+    use ResourceType::*;
+    let stage = |rtype, mode, force| Stage { rtype, mode, force };
+    VecDeque::from([
+        stage(Cluster, Mode::Union, false),
+        stage(ClusterLoadAssignment, Mode::Union, true),
+        stage(Secret, Mode::New, false),
+        stage(Listener, Mode::New, false),
+        stage(RouteConfiguration, Mode::New, false),
+        stage(ScopedRouteConfiguration, Mode::New, false),
+        stage(VirtualHost, Mode::New, false),
+        stage(Runtime, Mode::New, false),
+        stage(Cluster, Mode::New, false),
+        stage(ClusterLoadAssignment, Mode::New, false),
+    ])
+}
+
+/// The state of one stream.
+pub struct Stream<W: Wire> {
+    id: u64,
+    node: Option<NodeIdentity>,
+    snapshot: Arc<Snapshot>,
+    view: Arc<View>,
+    types: BTreeMap<ResourceType, TypeState>,
+    modes: BTreeMap<ResourceType, Mode>,
+    stages: VecDeque<Stage>,
+    /// The type and nonce a stage waits on, and until when.
+    waiting: Option<(ResourceType, String, Instant)>,
+    next_nonce: u64,
+    ledger: Arc<Ledger>,
+    out: mpsc::Sender<Result<W::Response, Status>>,
+}
+
+impl<W: Wire> Stream<W> {
+    /// Serves one stream until the client goes away.
+    pub async fn run(
+        id: u64,
+        mut requests: Streaming<W::Request>,
+        mut snapshots: watch::Receiver<Arc<Snapshot>>,
+        ledger: Arc<Ledger>,
+        out: mpsc::Sender<Result<W::Response, Status>>,
+    ) where
+        W::Request: prost::Message + Default,
+    {
+        let snapshot = Arc::clone(&snapshots.borrow_and_update());
+        let mut stream = Stream::<W> {
+            id,
+            node: None,
+            view: Arc::new(View::default()),
+            snapshot,
+            types: BTreeMap::new(),
+            modes: BTreeMap::new(),
+            stages: VecDeque::new(),
+            waiting: None,
+            next_nonce: 0,
+            ledger,
+            out,
+        };
+        loop {
+            let deadline = stream.waiting.as_ref().map(|(_, _, d)| *d);
+            let step = tokio::select! {
+                message = requests.message() => match message {
+                    Ok(Some(request)) => stream.on_request(W::incoming(request)).await,
+                    Ok(None) | Err(_) => Err(()),
+                },
+                changed = snapshots.changed() => match changed {
+                    Ok(()) => {
+                        let snapshot = Arc::clone(&snapshots.borrow_and_update());
+                        stream.on_snapshot(snapshot).await
+                    }
+                    Err(_) => Err(()),
+                },
+                () = sleep_until(deadline) => {
+                    if let Some((rtype, _, _)) = stream.waiting.take() {
+                        tracing::warn!(stream = id, type_url = %rtype.type_url(), "no ACK in time; continuing the transition");
+                    }
+                    stream.advance().await
+                }
+            };
+            if step.is_err() {
+                break;
+            }
+        }
+        stream.ledger.remove(id);
+    }
+
+    async fn on_request(&mut self, request: Incoming) -> Result<(), ()> {
+        if self.node.is_none() {
+            let node = request.node.clone().unwrap_or_default();
+            self.ledger.connect(self.id, &node);
+            self.view = self.snapshot.view(&node);
+            self.node = Some(node);
+        }
+        let Some(rtype) = ResourceType::ALL
+            .into_iter()
+            .find(|t| t.type_url() == request.type_url)
+        else {
+            tracing::debug!(stream = self.id, type_url = %request.type_url, "request for a type xdsd does not serve");
+            return Ok(());
+        };
+        let state = self.types.entry(rtype).or_default();
+        if !request.nonce.is_empty() && request.nonce != state.nonce {
+            // An answer to an older response: superseded, ignored (xDS protocol).
+            return Ok(());
+        }
+        if !request.nonce.is_empty() {
+            match &request.error {
+                Some(error) => {
+                    tracing::warn!(stream = self.id, type_url = %request.type_url, version = %state.sent_version, error = %error, "NACK");
+                    self.ledger.nack(self.id, rtype, &state.sent_version, error);
+                    // The client keeps what it had before the rejected response.
+                    if W::INCREMENTAL {
+                        state.has.clear();
+                    }
+                }
+                None => {
+                    let version = if W::INCREMENTAL {
+                        state.sent_version.clone()
+                    } else {
+                        request.version.clone()
+                    };
+                    self.ledger.ack(self.id, rtype, &version);
+                }
+            }
+        }
+        let first = request.nonce.is_empty();
+        if first && !W::INCREMENTAL && !request.version.is_empty() {
+            // A SotW client reconnecting says which version it has: if that is
+            // what it would get, it is sent nothing (as after a restart).
+            state.sent_version = request.version.clone();
+        }
+        subscribe(state, request.subscription);
+        let answered_wait =
+            matches!(&self.waiting, Some((t, n, _)) if *t == rtype && *n == request.nonce);
+        if answered_wait {
+            self.waiting = None;
+        }
+        // A new delta client is answered even when it gets nothing, so it can finish starting.
+        let force = first && W::INCREMENTAL && state.has.is_empty();
+        self.respond(rtype, force).await?;
+        if answered_wait {
+            self.advance().await?;
+        }
+        Ok(())
+    }
+
+    async fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Result<(), ()> {
+        if snapshot.version == self.snapshot.version {
+            return Ok(());
+        }
+        self.snapshot = snapshot;
+        let Some(node) = &self.node else {
+            return Ok(());
+        };
+        self.view = self.snapshot.view(node);
+        self.modes = ResourceType::ALL.iter().map(|t| (*t, Mode::Hold)).collect();
+        self.stages = transition_stages();
+        self.waiting = None;
+        self.advance().await
+    }
+
+    /// Runs stages until one has to wait for an ACK.
+    async fn advance(&mut self) -> Result<(), ()> {
+        while self.waiting.is_none() {
+            let Some(stage) = self.stages.pop_front() else {
+                self.modes.clear();
+                return Ok(());
+            };
+            self.modes.insert(stage.rtype, stage.mode);
+            if let Some(nonce) = self.respond(stage.rtype, stage.force).await? {
+                self.waiting = Some((stage.rtype, nonce, Instant::now() + STAGE_TIMEOUT));
+            }
+        }
+        Ok(())
+    }
+
+    /// What the client should have for `rtype` now.
+    fn desired(&self, rtype: ResourceType) -> BTreeMap<String, Arc<Entry>> {
+        let new = self
+            .view
+            .of(rtype)
+            .map(|t| t.resources.clone())
+            .unwrap_or_default();
+        let sent = self
+            .types
+            .get(&rtype)
+            .map(|s| s.sent.clone())
+            .unwrap_or_default();
+        let (mut base, overlay) = match self.modes.get(&rtype).copied().unwrap_or(Mode::New) {
+            Mode::New => return new,
+            Mode::Union => (sent, new),
+            Mode::Hold => (new, sent),
+        };
+        base.extend(overlay);
+        base
+    }
+
+    /// Sends `rtype` if the client is subscribed and its content changed (or
+    /// `force`). Returns the nonce when something was sent.
+    async fn respond(&mut self, rtype: ResourceType, force: bool) -> Result<Option<String>, ()> {
+        let desired = self.desired(rtype);
+        let Some(state) = self.types.get_mut(&rtype) else {
+            return Ok(None);
+        };
+        if !state.subscribed {
+            return Ok(None);
+        }
+        let chosen: BTreeMap<String, Arc<Entry>> = if state.wildcard {
+            desired
+        } else {
+            desired
+                .into_iter()
+                .filter(|(name, _)| state.names.contains(name))
+                .collect()
+        };
+        let parts: Vec<String> = chosen
+            .iter()
+            .map(|(n, e)| format!("{n}={}", e.version))
+            .collect();
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let version = content_hash(&refs);
+        let changed: Vec<&Arc<Entry>> = chosen
+            .iter()
+            .filter(|(name, e)| force || state.has.get(*name) != Some(&e.version))
+            .map(|(_, e)| e)
+            .collect();
+        let removed: Vec<String> = state
+            .has
+            .keys()
+            .filter(|n| !chosen.contains_key(*n))
+            .cloned()
+            .collect();
+        let unchanged = if W::INCREMENTAL {
+            changed.is_empty() && removed.is_empty() && !force
+        } else {
+            version == state.sent_version && !force
+        };
+        if unchanged {
+            // The client has exactly this (it said so, or it was sent it).
+            state.has = chosen
+                .iter()
+                .map(|(n, e)| (n.clone(), e.version.clone()))
+                .collect();
+            state.sent = chosen;
+            return Ok(None);
+        }
+        self.next_nonce += 1;
+        let nonce = self.next_nonce.to_string();
+        let response = W::outgoing(Outgoing {
+            type_url: rtype.type_url(),
+            version: &version,
+            nonce: &nonce,
+            all: &chosen,
+            changed,
+            removed,
+        });
+        tracing::debug!(stream = self.id, type_url = %rtype.type_url(), version = %version, resources = chosen.len(), "sent");
+        state.nonce = nonce.clone();
+        state.sent_version = version.clone();
+        state.has = chosen
+            .iter()
+            .map(|(n, e)| (n.clone(), e.version.clone()))
+            .collect();
+        state.sent = chosen;
+        self.ledger.sent(self.id, rtype, &version);
+        self.out.send(Ok(response)).await.map_err(|_| ())?;
+        Ok(Some(nonce))
+    }
+}
+
+/// Applies a subscription change.
+fn subscribe(state: &mut TypeState, subscription: Subscription) {
+    let first = !state.subscribed;
+    state.subscribed = true;
+    match subscription {
+        Subscription::Replace(names) => {
+            // An empty list means "everything" only until the client names something.
+            state.wildcard = names.contains("*") || names.is_empty() && (first || state.wildcard);
+            state.names = names;
+        }
+        Subscription::Delta {
+            subscribe,
+            unsubscribe,
+            initial,
+        } => {
+            if first && subscribe.is_empty() || subscribe.contains("*") {
+                state.wildcard = true;
+            }
+            if unsubscribe.contains("*") {
+                state.wildcard = false;
+            }
+            state
+                .names
+                .extend(subscribe.into_iter().filter(|n| n != "*"));
+            for name in &unsubscribe {
+                state.names.remove(name);
+                state.has.remove(name);
+            }
+            state.has.extend(initial);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
