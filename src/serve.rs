@@ -69,7 +69,7 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_service(Ads::new(snapshots, ledger).into_service())
+        .add_routes(Ads::new(snapshots, ledger).routes())
         .serve_with_incoming_shutdown(incoming, shutdown_signal());
     // Streams are long-lived: after the signal, give them DRAIN to close, then stop.
     let drained = async {

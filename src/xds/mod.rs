@@ -3,6 +3,7 @@
 //! and ACKed.
 
 mod delta;
+mod per_type;
 mod sotw;
 mod stream;
 
@@ -102,11 +103,12 @@ impl Ledger {
     }
 }
 
-/// The ADS service.
+/// The ADS service (and, through [`Ads::services`], the per-type ones).
+#[derive(Clone)]
 pub struct Ads {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     ledger: Arc<Ledger>,
-    next_id: AtomicU64,
+    next_id: Arc<AtomicU64>,
 }
 
 impl Ads {
@@ -115,13 +117,52 @@ impl Ads {
         Ads {
             snapshots,
             ledger,
-            next_id: AtomicU64::new(1),
+            next_id: Arc::new(AtomicU64::new(1)),
         }
     }
 
-    /// The tonic service to add to a server.
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Ads> {
-        AggregatedDiscoveryServiceServer::new(self)
+    /// The gRPC routes: ADS plus CDS, EDS, LDS, RDS and SDS, one engine behind all.
+    pub fn routes(self) -> tonic::service::Routes {
+        let mut builder = tonic::service::Routes::builder();
+        builder.add_service(AggregatedDiscoveryServiceServer::new(self.clone()));
+        per_type::add_services(&mut builder, &self);
+        builder.routes()
+    }
+
+    /// A one-shot answer (the per-type `Fetch*` methods): what the node gets now.
+    fn fetch(&self, request: DiscoveryRequest, rtype: ResourceType) -> DiscoveryResponse {
+        let node = request
+            .node
+            .map(|n| NodeIdentity {
+                id: n.id,
+                cluster: n.cluster,
+            })
+            .unwrap_or_default();
+        let snapshot = Arc::clone(&self.snapshots.borrow());
+        let view = snapshot.view(&node);
+        let names: std::collections::BTreeSet<String> =
+            request.resource_names.into_iter().collect();
+        let chosen: Vec<_> = view
+            .of(rtype)
+            .map(|t| {
+                t.resources
+                    .values()
+                    .filter(|e| names.is_empty() || names.contains(&e.name))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let parts: Vec<String> = chosen
+            .iter()
+            .map(|e| format!("{}={}", e.name, e.version))
+            .collect();
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        DiscoveryResponse {
+            version_info: crate::snapshot::content_hash(&refs),
+            resources: chosen.iter().map(|e| e.any.clone()).collect(),
+            type_url: rtype.type_url(),
+            ..Default::default()
+        }
     }
 }
 
@@ -137,7 +178,7 @@ impl AggregatedDiscoveryService for Ads {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         Ok(Response::new(
-            self.start::<sotw::Sotw>(request.into_inner()),
+            self.start::<sotw::Sotw>(None, request.into_inner()),
         ))
     }
 
@@ -146,14 +187,18 @@ impl AggregatedDiscoveryService for Ads {
         request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
         Ok(Response::new(
-            self.start::<delta::Delta>(request.into_inner()),
+            self.start::<delta::Delta>(None, request.into_inner()),
         ))
     }
 }
 
 impl Ads {
     /// Starts serving one stream in its own task.
-    fn start<W: stream::Wire>(&self, requests: Streaming<W::Request>) -> ResponseStream<W::Response>
+    fn start<W: stream::Wire>(
+        &self,
+        only: Option<ResourceType>,
+        requests: Streaming<W::Request>,
+    ) -> ResponseStream<W::Response>
     where
         W::Request: prost::Message + Default,
     {
@@ -161,6 +206,7 @@ impl Ads {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(stream::Stream::<W>::run(
             id,
+            only,
             requests,
             self.snapshots.clone(),
             Arc::clone(&self.ledger),

@@ -157,8 +157,11 @@ pub struct Stream<W: Wire> {
 
 impl<W: Wire> Stream<W> {
     /// Serves one stream until the client goes away.
+    /// `only` is the type of a per-type service (CDS, EDS, ...), whose
+    /// requests may leave `type_url` empty.
     pub async fn run(
         id: u64,
+        only: Option<ResourceType>,
         mut requests: Streaming<W::Request>,
         mut snapshots: watch::Receiver<Arc<Snapshot>>,
         ledger: Arc<Ledger>,
@@ -184,7 +187,13 @@ impl<W: Wire> Stream<W> {
             let deadline = stream.waiting.as_ref().map(|(_, _, d)| *d);
             let step = tokio::select! {
                 message = requests.message() => match message {
-                    Ok(Some(request)) => stream.on_request(W::incoming(request)).await,
+                    Ok(Some(request)) => {
+                        let mut incoming = W::incoming(request);
+                        if let (true, Some(t)) = (incoming.type_url.is_empty(), only) {
+                            incoming.type_url = t.type_url();
+                        }
+                        stream.on_request(incoming).await
+                    }
                     Ok(None) | Err(_) => Err(()),
                 },
                 changed = snapshots.changed() => match changed {
