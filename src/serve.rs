@@ -47,7 +47,11 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     tracing::info!(version = %initial.version, resources = ?initial.counts(), "loaded");
     let (snapshots_tx, snapshots) = channel::channel(Arc::new(initial));
     let ledger = Arc::new(Ledger::default());
-    let health = Arc::new(Health::default());
+    let health = Arc::new(Health {
+        ledger: Arc::clone(&ledger),
+        ..Health::default()
+    });
+    health.record_load(Some(&snapshots.borrow().version), Vec::new());
     tokio::spawn(admin::serve(admin_listener, Arc::clone(&health)));
 
     let (reload_tx, mut reloads) = mpsc::channel::<()>(1);
@@ -58,9 +62,10 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     ));
     tokio::spawn(forward_sighup(reload_tx));
     let dir = options.dir.clone();
+    let reload_health = Arc::clone(&health);
     tokio::spawn(async move {
         while reloads.recv().await.is_some() {
-            reload(&dir, &snapshots_tx).await;
+            reload(&dir, &snapshots_tx, &reload_health).await;
         }
     });
 
@@ -106,11 +111,16 @@ fn load(dir: &std::path::Path) -> Result<Snapshot, String> {
 }
 
 /// Reloads; on any error keeps serving the last good snapshot.
-async fn reload(dir: &std::path::Path, snapshots: &channel::Sender<Arc<Snapshot>>) {
+async fn reload(
+    dir: &std::path::Path,
+    snapshots: &channel::Sender<Arc<Snapshot>>,
+    health: &Health,
+) {
     let dir_owned = dir.to_path_buf();
     let loaded = tokio::task::spawn_blocking(move || load(&dir_owned)).await;
     match loaded {
         Ok(Ok(snapshot)) => {
+            health.record_load(Some(&snapshot.version), Vec::new());
             if snapshot.version == snapshots.borrow().version {
                 tracing::debug!("reload: no change");
                 return;

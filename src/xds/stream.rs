@@ -261,6 +261,8 @@ impl<W: Wire> Stream<W> {
             // A SotW client reconnecting says which version it has: if that is
             // what it would get, it is sent nothing (as after a restart).
             state.sent_version = request.version.clone();
+            self.ledger.sent(self.id, rtype, &request.version);
+            self.ledger.ack(self.id, rtype, &request.version);
         }
         subscribe(state, request.subscription);
         let answered_wait =
