@@ -241,10 +241,8 @@ impl<W: Wire> Stream<W> {
                 Some(error) => {
                     tracing::warn!(stream = self.id, type_url = %request.type_url, version = %state.sent_version, error = %error, "NACK");
                     self.ledger.nack(self.id, rtype, &state.sent_version, error);
-                    // The client keeps what it had before the rejected response.
-                    if W::INCREMENTAL {
-                        state.has.clear();
-                    }
+                    // The rejected content is not sent again: `has` keeps it, so only
+                    // a later change of content produces a new response.
                 }
                 None => {
                     let version = if W::INCREMENTAL {

@@ -104,3 +104,555 @@ pub fn subdirs(dir: &Path) -> Vec<PathBuf> {
     dirs.sort();
     dirs
 }
+
+// ---------------------------------------------------------------------------
+// End-to-end helpers: processes with kill-on-drop guards, free loopback
+// ports, a tiny HTTP/1.1 client and backend, and a real Envoy fed over ADS.
+// ---------------------------------------------------------------------------
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A loopback port that was free a moment ago (bind `127.0.0.1:0`, then
+/// release it). Never hands out the same port twice in one test process.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        drop(listener);
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if given.insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Calls `probe` every `every` until it returns `Some`, at most `timeout` long.
+pub fn wait_for<T>(
+    timeout: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A child process whose stdout and stderr go to a log file. Killed (and
+/// reaped) on drop, also when the test panics; then its log tail is printed.
+pub struct ChildGuard {
+    name: String,
+    child: Child,
+    log: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl ChildGuard {
+    /// Spawns `command` with its output appended to `log`.
+    pub fn spawn(name: &str, mut command: Command, log: &Path) -> ChildGuard {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        ChildGuard {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the process wrote so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The exit status, if it exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_for(timeout, Duration::from_millis(20), || self.try_wait())
+    }
+
+    /// Sends a signal (`"TERM"`, `"INT"`, `"HUP"`) with kill(1), if still running.
+    pub fn signal(&mut self, signal: &str) {
+        if self.try_wait().is_some() {
+            return;
+        }
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(ok.success(), "kill -{signal} {} failed", self.pid());
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if self.try_wait().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "----- {} log ({}), last 200 lines -----\n{}\n----- end of {} log -----",
+                self.name,
+                self.log.display(),
+                tail(&self.log(), 200),
+                self.name
+            );
+        }
+    }
+}
+
+/// One HTTP response.
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response (status line, headers, a content-length, chunked or
+/// read-to-EOF body).
+fn read_response(reader: &mut BufReader<TcpStream>) -> Result<HttpResponse, String> {
+    let mut line = String::new();
+    let n = reader
+        .read_line(&mut line)
+        .map_err(|e| format!("reading status line: {e}"))?;
+    if n == 0 {
+        return Err("connection closed before a response".into());
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("bad status line {line:?}"))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader
+            .read_line(&mut line)
+            .map_err(|e| format!("reading headers: {e}"))?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((n, v)) = l.split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut body = Vec::new();
+    if let Some(len) = get("content-length") {
+        let len: usize = len.parse().map_err(|_| "bad content-length")?;
+        body.resize(len, 0);
+        reader
+            .read_exact(&mut body)
+            .map_err(|e| format!("reading body: {e}"))?;
+    } else if get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        loop {
+            line.clear();
+            reader
+                .read_line(&mut line)
+                .map_err(|e| format!("reading chunk: {e}"))?;
+            let size = usize::from_str_radix(line.trim(), 16).map_err(|_| "bad chunk size")?;
+            let mut chunk = vec![0; size + 2];
+            reader
+                .read_exact(&mut chunk)
+                .map_err(|e| format!("reading chunk: {e}"))?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    } else if status != 204 && status != 304 {
+        reader
+            .read_to_end(&mut body)
+            .map_err(|e| format!("reading body: {e}"))?;
+    }
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn connect(port: u16, timeout: Duration) -> Result<TcpStream, String> {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).ok();
+    stream.set_write_timeout(Some(timeout)).ok();
+    stream.set_nodelay(true).ok();
+    Ok(stream)
+}
+
+/// `GET path` on a fresh connection to `127.0.0.1:port` (`connection: close`).
+pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<HttpResponse, String> {
+    let mut stream = connect(port, timeout)?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("sending request: {e}"))?;
+    read_response(&mut BufReader::new(stream))
+}
+
+/// An HTTP/1.1 client that reuses one connection for every request, and
+/// opens a new one only when the server closed it (`connection: close`).
+pub struct KeepAliveClient {
+    port: u16,
+    timeout: Duration,
+    conn: Option<BufReader<TcpStream>>,
+    /// Connections opened so far.
+    pub connections: usize,
+}
+
+impl KeepAliveClient {
+    pub fn new(port: u16, timeout: Duration) -> Self {
+        KeepAliveClient {
+            port,
+            timeout,
+            conn: None,
+            connections: 0,
+        }
+    }
+
+    /// `GET path`; an error drops the connection (the next call reconnects).
+    pub fn get(&mut self, path: &str) -> Result<HttpResponse, String> {
+        if self.conn.is_none() {
+            self.conn = Some(BufReader::new(connect(self.port, self.timeout)?));
+            self.connections += 1;
+        }
+        let reader = self.conn.as_mut().expect("connected");
+        let sent = write!(
+            reader.get_mut(),
+            "GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n"
+        );
+        let result = sent
+            .map_err(|e| format!("sending request: {e}"))
+            .and_then(|()| read_response(reader));
+        match &result {
+            Ok(r) if r.header("connection") != Some("close") => {}
+            _ => self.conn = None,
+        }
+        result
+    }
+}
+
+/// An HTTP/1.1 server on `127.0.0.1` (free port) answering every request
+/// with 200 and its name as the body; keep-alive unless asked to close.
+/// Stops accepting on drop.
+pub struct Backend {
+    pub name: String,
+    pub port: u16,
+    /// Requests answered.
+    pub hits: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Backend {
+    pub fn start(name: &str) -> Backend {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        let port = listener.local_addr().expect("local addr").port();
+        let hits = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (body, hits2, stop2) = (name.to_string(), Arc::clone(&hits), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let (body, hits, stop) = (body.clone(), Arc::clone(&hits2), Arc::clone(&stop2));
+                std::thread::spawn(move || serve_backend_conn(conn, &body, &hits, &stop));
+            }
+        });
+        Backend {
+            name: name.to_string(),
+            port,
+            hits,
+            stop,
+        }
+    }
+}
+
+fn serve_backend_conn(conn: TcpStream, body: &str, hits: &AtomicU64, stop: &AtomicBool) {
+    use std::sync::atomic::Ordering;
+    conn.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    conn.set_nodelay(true).ok();
+    let Ok(mut out) = conn.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        // Request line (EOF or a timeout ends the connection).
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if line.trim().is_empty() => continue,
+            Ok(_) => {}
+        }
+        let mut close = false;
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let l = line.trim_end().to_ascii_lowercase();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = l.split_once(':') {
+                match n.trim() {
+                    "connection" => close |= v.trim() == "close",
+                    "content-length" => length = v.trim().parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        let mut skip = vec![0; length];
+        if reader.read_exact(&mut skip).is_err() {
+            return;
+        }
+        close |= stop.load(Ordering::SeqCst);
+        hits.fetch_add(1, Ordering::SeqCst);
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{}\r\n{body}",
+            body.len(),
+            if close { "connection: close\r\n" } else { "" }
+        );
+        if out.write_all(response.as_bytes()).is_err() || close {
+            let _ = out.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the accept loop so it sees `stop`.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// A running `xdsd serve` on free loopback ports, logging at debug level to
+/// a file; killed on drop.
+pub struct Xdsd {
+    pub guard: ChildGuard,
+    /// gRPC xDS port.
+    pub listen: u16,
+    /// Admin HTTP port.
+    pub admin: u16,
+}
+
+impl Xdsd {
+    /// Spawns `xdsd serve --dir dir` on the given ports (no readiness wait);
+    /// its output is appended to `log`.
+    pub fn spawn(dir: &Path, listen: u16, admin: u16, extra: &[&str], log: &Path) -> Xdsd {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xdsd"));
+        command
+            .arg("serve")
+            .arg("--dir")
+            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{listen}")])
+            .args(["--admin", &format!("127.0.0.1:{admin}")])
+            .args(["--log-level", "debug"])
+            .args(extra)
+            .env("NO_COLOR", "1");
+        Xdsd {
+            guard: ChildGuard::spawn("xdsd", command, log),
+            listen,
+            admin,
+        }
+    }
+
+    /// Starts xdsd on fresh free ports and waits (up to 10 s) for `/readyz`.
+    pub fn start(dir: &Path, log: &Path) -> Xdsd {
+        let mut xdsd = Xdsd::spawn(dir, free_port(), free_port(), &[], log);
+        xdsd.wait_ready();
+        xdsd
+    }
+
+    /// Waits up to 10 s for `GET /readyz` to answer 200; panics (showing the
+    /// log) if xdsd exits or never gets ready.
+    pub fn wait_ready(&mut self) {
+        let admin = self.admin;
+        let ready = wait_for(Duration::from_secs(10), Duration::from_millis(25), || {
+            if let Some(status) = self.guard.try_wait() {
+                panic!(
+                    "xdsd exited ({status}) before it was ready:\n{}",
+                    self.guard.log()
+                );
+            }
+            let r = http_get(admin, "/readyz", Duration::from_secs(1)).ok()?;
+            (r.status == 200).then_some(())
+        });
+        assert!(ready.is_some(), "xdsd not ready within 10 s");
+    }
+
+    pub fn log(&self) -> String {
+        self.guard.log()
+    }
+}
+
+/// An Envoy bootstrap (YAML) that gets clusters and listeners over ADS from
+/// xdsd on `127.0.0.1:xds_port`, with its admin on `127.0.0.1:admin_port`.
+pub fn envoy_bootstrap(node_id: &str, node_cluster: &str, admin_port: u16, xds_port: u16) -> String {
+    format!(
+        r#"node:
+  id: {node_id}
+  cluster: {node_cluster}
+admin:
+  address:
+    socket_address: {{address: 127.0.0.1, port_value: {admin_port}}}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services:
+    - envoy_grpc: {{cluster_name: xds_cluster}}
+  cds_config: {{ads: {{}}, resource_api_version: V3}}
+  lds_config: {{ads: {{}}, resource_api_version: V3}}
+static_resources:
+  clusters:
+  - name: xds_cluster
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {{}}
+    load_assignment:
+      cluster_name: xds_cluster
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}
+"#
+    )
+}
+
+/// A real Envoy (`common::envoy_bin()`) fed by xdsd over ADS; killed on drop.
+pub struct Envoy {
+    pub guard: ChildGuard,
+    /// Admin HTTP port.
+    pub admin: u16,
+}
+
+impl Envoy {
+    /// Starts Envoy with a generated bootstrap in `work` (files are named
+    /// after `node_id`); does not wait for it to get config.
+    pub fn start(work: &Path, node_id: &str, node_cluster: &str, xds_port: u16) -> Envoy {
+        let admin = free_port();
+        let bootstrap = work.join(format!("envoy-{node_id}.yaml"));
+        std::fs::write(
+            &bootstrap,
+            envoy_bootstrap(node_id, node_cluster, admin, xds_port),
+        )
+        .expect("write bootstrap");
+        let mut command = Command::new(envoy_bin());
+        command
+            .args(["--disable-hot-restart", "--log-level", "warn"])
+            .args(["--concurrency", "1"])
+            .arg("-c")
+            .arg(&bootstrap);
+        let log = work.join(format!("envoy-{node_id}.log"));
+        Envoy {
+            guard: ChildGuard::spawn(&format!("envoy {node_id}"), command, &log),
+            admin,
+        }
+    }
+
+    /// `GET path` on the admin port; panics on a transport error or non-200.
+    pub fn admin_get(&self, path: &str) -> String {
+        let r = http_get(self.admin, path, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("Envoy admin {path}: {e}"));
+        assert_eq!(r.status, 200, "Envoy admin {path}: {}", r.body);
+        r.body
+    }
+
+    /// Every stat (counters, gauges, text readouts) by name, from `/stats`.
+    pub fn stats(&self) -> BTreeMap<String, String> {
+        self.admin_get("/stats")
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+            .collect()
+    }
+
+    /// One stat's value, if Envoy has it.
+    pub fn stat(&self, name: &str) -> Option<String> {
+        self.stats().remove(name)
+    }
+
+    /// The whole `/config_dump` with endpoints, as JSON.
+    pub fn config_dump(&self) -> serde_json::Value {
+        serde_json::from_str(&self.admin_get("/config_dump?include_eds"))
+            .expect("config_dump is JSON")
+    }
+}
