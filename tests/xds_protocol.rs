@@ -1,0 +1,339 @@
+//! The xDS protocol as the "xDS REST and gRPC protocol" document states it,
+//! checked with a gRPC client against the server in-process (on 127.0.0.1).
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use xdsd::schema::ResourceType;
+use xdsd::snapshot::Snapshot;
+use xdsd::xds::{Ads, Ledger};
+
+const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+fn clusters(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| {
+            format!(
+                "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: {n}\nconnect_timeout: 1s\ntype: EDS\neds_cluster_config: {{eds_config: {{ads: {{}}}}}}\n---\n\"@type\": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\ncluster_name: {n}\n---\n"
+            )
+        })
+        .collect()
+}
+
+fn snapshot(text: &str) -> Arc<Snapshot> {
+    let loaded = xdsd::loader::load_str("t.yaml", text);
+    assert!(
+        loaded.diagnostics.is_ok(),
+        "{:?}",
+        loaded.diagnostics.sorted()
+    );
+    Arc::new(Snapshot::build(&loaded.resources))
+}
+
+struct Server {
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    client: AggregatedDiscoveryServiceClient<tonic::transport::Channel>,
+    ledger: Arc<Ledger>,
+}
+
+async fn start(text: &str) -> Server {
+    let (snapshots, rx) = watch::channel(snapshot(text));
+    let ledger = Arc::new(Ledger::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let routes = Ads::new(rx, Arc::clone(&ledger)).routes();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+    Server {
+        snapshots,
+        client,
+        ledger,
+    }
+}
+
+fn node() -> Option<Node> {
+    Some(Node {
+        id: "n1".into(),
+        cluster: "c1".into(),
+        ..Default::default()
+    })
+}
+
+struct Sotw {
+    requests: mpsc::Sender<DiscoveryRequest>,
+    responses: Streaming<DiscoveryResponse>,
+}
+
+impl Sotw {
+    async fn open(server: &mut Server) -> Sotw {
+        let (requests, rx) = mpsc::channel(16);
+        let responses = server
+            .client
+            .stream_aggregated_resources(ReceiverStream::new(rx))
+            .await
+            .expect("stream")
+            .into_inner();
+        Sotw {
+            requests,
+            responses,
+        }
+    }
+
+    async fn send(&self, type_url: &str, names: &[&str], version: &str, nonce: &str, nack: bool) {
+        let request = DiscoveryRequest {
+            node: node(),
+            type_url: type_url.into(),
+            resource_names: names.iter().map(|s| s.to_string()).collect(),
+            version_info: version.into(),
+            response_nonce: nonce.into(),
+            error_detail: nack.then(|| RpcStatus {
+                code: 3,
+                message: "rejected by test".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.requests.send(request).await.expect("send");
+    }
+
+    async fn recv(&mut self) -> Option<DiscoveryResponse> {
+        match tokio::time::timeout(Duration::from_millis(700), self.responses.message()).await {
+            Ok(Ok(Some(r))) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+fn names(r: &DiscoveryResponse) -> Vec<String> {
+    use prost::Message;
+    let mut names: Vec<String> = r
+        .resources
+        .iter()
+        .map(|a| {
+            if a.type_url == CDS {
+                envoy_types::pb::envoy::config::cluster::v3::Cluster::decode(a.value.as_slice())
+                    .map(|c| c.name)
+                    .unwrap_or_default()
+            } else {
+                envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment::decode(
+                    a.value.as_slice(),
+                )
+                .map(|c| c.cluster_name)
+                .unwrap_or_default()
+            }
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn sotw_wildcard_ack_nack_and_stale_nonces() {
+    let mut server = start(&clusters(&["a", "b"])).await;
+    let mut s = Sotw::open(&mut server).await;
+    s.send(CDS, &[], "", "", false).await;
+    let first = s.recv().await.expect("initial response");
+    assert_eq!(names(&first), ["a", "b"]);
+    s.send(CDS, &[], &first.version_info, &first.nonce, false)
+        .await;
+    assert!(s.recv().await.is_none(), "an ACK gets no response");
+
+    // A change is pushed; the client NACKs it; it is not re-sent.
+    server
+        .snapshots
+        .send_replace(snapshot(&clusters(&["a", "c"])));
+    let mut pushed = s.recv().await.expect("push");
+    // Make-before-break: clusters first come as old plus new, then the old ones go.
+    if names(&pushed) == ["a", "b", "c"] {
+        s.send(CDS, &[], &pushed.version_info, &pushed.nonce, false)
+            .await;
+        pushed = s.recv().await.expect("final clusters");
+    }
+    assert_eq!(names(&pushed), ["a", "c"]);
+    s.send(CDS, &[], &first.version_info, &pushed.nonce, true)
+        .await;
+    assert!(s.recv().await.is_none(), "a NACKed version is not re-sent");
+    let clients = server.ledger.clients();
+    let status = &clients.values().next().expect("one client").types[&ResourceType::Cluster];
+    assert_eq!(
+        status.last_nack.as_ref().map(|n| n.1.as_str()),
+        Some("rejected by test")
+    );
+
+    // A request with a nonce that was never sent (or is stale) is ignored.
+    s.send(CDS, &[], "", "999", false).await;
+    assert!(s.recv().await.is_none(), "stale nonce ignored");
+}
+
+#[tokio::test]
+async fn sotw_named_subscriptions_and_names_that_appear_later() {
+    let mut server = start(&clusters(&["a"])).await;
+    let mut s = Sotw::open(&mut server).await;
+    s.send(EDS, &["a", "later"], "", "", false).await;
+    let first = s.recv().await.expect("response");
+    assert_eq!(names(&first), ["a"]);
+    s.send(
+        EDS,
+        &["a", "later"],
+        &first.version_info,
+        &first.nonce,
+        false,
+    )
+    .await;
+    assert!(s.recv().await.is_none());
+    server
+        .snapshots
+        .send_replace(snapshot(&clusters(&["a", "later", "other"])));
+    // Stages may re-send endpoints; the last response holds both named ones, never "other".
+    let mut last = None;
+    while let Some(r) = s.recv().await {
+        s.send(EDS, &["a", "later"], &r.version_info, &r.nonce, false)
+            .await;
+        last = Some(r);
+    }
+    assert_eq!(names(&last.expect("pushed")), ["a", "later"]);
+}
+
+#[tokio::test]
+async fn sotw_reconnect_with_current_version_is_sent_nothing() {
+    let mut server = start(&clusters(&["a"])).await;
+    let mut s = Sotw::open(&mut server).await;
+    s.send(CDS, &[], "", "", false).await;
+    let first = s.recv().await.expect("response");
+    drop(s);
+    let mut again = Sotw::open(&mut server).await;
+    again.send(CDS, &[], &first.version_info, "", false).await;
+    assert!(again.recv().await.is_none(), "same content, nothing new");
+}
+
+struct DeltaClient {
+    requests: mpsc::Sender<DeltaDiscoveryRequest>,
+    responses: Streaming<DeltaDiscoveryResponse>,
+}
+
+impl DeltaClient {
+    async fn open(server: &mut Server) -> DeltaClient {
+        let (requests, rx) = mpsc::channel(16);
+        let responses = server
+            .client
+            .delta_aggregated_resources(ReceiverStream::new(rx))
+            .await
+            .expect("stream")
+            .into_inner();
+        DeltaClient {
+            requests,
+            responses,
+        }
+    }
+
+    async fn send(&self, request: DeltaDiscoveryRequest) {
+        self.requests
+            .send(DeltaDiscoveryRequest {
+                node: node(),
+                ..request
+            })
+            .await
+            .expect("send");
+    }
+
+    async fn recv(&mut self) -> Option<DeltaDiscoveryResponse> {
+        match tokio::time::timeout(Duration::from_millis(700), self.responses.message()).await {
+            Ok(Ok(Some(r))) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+fn delta_names(r: &DeltaDiscoveryResponse) -> Vec<String> {
+    let mut names: Vec<String> = r.resources.iter().map(|x| x.name.clone()).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn delta_sends_changes_and_removals_only() {
+    let mut server = start(&clusters(&["a", "b"])).await;
+    let mut d = DeltaClient::open(&mut server).await;
+    d.send(DeltaDiscoveryRequest {
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await;
+    let first = d.recv().await.expect("initial");
+    assert_eq!(delta_names(&first), ["a", "b"]);
+    d.send(DeltaDiscoveryRequest {
+        type_url: CDS.into(),
+        response_nonce: first.nonce.clone(),
+        ..Default::default()
+    })
+    .await;
+    server
+        .snapshots
+        .send_replace(snapshot(&clusters(&["a", "c"])));
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    while let Some(r) = d.recv().await {
+        added.extend(delta_names(&r));
+        removed.extend(r.removed_resources.clone());
+        d.send(DeltaDiscoveryRequest {
+            type_url: CDS.into(),
+            response_nonce: r.nonce.clone(),
+            ..Default::default()
+        })
+        .await;
+    }
+    assert_eq!(added, ["c"], "only the new cluster is sent");
+    assert_eq!(removed, ["b"], "the removed one is named");
+}
+
+#[tokio::test]
+async fn delta_reconnect_honours_initial_resource_versions() {
+    let mut server = start(&clusters(&["a", "b"])).await;
+    let mut d = DeltaClient::open(&mut server).await;
+    d.send(DeltaDiscoveryRequest {
+        type_url: CDS.into(),
+        ..Default::default()
+    })
+    .await;
+    let first = d.recv().await.expect("initial");
+    let versions: std::collections::HashMap<String, String> = first
+        .resources
+        .iter()
+        .map(|r| (r.name.clone(), r.version.clone()))
+        .collect();
+    drop(d);
+    let mut again = DeltaClient::open(&mut server).await;
+    let mut stale = versions.clone();
+    stale.insert("b".into(), "old".into());
+    again
+        .send(DeltaDiscoveryRequest {
+            type_url: CDS.into(),
+            initial_resource_versions: stale,
+            ..Default::default()
+        })
+        .await;
+    let r = again.recv().await.expect("response for the stale one");
+    assert_eq!(
+        delta_names(&r),
+        ["b"],
+        "only the resource whose version differs"
+    );
+}
