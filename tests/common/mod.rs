@@ -167,23 +167,36 @@ pub struct ChildGuard {
 }
 
 impl ChildGuard {
-    /// Spawns `command` with its output appended to `log`.
-    pub fn spawn(name: &str, mut command: Command, log: &Path) -> ChildGuard {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("open log file");
+    /// Spawns `command` with its stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, command: Command, log: &Path) -> ChildGuard {
+        ChildGuard::spawn_split(name, command, log, log)
+    }
+
+    /// Spawns `command` with stdout appended to `stdout` and stderr to
+    /// `stderr` (which is the log [`ChildGuard::log`] reads).
+    pub fn spawn_split(
+        name: &str,
+        mut command: Command,
+        stdout: &Path,
+        stderr: &Path,
+    ) -> ChildGuard {
+        let open = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .expect("open log file")
+        };
         let child = command
             .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup log file"))
-            .stderr(file)
+            .stdout(open(stdout))
+            .stderr(open(stderr))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         ChildGuard {
             name: name.to_string(),
             child,
-            log: log.to_path_buf(),
+            log: stderr.to_path_buf(),
             status: None,
         }
     }
@@ -509,9 +522,9 @@ pub struct Xdsd {
 }
 
 impl Xdsd {
-    /// Spawns `xdsd serve --dir dir` on the given ports (no readiness wait);
-    /// its output is appended to `log`.
-    pub fn spawn(dir: &Path, listen: u16, admin: u16, extra: &[&str], log: &Path) -> Xdsd {
+    /// The command line `xdsd serve --dir dir --listen 127.0.0.1:listen
+    /// --admin 127.0.0.1:admin --log-level debug` plus `extra`.
+    pub fn command(dir: &Path, listen: u16, admin: u16, extra: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xdsd"));
         command
             .arg("serve")
@@ -520,8 +533,14 @@ impl Xdsd {
             .args(["--listen", &format!("127.0.0.1:{listen}")])
             .args(["--admin", &format!("127.0.0.1:{admin}")])
             .args(["--log-level", "debug"])
-            .args(extra)
-            .env("NO_COLOR", "1");
+            .args(extra);
+        command
+    }
+
+    /// Spawns `xdsd serve --dir dir` on the given ports (no readiness wait);
+    /// its output is appended to `log`.
+    pub fn spawn(dir: &Path, listen: u16, admin: u16, extra: &[&str], log: &Path) -> Xdsd {
+        let command = Xdsd::command(dir, listen, admin, extra);
         Xdsd {
             guard: ChildGuard::spawn("xdsd", command, log),
             listen,
@@ -560,7 +579,12 @@ impl Xdsd {
 
 /// An Envoy bootstrap (YAML) that gets clusters and listeners over ADS from
 /// xdsd on `127.0.0.1:xds_port`, with its admin on `127.0.0.1:admin_port`.
-pub fn envoy_bootstrap(node_id: &str, node_cluster: &str, admin_port: u16, xds_port: u16) -> String {
+pub fn envoy_bootstrap(
+    node_id: &str,
+    node_cluster: &str,
+    admin_port: u16,
+    xds_port: u16,
+) -> String {
     format!(
         r#"node:
   id: {node_id}
