@@ -120,6 +120,9 @@ pub struct ServeArgs {
     /// Quiet period, in milliseconds, that ends a burst of file events.
     #[arg(long, value_name = "MS", default_value_t = 100)]
     debounce_ms: u64,
+    /// Longest wait, in milliseconds, from a burst's first event to the reload.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    debounce_max_ms: u64,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -233,7 +236,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
         admin: args.admin,
         debounce: crate::watch::Debounce {
             quiet,
-            max_delay: (quiet * 10).max(std::time::Duration::from_secs(1)),
+            max_delay: std::time::Duration::from_millis(args.debounce_max_ms).max(quiet),
         },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
