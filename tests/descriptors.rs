@@ -4,16 +4,10 @@
 
 use prost::Message;
 use std::path::PathBuf;
-use std::process::Command;
 
+/// The unpacked source of the locked `envoy-types` package (cargo unpacks it
+/// under `$CARGO_HOME/registry/src/<index>/` to build it).
 fn envoy_types_dir() -> PathBuf {
-    let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo metadata runs");
-    assert!(out.status.success(), "cargo metadata failed");
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata is JSON");
     let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"))
         .expect("Cargo.lock exists");
     let version = lock
@@ -26,14 +20,17 @@ fn envoy_types_dir() -> PathBuf {
                 .to_string()
         })
         .expect("envoy-types is locked");
-    let manifest = meta["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .find(|p| p["name"] == "envoy-types" && p["version"] == version.as_str())
-        .and_then(|p| p["manifest_path"].as_str())
-        .expect("envoy-types package in metadata");
-    PathBuf::from(manifest).parent().expect("dir").to_path_buf()
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .expect("CARGO_HOME or HOME");
+    let registries =
+        std::fs::read_dir(cargo_home.join("registry/src")).expect("cargo registry sources");
+    registries
+        .flatten()
+        .map(|index| index.path().join(format!("envoy-types-{version}")))
+        .find(|dir| dir.join("src/generated/types.bin").exists())
+        .expect("the envoy-types package is unpacked in the cargo registry")
 }
 
 /// Drops `source_code_info` from every file. Decoding dynamically keeps
