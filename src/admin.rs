@@ -54,12 +54,10 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>) {
         };
         let health = Arc::clone(&health);
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
             let read =
-                tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut buf))
-                    .await;
-            let Ok(Ok(n)) = read else { return };
-            let request = String::from_utf8_lossy(&buf[..n]);
+                tokio::time::timeout(std::time::Duration::from_secs(5), read_head(&mut socket));
+            let Ok(Some(head)) = read.await else { return };
+            let request = String::from_utf8_lossy(&head);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
             let (status, content_type, body) = respond(path, &health);
             let response = format!(
@@ -69,6 +67,20 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>) {
             let _ = socket.write_all(response.as_bytes()).await;
         });
     }
+}
+
+/// Reads a request head (up to the blank line), which may arrive in pieces; at most 16 KiB.
+async fn read_head(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = socket.read(&mut buf).await.ok()?;
+        if n == 0 || head.len() > 16 * 1024 {
+            return (!head.is_empty()).then_some(head);
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    Some(head)
 }
 
 fn respond(path: &str, health: &Health) -> (&'static str, &'static str, String) {

@@ -44,6 +44,10 @@ References must be visible to every node that sees the referrer: a target withou
 covers everyone; otherwise each `cluster` glob of the referrer must lie within a glob of a \
 target. A tcp_proxy naming a missing cluster is a warning (Envoy accepts it).
 
+serve never replaces a non-empty set with an empty one (a directory caught empty while it is \
+re-created or checked out would otherwise drop every listener); it logs the refusal and shows \
+it in /status.
+
 Exit status: 0 success; 1 errors found (lint, render) or differences (diff); 2 could not run.";
 
 /// The subcommands.

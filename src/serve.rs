@@ -37,7 +37,13 @@ const DRAIN: Duration = Duration::from_secs(2);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(options: Options) -> Result<(), StartError> {
-    let initial = load(&options.dir).map_err(StartError)?;
+    let initial = load(&options.dir).map_err(|errors| {
+        StartError(format!(
+            "{} is not a valid config set:\n{}",
+            options.dir.display(),
+            errors.join("\n")
+        ))
+    })?;
     let grpc = TcpListener::bind(options.listen)
         .await
         .map_err(|e| StartError(format!("cannot listen on {}: {e}", options.listen)))?;
@@ -89,9 +95,9 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Loads and validates; the error lists every problem.
-fn load(dir: &std::path::Path) -> Result<Snapshot, String> {
-    let checked = check_dir(dir).map_err(|e| e.to_string())?;
+/// Loads and validates; the error lists every problem, one located line each.
+fn load(dir: &std::path::Path) -> Result<Snapshot, Vec<String>> {
+    let checked = check_dir(dir).map_err(|e| vec![e.to_string()])?;
     for d in checked
         .diagnostics
         .iter()
@@ -100,12 +106,12 @@ fn load(dir: &std::path::Path) -> Result<Snapshot, String> {
         tracing::warn!("{d}");
     }
     if !checked.diagnostics.is_ok() {
-        let text = diag::render(&checked.diagnostics, diag::Format::Text);
-        return Err(format!(
-            "{} errors in {}:\n{text}",
-            checked.diagnostics.error_count(),
-            dir.display()
-        ));
+        let errors = checked.diagnostics.sorted();
+        return Err(errors
+            .iter()
+            .filter(|d| d.severity == diag::Severity::Error)
+            .map(|d| d.to_string())
+            .collect());
     }
     Ok(Snapshot::build(&checked.resources))
 }
@@ -117,27 +123,40 @@ async fn reload(
     health: &Health,
 ) {
     let dir_owned = dir.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || load(&dir_owned)).await;
+    let loaded = match tokio::task::spawn_blocking(move || load(&dir_owned)).await {
+        Ok(loaded) => loaded,
+        Err(e) => Err(vec![format!("reload failed: {e}")]),
+    };
+    let serving = Arc::clone(&snapshots.borrow());
+    // A directory caught empty (being re-created, mid-checkout) would drop
+    // everything from every client: an empty set never replaces a non-empty one.
+    let loaded = loaded.and_then(|snapshot| {
+        if snapshot.counts().is_empty() && !serving.counts().is_empty() {
+            Err(vec![format!(
+                "{}: no resources; an empty set never replaces the one being served",
+                dir.display()
+            )])
+        } else {
+            Ok(snapshot)
+        }
+    });
     match loaded {
-        Ok(Ok(snapshot)) => {
+        Ok(snapshot) => {
             health.record_load(Some(&snapshot.version), Vec::new());
-            if snapshot.version == snapshots.borrow().version {
+            if snapshot.version == serving.version {
                 tracing::debug!("reload: no change");
                 return;
             }
             tracing::info!(version = %snapshot.version, resources = ?snapshot.counts(), "reloaded");
             snapshots.send_replace(Arc::new(snapshot));
         }
-        Ok(Err(errors)) => {
-            tracing::error!(
-                "reload rejected; still serving version {}",
-                snapshots.borrow().version
-            );
-            for line in errors.lines() {
+        Err(errors) => {
+            tracing::error!("reload rejected; still serving version {}", serving.version);
+            for line in &errors {
                 tracing::error!("{line}");
             }
+            health.record_load(None, errors);
         }
-        Err(e) => tracing::error!(error = %e, "reload failed"),
     }
 }
 

@@ -1,6 +1,9 @@
 //! Shared helpers for integration tests: the real Envoy, scratch dirs, the built binary.
 #![allow(dead_code)]
 
+pub mod config;
+pub mod stack;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -360,11 +363,11 @@ fn connect(port: u16, timeout: Duration) -> Result<TcpStream, String> {
 /// `GET path` on a fresh connection to `127.0.0.1:port` (`connection: close`).
 pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<HttpResponse, String> {
     let mut stream = connect(port, timeout)?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("sending request: {e}"))?;
+    // One write: `write!` would send each piece as its own TCP segment.
+    let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("sending request: {e}"))?;
     read_response(&mut BufReader::new(stream))
 }
 
@@ -395,10 +398,8 @@ impl KeepAliveClient {
             self.connections += 1;
         }
         let reader = self.conn.as_mut().expect("connected");
-        let sent = write!(
-            reader.get_mut(),
-            "GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n"
-        );
+        let request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n\r\n");
+        let sent = reader.get_mut().write_all(request.as_bytes());
         let result = sent
             .map_err(|e| format!("sending request: {e}"))
             .and_then(|()| read_response(reader));
@@ -550,7 +551,12 @@ impl Xdsd {
 
     /// Starts xdsd on fresh free ports and waits (up to 10 s) for `/readyz`.
     pub fn start(dir: &Path, log: &Path) -> Xdsd {
-        let mut xdsd = Xdsd::spawn(dir, free_port(), free_port(), &[], log);
+        Xdsd::start_with(dir, log, &[])
+    }
+
+    /// [`Xdsd::start`] with `extra` arguments for `xdsd serve`.
+    pub fn start_with(dir: &Path, log: &Path, extra: &[&str]) -> Xdsd {
+        let mut xdsd = Xdsd::spawn(dir, free_port(), free_port(), extra, log);
         xdsd.wait_ready();
         xdsd
     }
@@ -575,6 +581,72 @@ impl Xdsd {
     pub fn log(&self) -> String {
         self.guard.log()
     }
+
+    /// `GET path` on the admin port; panics on a transport error.
+    pub fn admin_get(&self, path: &str) -> HttpResponse {
+        http_get(self.admin, path, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("xdsd admin {path}: {e}"))
+    }
+
+    /// `GET path` on the admin port as JSON; panics unless it is 200 and JSON.
+    pub fn admin_json(&self, path: &str) -> serde_json::Value {
+        let r = self.admin_get(path);
+        assert_eq!(r.status, 200, "xdsd admin {path}: {}", r.body);
+        serde_json::from_str(&r.body)
+            .unwrap_or_else(|e| panic!("xdsd admin {path} is not JSON ({e}): {}", r.body))
+    }
+}
+
+/// The `api_type` of an xDS gRPC config source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiType {
+    /// State of the world (`GRPC`).
+    Grpc,
+    /// Incremental (`DELTA_GRPC`).
+    DeltaGrpc,
+}
+
+impl ApiType {
+    /// The enum name Envoy's config uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiType::Grpc => "GRPC",
+            ApiType::DeltaGrpc => "DELTA_GRPC",
+        }
+    }
+}
+
+/// How an Envoy gets its xDS resources from xdsd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdsSource {
+    /// One ADS stream (`ads_config` with this `api_type`); every config
+    /// source is `ads: {}`.
+    Ads(ApiType),
+    /// No ADS: one stream per type (CDS, LDS, and in the served resources
+    /// EDS and RDS), each an `api_config_source` with this `api_type`
+    /// pointing at the bootstrap's `xds_cluster`.
+    PerType(ApiType),
+}
+
+impl XdsSource {
+    /// ADS, state of the world: what the bootstrap always used.
+    pub const SOTW: XdsSource = XdsSource::Ads(ApiType::Grpc);
+    /// ADS, incremental.
+    pub const DELTA: XdsSource = XdsSource::Ads(ApiType::DeltaGrpc);
+
+    /// A `ConfigSource` as a YAML flow mapping, for the bootstrap's
+    /// `cds_config`/`lds_config` and for served resources (`eds_config`,
+    /// `rds.config_source`).
+    pub fn config_source(self) -> String {
+        match self {
+            XdsSource::Ads(_) => "{ads: {}, resource_api_version: V3}".to_string(),
+            XdsSource::PerType(api) => format!(
+                "{{resource_api_version: V3, api_config_source: {{api_type: {}, \
+                 transport_api_version: V3, grpc_services: [{{envoy_grpc: {{cluster_name: xds_cluster}}}}]}}}}",
+                api.name()
+            ),
+        }
+    }
 }
 
 /// An Envoy bootstrap (YAML) that gets clusters and listeners over ADS from
@@ -585,6 +657,30 @@ pub fn envoy_bootstrap(
     admin_port: u16,
     xds_port: u16,
 ) -> String {
+    envoy_bootstrap_with(node_id, node_cluster, admin_port, xds_port, XdsSource::SOTW)
+}
+
+/// [`envoy_bootstrap`] getting its resources from xdsd as `source` says.
+pub fn envoy_bootstrap_with(
+    node_id: &str,
+    node_cluster: &str,
+    admin_port: u16,
+    xds_port: u16,
+    source: XdsSource,
+) -> String {
+    let ads_config = match source {
+        XdsSource::Ads(api) => format!(
+            "  ads_config:
+    api_type: {}
+    transport_api_version: V3
+    grpc_services:
+    - envoy_grpc: {{cluster_name: xds_cluster}}
+",
+            api.name()
+        ),
+        XdsSource::PerType(_) => String::new(),
+    };
+    let config_source = source.config_source();
     format!(
         r#"node:
   id: {node_id}
@@ -593,13 +689,8 @@ admin:
   address:
     socket_address: {{address: 127.0.0.1, port_value: {admin_port}}}
 dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services:
-    - envoy_grpc: {{cluster_name: xds_cluster}}
-  cds_config: {{ads: {{}}, resource_api_version: V3}}
-  lds_config: {{ads: {{}}, resource_api_version: V3}}
+{ads_config}  cds_config: {config_source}
+  lds_config: {config_source}
 static_resources:
   clusters:
   - name: xds_cluster
@@ -621,7 +712,7 @@ static_resources:
     )
 }
 
-/// A real Envoy (`common::envoy_bin()`) fed by xdsd over ADS; killed on drop.
+/// A real Envoy (`common::envoy_bin()`) fed by xdsd; killed on drop.
 pub struct Envoy {
     pub guard: ChildGuard,
     /// Admin HTTP port.
@@ -632,11 +723,22 @@ impl Envoy {
     /// Starts Envoy with a generated bootstrap in `work` (files are named
     /// after `node_id`); does not wait for it to get config.
     pub fn start(work: &Path, node_id: &str, node_cluster: &str, xds_port: u16) -> Envoy {
+        Envoy::start_with(work, node_id, node_cluster, xds_port, XdsSource::SOTW)
+    }
+
+    /// [`Envoy::start`] getting its resources from xdsd as `source` says.
+    pub fn start_with(
+        work: &Path,
+        node_id: &str,
+        node_cluster: &str,
+        xds_port: u16,
+        source: XdsSource,
+    ) -> Envoy {
         let admin = free_port();
         let bootstrap = work.join(format!("envoy-{node_id}.yaml"));
         std::fs::write(
             &bootstrap,
-            envoy_bootstrap(node_id, node_cluster, admin, xds_port),
+            envoy_bootstrap_with(node_id, node_cluster, admin, xds_port, source),
         )
         .expect("write bootstrap");
         let mut command = Command::new(envoy_bin());
