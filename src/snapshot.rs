@@ -6,7 +6,7 @@ use crate::resource::Resource;
 use crate::schema::ResourceType;
 use crate::selector::{NodeIdentity, NodeSelector};
 use crate::validate::canonical_json;
-use envoy_types::pb::google::protobuf::Any;
+use crate::xds::messages::SharedAny;
 use prost::Message;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -22,8 +22,8 @@ pub struct Entry {
     pub version: String,
     /// Who sees it.
     pub selector: NodeSelector,
-    /// The encoded resource, built once per snapshot.
-    pub any: Any,
+    /// The encoded resource, built once per snapshot and shared by every response.
+    pub any: SharedAny,
 }
 
 /// The resources of one type that one node sees, by name.
@@ -60,9 +60,9 @@ impl Snapshot {
     /// Encodes a validated set. Callers pass only sets without errors.
     pub fn build(resources: &[Resource]) -> Snapshot {
         let entries: Vec<Arc<Entry>> = crate::parallel::map(resources, |r| {
-            let any = Any {
+            let any = SharedAny {
                 type_url: r.rtype.type_url(),
-                value: r.message.encode_to_vec(),
+                value: r.message.encode_to_vec().into(),
             };
             // Encoded bytes of maps vary in order, so the hash is over a canonical form.
             let version =
@@ -171,6 +171,22 @@ mod tests {
         let other =
             Snapshot::build(&load_str("x.yaml", &SET.replace("name: a", "name: c")).resources);
         assert_ne!(one.version, other.version);
+    }
+
+    #[test]
+    fn every_view_and_response_shares_one_encoding() {
+        let snap = Snapshot::build(&load_str("x.yaml", SET).resources);
+        let edge = snap.view(&NodeIdentity {
+            id: "1".into(),
+            cluster: "edge".into(),
+        });
+        let plain = snap.view(&NodeIdentity::default());
+        let a_edge = &edge.of(ResourceType::Cluster).expect("clusters").resources["a"];
+        let a_plain = &plain.of(ResourceType::Cluster).expect("clusters").resources["a"];
+        assert!(Arc::ptr_eq(a_edge, a_plain), "one entry for both views");
+        // A response holds a clone of the entry's Any: the bytes are shared, not copied.
+        let in_response = a_edge.any.clone();
+        assert_eq!(in_response.value.as_ptr(), a_plain.any.value.as_ptr());
     }
 
     #[test]

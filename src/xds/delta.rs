@@ -1,10 +1,9 @@
 //! The incremental (delta) wire format.
 
+use super::messages::{DeltaDiscoveryResponse, Resource};
 use super::stream::{Incoming, Outgoing, Subscription, Wire};
 use crate::selector::NodeIdentity;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
-};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 /// `DeltaAggregatedResources` and the per-type `Delta*` methods.
 pub struct Delta;
@@ -42,13 +41,11 @@ impl Wire for Delta {
                     name: e.name.clone(),
                     version: e.version.clone(),
                     resource: Some(e.any.clone()),
-                    ..Default::default()
                 })
                 .collect(),
             removed_resources: out.removed,
             type_url: out.type_url,
             nonce: out.nonce.to_string(),
-            ..Default::default()
         }
     }
 }

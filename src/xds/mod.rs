@@ -3,26 +3,22 @@
 //! and ACKed.
 
 mod delta;
-mod per_type;
+mod grpc;
+pub mod messages;
 mod sotw;
 mod stream;
 
 use crate::schema::ResourceType;
 use crate::selector::NodeIdentity;
 use crate::snapshot::Snapshot;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Status, Streaming};
 
 /// What one client was sent and what it answered, per type.
 #[derive(Clone, Debug, Default)]
@@ -123,14 +119,20 @@ impl Ads {
 
     /// The gRPC routes: ADS plus CDS, EDS, LDS, RDS and SDS, one engine behind all.
     pub fn routes(self) -> tonic::service::Routes {
+        use grpc::{Aggregated, Clusters, Endpoints, Listeners, Routes, Secrets, Service};
         let mut builder = tonic::service::Routes::builder();
-        builder.add_service(AggregatedDiscoveryServiceServer::new(self.clone()));
-        per_type::add_services(&mut builder, &self);
+        builder
+            .add_service(Service::<Aggregated>::new(self.clone()))
+            .add_service(Service::<Clusters>::new(self.clone()))
+            .add_service(Service::<Endpoints>::new(self.clone()))
+            .add_service(Service::<Listeners>::new(self.clone()))
+            .add_service(Service::<Routes>::new(self.clone()))
+            .add_service(Service::<Secrets>::new(self));
         builder.routes()
     }
 
     /// A one-shot answer (the per-type `Fetch*` methods): what the node gets now.
-    fn fetch(&self, request: DiscoveryRequest, rtype: ResourceType) -> DiscoveryResponse {
+    fn fetch(&self, request: DiscoveryRequest, rtype: ResourceType) -> messages::DiscoveryResponse {
         let node = request
             .node
             .map(|n| NodeIdentity {
@@ -157,44 +159,20 @@ impl Ads {
             .map(|e| format!("{}={}", e.name, e.version))
             .collect();
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        DiscoveryResponse {
+        messages::DiscoveryResponse {
             version_info: crate::snapshot::content_hash(&refs),
             resources: chosen.iter().map(|e| e.any.clone()).collect(),
             type_url: rtype.type_url(),
-            ..Default::default()
+            nonce: String::new(),
         }
     }
 }
 
 type ResponseStream<T> = ReceiverStream<Result<T, Status>>;
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for Ads {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(
-            self.start::<sotw::Sotw>(None, request.into_inner()),
-        ))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(
-            self.start::<delta::Delta>(None, request.into_inner()),
-        ))
-    }
-}
-
 impl Ads {
     /// Starts serving one stream in its own task.
-    fn start<W: stream::Wire>(
+    pub(crate) fn start<W: stream::Wire>(
         &self,
         only: Option<ResourceType>,
         requests: Streaming<W::Request>,

@@ -1,8 +1,9 @@
 //! The state-of-the-world wire format.
 
+use super::messages::DiscoveryResponse;
 use super::stream::{Incoming, Outgoing, Subscription, Wire};
 use crate::selector::NodeIdentity;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 /// `StreamAggregatedResources` and the per-type `Stream*` methods.
 pub struct Sotw;
@@ -32,7 +33,6 @@ impl Wire for Sotw {
             resources: out.all.values().map(|e| e.any.clone()).collect(),
             type_url: out.type_url,
             nonce: out.nonce.to_string(),
-            ..Default::default()
         }
     }
 }
