@@ -847,3 +847,18 @@ fn emptied_directory_keeps_serving() {
         state_diff(&before, &after)
     );
 }
+
+/// Make-before-break without ADS: each type is its own stream, so xdsd
+/// keeps the order across a node's streams (new clusters and endpoints in
+/// place before listeners and routes move; stale ones removed after).
+#[test]
+fn per_type_live_update_and_make_before_break() {
+    live_update_flow("per-type-live", XdsSource::PerType(ApiType::Grpc));
+    make_before_break_flow("per-type-mbb", XdsSource::PerType(ApiType::Grpc));
+}
+
+/// The same with per-type delta streams.
+#[test]
+fn per_type_delta_make_before_break() {
+    make_before_break_flow("per-type-delta-mbb", XdsSource::PerType(ApiType::DeltaGrpc));
+}

@@ -36,6 +36,11 @@ pub struct TypeStatus {
 pub struct ClientStatus {
     /// The node it identified as.
     pub node: NodeIdentity,
+    /// The one type of a per-type stream (CDS, EDS, ...); `None` for ADS.
+    pub only: Option<ResourceType>,
+    /// The last snapshot version this stream has made ready for its peers
+    /// (clusters and endpoints: old plus new in place; other types: new in place).
+    pub ready_for: String,
     /// Per type.
     pub types: BTreeMap<ResourceType, TypeStatus>,
 }
@@ -55,9 +60,31 @@ impl Ledger {
         f(clients.entry(id).or_default());
     }
 
-    fn connect(&self, id: u64, node: &NodeIdentity) {
+    fn connect(&self, id: u64, node: &NodeIdentity, only: Option<ResourceType>) {
         tracing::info!(stream = id, node_id = %node.id, node_cluster = %node.cluster, "client connected");
-        self.with(id, |c| c.node = node.clone());
+        self.with(id, |c| {
+            c.node = node.clone();
+            c.only = only;
+        });
+    }
+
+    fn ready_for(&self, id: u64, version: &str) {
+        self.with(id, |c| c.ready_for = version.to_string());
+    }
+
+    /// Are all per-type streams of `node_id` serving one of `types` (other
+    /// than `me`) ready for snapshot `version`?
+    fn peers_ready(&self, me: u64, node_id: &str, types: &[ResourceType], version: &str) -> bool {
+        let clients = match self.clients.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        clients.iter().all(|(id, c)| {
+            *id == me
+                || c.node.id != node_id
+                || c.only.is_none_or(|t| !types.contains(&t))
+                || c.ready_for == version
+        })
     }
 
     fn sent(&self, id: u64, rtype: ResourceType, version: &str) {

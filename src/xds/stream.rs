@@ -23,6 +23,9 @@ use tonic::{Status, Streaming};
 /// How long a transition stage waits for the client's ACK before going on.
 const STAGE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often a per-type stream waiting for its peers looks again.
+const PEER_POLL: Duration = Duration::from_millis(50);
+
 /// A request, in the terms both wire formats share.
 pub struct Incoming {
     /// The requested type.
@@ -111,6 +114,8 @@ struct TypeState {
     has: BTreeMap<String, String>,
     /// The entries last chosen for the client.
     sent: BTreeMap<String, Arc<Entry>>,
+    /// The last response is not answered yet.
+    unanswered: bool,
 }
 
 /// One step of a transition: set the type's mode, then push it.
@@ -150,6 +155,12 @@ pub struct Stream<W: Wire> {
     stages: VecDeque<Stage>,
     /// The type and nonce a stage waits on, and until when.
     waiting: Option<(ResourceType, String, Instant)>,
+    /// The type of a per-type stream; `None` for ADS.
+    only: Option<ResourceType>,
+    /// Until when a per-type stream waits for its peers (see [`Stream::barrier`]).
+    peer_wait: Option<Instant>,
+    /// The stage last run, reported to peers once it is done.
+    last_stage: Option<Stage>,
     next_nonce: u64,
     ledger: Arc<Ledger>,
     out: mpsc::Sender<Result<W::Response, Status>>,
@@ -179,12 +190,20 @@ impl<W: Wire> Stream<W> {
             modes: BTreeMap::new(),
             stages: VecDeque::new(),
             waiting: None,
+            only,
+            peer_wait: None,
+            last_stage: None,
             next_nonce: 0,
             ledger,
             out,
         };
         loop {
-            let deadline = stream.waiting.as_ref().map(|(_, _, d)| *d);
+            let deadline = match (&stream.waiting, stream.peer_wait) {
+                (Some((_, _, d)), _) => Some(*d),
+                // Peers are checked again every 50 ms.
+                (None, Some(_)) => Some(Instant::now() + PEER_POLL),
+                (None, None) => None,
+            };
             let step = tokio::select! {
                 message = requests.message() => match message {
                     Ok(Some(request)) => {
@@ -204,8 +223,11 @@ impl<W: Wire> Stream<W> {
                     Err(_) => Err(()),
                 },
                 () = sleep_until(deadline) => {
-                    if let Some((rtype, _, _)) = stream.waiting.take() {
+                    if let Some((rtype, _, deadline)) = &stream.waiting
+                        && Instant::now() >= *deadline
+                    {
                         tracing::warn!(stream = id, type_url = %rtype.type_url(), "no ACK in time; continuing the transition");
+                        stream.waiting = None;
                     }
                     stream.advance().await
                 }
@@ -220,7 +242,7 @@ impl<W: Wire> Stream<W> {
     async fn on_request(&mut self, request: Incoming) -> Result<(), ()> {
         if self.node.is_none() {
             let node = request.node.clone().unwrap_or_default();
-            self.ledger.connect(self.id, &node);
+            self.ledger.connect(self.id, &node, self.only);
             self.view = self.snapshot.view(&node);
             self.node = Some(node);
         }
@@ -237,6 +259,7 @@ impl<W: Wire> Stream<W> {
             return Ok(());
         }
         if !request.nonce.is_empty() {
+            state.unanswered = false;
             match &request.error {
                 Some(error) => {
                     tracing::warn!(stream = self.id, type_url = %request.type_url, version = %state.sent_version, error = %error, "NACK");
@@ -274,7 +297,18 @@ impl<W: Wire> Stream<W> {
         if answered_wait {
             self.advance().await?;
         }
+        self.report_if_settled();
         Ok(())
+    }
+
+    /// A stream with no transition under way and every response answered
+    /// has the current snapshot in place (a stream that starts after a change,
+    /// such as Envoy's new EDS stream for a new cluster, is ready this way).
+    fn report_if_settled(&self) {
+        let idle = self.stages.is_empty() && self.waiting.is_none();
+        if idle && !self.types.values().any(|t| t.unanswered) {
+            self.ledger.ready_for(self.id, &self.snapshot.version);
+        }
     }
 
     async fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Result<(), ()> {
@@ -287,24 +321,97 @@ impl<W: Wire> Stream<W> {
         };
         self.view = self.snapshot.view(node);
         self.modes = ResourceType::ALL.iter().map(|t| (*t, Mode::Hold)).collect();
-        self.stages = transition_stages();
+        let only = self.only;
+        self.stages = transition_stages()
+            .into_iter()
+            .filter(|s| only.is_none_or(|t| s.rtype == t))
+            .collect();
         self.waiting = None;
+        self.peer_wait = None;
+        self.last_stage = None;
         self.advance().await
     }
 
-    /// Runs stages until one has to wait for an ACK.
+    /// Runs stages until one has to wait for an ACK (or for peers).
     async fn advance(&mut self) -> Result<(), ()> {
         while self.waiting.is_none() {
-            let Some(stage) = self.stages.pop_front() else {
+            if let Some(done) = self.last_stage.take() {
+                self.report(done);
+            }
+            let Some(stage) = self.stages.front().copied() else {
                 self.modes.clear();
                 return Ok(());
             };
+            if !self.peers_ready(stage) {
+                return Ok(());
+            }
+            self.stages.pop_front();
+            self.last_stage = Some(stage);
             self.modes.insert(stage.rtype, stage.mode);
             if let Some(nonce) = self.respond(stage.rtype, stage.force).await? {
                 self.waiting = Some((stage.rtype, nonce, Instant::now() + STAGE_TIMEOUT));
             }
         }
         Ok(())
+    }
+
+    /// Without ADS, a client's types arrive on separate streams, so the
+    /// order is kept across them: new listeners and routes wait until the
+    /// same node's cluster and endpoint streams have the new ones in place,
+    /// and those drop stale resources only once listeners and routes moved.
+    /// Returns the types a stage waits on.
+    fn barrier(&self, stage: Stage) -> Option<&'static [ResourceType]> {
+        use ResourceType::*;
+        const WARMING: &[ResourceType] = &[Cluster, ClusterLoadAssignment];
+        const USING: &[ResourceType] = &[
+            Secret,
+            Listener,
+            RouteConfiguration,
+            ScopedRouteConfiguration,
+            VirtualHost,
+            Runtime,
+        ];
+        self.only?;
+        if WARMING.contains(&stage.rtype) {
+            (stage.mode == Mode::New).then_some(USING)
+        } else {
+            Some(WARMING)
+        }
+    }
+
+    /// True when the stage may run: no barrier, peers ready, or waited long enough.
+    fn peers_ready(&mut self, stage: Stage) -> bool {
+        let (Some(types), Some(node)) = (self.barrier(stage), &self.node) else {
+            return true;
+        };
+        let deadline = *self
+            .peer_wait
+            .get_or_insert_with(|| Instant::now() + STAGE_TIMEOUT);
+        let ready = self
+            .ledger
+            .peers_ready(self.id, &node.id, types, &self.snapshot.version);
+        if ready || Instant::now() >= deadline {
+            if !ready {
+                tracing::warn!(
+                    stream = self.id,
+                    "peer streams not ready in time; continuing the transition"
+                );
+            }
+            self.peer_wait = None;
+            return true;
+        }
+        false
+    }
+
+    /// Tells peers a stage is done when it puts this stream's new content in place.
+    fn report(&self, done: Stage) {
+        let warming = matches!(
+            done.rtype,
+            ResourceType::Cluster | ResourceType::ClusterLoadAssignment
+        );
+        if warming == (done.mode == Mode::Union) {
+            self.ledger.ready_for(self.id, &self.snapshot.version);
+        }
     }
 
     /// What the client should have for `rtype` now.
@@ -395,6 +502,7 @@ impl<W: Wire> Stream<W> {
             .map(|(n, e)| (n.clone(), e.version.clone()))
             .collect();
         state.sent = chosen;
+        state.unanswered = true;
         self.ledger.sent(self.id, rtype, &version);
         self.out.send(Ok(response)).await.map_err(|_| ())?;
         Ok(Some(nonce))
