@@ -337,3 +337,84 @@ async fn delta_reconnect_honours_initial_resource_versions() {
         "only the resource whose version differs"
     );
 }
+
+#[tokio::test]
+async fn sotw_empty_list_is_wildcard_only_until_names_are_given() {
+    let mut server = start(&clusters(&["a", "b"])).await;
+    let mut s = Sotw::open(&mut server).await;
+    s.send(CDS, &[], "", "", false).await;
+    let all = s.recv().await.expect("wildcard response");
+    assert_eq!(names(&all), ["a", "b"]);
+    s.send(CDS, &["a"], &all.version_info, &all.nonce, false)
+        .await;
+    let named = s.recv().await.expect("named response");
+    assert_eq!(names(&named), ["a"], "naming a resource ends the wildcard");
+    s.send(CDS, &[], &named.version_info, &named.nonce, false)
+        .await;
+    if let Some(after) = s.recv().await {
+        assert!(
+            names(&after).is_empty(),
+            "an empty list after names is not a wildcard again"
+        );
+    }
+}
+
+const SECRET: &str = "\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\nname: token\ngeneric_secret: {secret: {inline_string: s3cr3t}}\n";
+
+#[tokio::test]
+async fn per_type_services_stream_and_fetch() {
+    use envoy_types::pb::envoy::service::cluster::v3::cluster_discovery_service_client::ClusterDiscoveryServiceClient;
+    use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
+    let text = format!("{}{SECRET}", clusters(&["a", "b"]));
+    let (_snapshots, rx) = watch::channel(snapshot(&text));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_routes(Ads::new(rx, Arc::new(Ledger::default())).routes())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut cds = ClusterDiscoveryServiceClient::connect(addr.clone())
+        .await
+        .expect("connect");
+    let fetched = cds
+        .fetch_clusters(DiscoveryRequest {
+            node: node(),
+            resource_names: vec!["b".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("fetch")
+        .into_inner();
+    assert_eq!(names(&fetched), ["b"]);
+
+    // A per-type stream may leave type_url empty: the service says the type.
+    let mut sds = SecretDiscoveryServiceClient::connect(addr)
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(DiscoveryRequest {
+        node: node(),
+        resource_names: vec!["token".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let mut responses = sds
+        .stream_secrets(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let r = tokio::time::timeout(Duration::from_secs(2), responses.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("one");
+    assert_eq!(
+        r.type_url,
+        "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+    );
+    assert_eq!(r.resources.len(), 1);
+}
