@@ -9,6 +9,15 @@ pub struct NodeIdentity {
     pub cluster: String,
 }
 
+impl From<envoy_types::pb::envoy::config::core::v3::Node> for NodeIdentity {
+    fn from(node: envoy_types::pb::envoy::config::core::v3::Node) -> Self {
+        NodeIdentity {
+            id: node.id,
+            cluster: node.cluster,
+        }
+    }
+}
+
 /// An envelope's `nodes:` selector. An empty list means "any".
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeSelector {

@@ -12,7 +12,7 @@ mod common;
 
 use common::config::{
     ENDPOINTS, LISTENER, ROUTE, bare, cluster_spec, discovery_response, documents, endpoints_spec,
-    envelope, listener_spec, route_spec, service, simple_set,
+    envelope, listener_spec, route_spec, service, simple_set, two_service_set,
 };
 use common::stack::{
     EnvoyState, Stack, Traffic, assert_served_by, envoy_state, live_update_flow,
@@ -165,24 +165,7 @@ virtual_hosts:
 fn half_written_file_never_reaches_envoy() {
     let (a, b) = (Backend::start("backend-a"), Backend::start("backend-b"));
     let port = free_port();
-    let stack = Stack::start(
-        "half-written",
-        &[
-            (
-                "listener.yaml",
-                bare(
-                    LISTENER,
-                    &listener_spec("listener_http", port, "local_route"),
-                ),
-            ),
-            ("a.yaml", service("a", a.port)),
-            ("b.yaml", service("b", b.port)),
-            (
-                "routes.yaml",
-                bare(ROUTE, &route_spec("local_route", &[("/", "a")])),
-            ),
-        ],
-    );
+    let stack = Stack::start("half-written", &two_service_set(port, &a, &b, "a"));
     wait_body(port, "/", "backend-a", Duration::from_secs(10));
     let before = settled_state(&stack.envoy);
 

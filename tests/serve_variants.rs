@@ -10,7 +10,7 @@
 mod common;
 
 use common::config::{CLUSTER, ENDPOINTS, LISTENER, ROUTE, bare, documents, endpoints_spec};
-use common::config::{listener_spec, route_spec, service, service_via, simple_set_via};
+use common::config::{route_spec, service_via, simple_set_via, two_service_set};
 use common::stack::{
     EnvoyState, Stack, Traffic, assert_served_by, check_load, envoy_state, live_update_flow,
     load_with_change, make_before_break_flow, quickstart_flow, rejected_updates, settled_state,
@@ -216,26 +216,6 @@ fn per_type_delta_grpc_config_sources() {
 // ---------------------------------------------------------------------------
 // The config directory
 // ---------------------------------------------------------------------------
-
-/// The files of a set with listener on `port`, clusters a and b, and `/`
-/// routed to `to`.
-fn two_service_set(port: u16, a: &Backend, b: &Backend, to: &str) -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "listener.yaml",
-            bare(
-                LISTENER,
-                &listener_spec("listener_http", port, "local_route"),
-            ),
-        ),
-        ("a.yaml", service("a", a.port)),
-        ("b.yaml", service("b", b.port)),
-        (
-            "routes.yaml",
-            bare(ROUTE, &route_spec("local_route", &[("/", to)])),
-        ),
-    ]
-}
 
 /// A Kubernetes ConfigMap mount: the files live in `..2026_01/`, `..data`
 /// links to it, and each visible name links to `..data/NAME`. The swap

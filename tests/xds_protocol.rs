@@ -69,6 +69,14 @@ async fn start(text: &str) -> Server {
     }
 }
 
+/// The next response, if one comes within 700 ms (none coming is what several tests expect).
+async fn next_within<T>(responses: &mut Streaming<T>) -> Option<T> {
+    match tokio::time::timeout(Duration::from_millis(700), responses.message()).await {
+        Ok(Ok(Some(r))) => Some(r),
+        _ => None,
+    }
+}
+
 fn node() -> Option<Node> {
     Some(Node {
         id: "n1".into(),
@@ -115,10 +123,7 @@ impl Sotw {
     }
 
     async fn recv(&mut self) -> Option<DiscoveryResponse> {
-        match tokio::time::timeout(Duration::from_millis(700), self.responses.message()).await {
-            Ok(Ok(Some(r))) => Some(r),
-            _ => None,
-        }
+        next_within(&mut self.responses).await
     }
 }
 
@@ -255,10 +260,7 @@ impl DeltaClient {
     }
 
     async fn recv(&mut self) -> Option<DeltaDiscoveryResponse> {
-        match tokio::time::timeout(Duration::from_millis(700), self.responses.message()).await {
-            Ok(Ok(Some(r))) => Some(r),
-            _ => None,
-        }
+        next_within(&mut self.responses).await
     }
 }
 

@@ -163,3 +163,28 @@ pub fn simple_set_via(port: u16, a: &Backend, source: XdsSource) -> Vec<(&'stati
         ),
     ]
 }
+
+/// The files of a set with listener on `port`, clusters a and b, and `/`
+/// routed to `to`.
+pub fn two_service_set(
+    port: u16,
+    a: &super::Backend,
+    b: &super::Backend,
+    to: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "listener.yaml",
+            bare(
+                LISTENER,
+                &listener_spec("listener_http", port, "local_route"),
+            ),
+        ),
+        ("a.yaml", service("a", a.port)),
+        ("b.yaml", service("b", b.port)),
+        (
+            "routes.yaml",
+            bare(ROUTE, &route_spec("local_route", &[("/", to)])),
+        ),
+    ]
+}
