@@ -62,6 +62,13 @@ pub enum Command {
     /// when it cannot start (bad flags, address in use, unreadable directory,
     /// invalid initial set). SIGHUP forces a reload.
     Serve(ServeArgs),
+    /// Print a client bootstrap that points at a running xdsd.
+    ///
+    /// `--format envoy` prints an Envoy bootstrap (YAML) that gets everything
+    /// over ADS, with the node id and cluster and an admin endpoint on
+    /// 127.0.0.1; `--format grpc` prints a GRPC_XDS_BOOTSTRAP file (JSON) for
+    /// proxyless gRPC clients resolving `xds:///NAME`.
+    Bootstrap(BootstrapArgs),
     /// Check a config directory and report every problem with its location.
     ///
     /// Prints `path:line:column: error: message` (or warning) for every
@@ -144,6 +151,31 @@ pub enum LogFormat {
     Json,
 }
 
+/// Arguments of `bootstrap`.
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// Which client the bootstrap is for.
+    #[arg(long, value_enum)]
+    format: BootstrapFormat,
+    /// xdsd's gRPC address as the client reaches it (`host:port`).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:18000")]
+    server: String,
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Envoy only: the port of Envoy's admin endpoint on 127.0.0.1.
+    #[arg(long, value_name = "PORT", default_value_t = 9901)]
+    admin_port: u16,
+}
+
+/// Bootstrap flavours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BootstrapFormat {
+    /// An Envoy bootstrap (YAML).
+    Envoy,
+    /// A GRPC_XDS_BOOTSTRAP file (JSON).
+    Grpc,
+}
+
 /// Arguments of `lint`.
 #[derive(Debug, Args)]
 pub struct LintArgs {
@@ -205,6 +237,7 @@ const EXIT_TROUBLE: u8 = 2;
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Bootstrap(args) => bootstrap(&args),
         Command::Lint(args) => lint(&args),
         Command::Render(args) => render_cmd(&args),
         Command::Diff(args) => diff_cmd(&args),
@@ -261,6 +294,26 @@ fn serve(args: &ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn bootstrap(args: &BootstrapArgs) -> ExitCode {
+    let client = crate::bootstrap::Client {
+        server: args.server.clone(),
+        node_id: args.node.node_id.clone(),
+        node_cluster: args.node.node_cluster.clone(),
+    };
+    match args.format {
+        BootstrapFormat::Envoy => print(&crate::yaml::to_yaml(&crate::bootstrap::envoy(
+            &client,
+            args.admin_port,
+        ))),
+        BootstrapFormat::Grpc => {
+            let text =
+                serde_json::to_string_pretty(&crate::bootstrap::grpc(&client)).unwrap_or_default();
+            print(&format!("{text}\n"));
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn load(dir: &Path) -> Result<Checked, ExitCode> {

@@ -12,10 +12,13 @@
 //! * [`selector`]: which nodes see which resources;
 //! * [`render`], [`diff`]: per-node output and change review;
 //! * [`diag`]: located findings and their output formats;
+//! * [`snapshot`], [`xds`], [`watch`], [`serve`], [`admin`]: the daemon;
+//! * [`bootstrap`]: client bootstraps pointing at xdsd;
 //! * [`cli`]: the `xdsd` command line.
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod bootstrap;
 pub mod cli;
 pub mod decode;
 pub mod diag;

@@ -697,3 +697,59 @@ fn help_describes_subcommands_and_flags() {
         &["OLD_DIR", "NEW_DIR", "--node-id", "--node-cluster"],
     );
 }
+
+// ---------------------------------------------------------------------------
+// bootstrap
+// ---------------------------------------------------------------------------
+
+#[test]
+fn bootstrap_envoy_is_accepted_by_envoy() {
+    let out = run(&[
+        "bootstrap",
+        "--format",
+        "envoy",
+        "--server",
+        "127.0.0.1:18000",
+        "--node-id",
+        "edge-1",
+        "--node-cluster",
+        "edge",
+    ])
+    .expect_code(0);
+    let doc = xdsd::yaml::parse_documents(&out.stdout, Default::default())
+        .expect("YAML")
+        .remove(0)
+        .to_json();
+    assert_eq!(doc["node"]["id"], "edge-1");
+    assert_eq!(doc["dynamic_resources"]["ads_config"]["api_type"], "GRPC");
+    let (ok, output) = common::envoy_validate(&doc);
+    assert!(ok, "Envoy rejects the bootstrap:\n{output}\n{}", out.stdout);
+}
+
+#[test]
+fn bootstrap_grpc_names_server_and_node() {
+    let doc = run(&[
+        "bootstrap",
+        "--format",
+        "grpc",
+        "--server",
+        "127.0.0.1:18000",
+        "--node-id",
+        "app-1",
+        "--node-cluster",
+        "app",
+    ])
+    .expect_code(0)
+    .json();
+    assert_eq!(doc["xds_servers"][0]["server_uri"], "127.0.0.1:18000");
+    assert_eq!(
+        doc["xds_servers"][0]["channel_creds"][0]["type"],
+        "insecure"
+    );
+    assert_eq!(doc["xds_servers"][0]["server_features"][0], "xds_v3");
+    assert_eq!(
+        (doc["node"]["id"].as_str(), doc["node"]["cluster"].as_str()),
+        (Some("app-1"), Some("app"))
+    );
+    run(&["bootstrap", "--format", "nope"]).expect_code(2);
+}
