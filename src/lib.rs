@@ -9,6 +9,7 @@
 //! * [`loader`]: directory walk and the three document forms → [`resource`]s;
 //! * [`validate`]: cross-resource checks (references, duplicates) and, through
 //!   [`envoy_rules`], what Envoy rejects inside one resource beyond the schema;
+//!   [`grpc_rules`]: what proxyless gRPC clients reject (warnings);
 //! * [`selector`]: which nodes see which resources;
 //! * [`render`], [`diff`]: per-node output and change review;
 //! * [`diag`]: located findings and their output formats;
@@ -24,6 +25,7 @@ pub mod decode;
 pub mod diag;
 pub mod diff;
 pub mod envoy_rules;
+pub mod grpc_rules;
 pub mod loader;
 pub mod parallel;
 pub mod reflect;

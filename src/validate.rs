@@ -94,6 +94,7 @@ pub fn validate(resources: &[Resource], diags: &mut Diagnostics) {
         }
     }
     check_duplicate_addresses(resources, &listener_addresses, diags);
+    crate::grpc_rules::check(resources, diags);
     warn_unreferenced(resources, &referenced, diags);
 }
 
