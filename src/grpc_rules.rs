@@ -54,6 +54,12 @@ fn step(m: &DynamicMessage, name: &str) -> Vec<PathStep> {
 /// The RDS name of a gRPC listener (an `api_listener` with an HttpConnectionManager).
 fn api_listener_routes(listener: &Resource, diags: &mut Diagnostics) -> Option<String> {
     let (af, api) = field(&listener.message, "api_listener")?;
+    if listener.selector.is_everyone() {
+        diags.warning(
+            listener.locate(&[PathStep::Field(af.clone())]),
+            "served to every node, but Envoy NACKs a listener with an api_listener (only gRPC clients use it): select gRPC nodes with `nodes`",
+        );
+    }
     let (inner_f, any) = field(api.as_message()?, "api_listener")?;
     let path = vec![PathStep::Field(af), PathStep::Field(inner_f)];
     let hcm = any.as_message().and_then(unpack_any)?;
