@@ -305,3 +305,92 @@ fn grpc_client_switches_endpoints_without_failures() {
         (first_b - changed_at) * 1000.0
     );
 }
+
+/// A config Envoy accepts but gRPC clients reject (a STATIC cluster for a
+/// gRPC route): lint only warns, xdsd serves it, the client NACKs it and
+/// keeps calling on its last good config, and the NACK text shows in
+/// `/clients`; it is not re-sent.
+#[test]
+fn grpc_only_rejection_is_nacked_and_client_keeps_working() {
+    let work = ScratchDir::new("grpc-nack");
+    let (_server, port) = start_server(work.path(), "server-a");
+    let config = work.path().join("config");
+    std::fs::create_dir_all(&config).expect("mkdir config");
+    write_config(&config, port);
+    let xdsd = Xdsd::start(&config, &work.path().join("xdsd.log"));
+    let (mut client, out) = start_client(
+        work.path(),
+        xdsd.listen,
+        "grpc-nack",
+        &["--duration", "6", "--interval", "0.02"],
+    );
+    wait_all_acked(&xdsd, "grpc-nack");
+
+    let static_cluster = format!(
+        "kind: Cluster\nnodes:\n  cluster: [\"grpc*\"]\nspec:\n  name: greeter\n  type: STATIC\n  lb_policy: ROUND_ROBIN\n  load_assignment:\n    cluster_name: greeter\n    endpoints:\n    - load_balancing_weight: 1\n      lb_endpoints:\n      - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}\n"
+    );
+    let lint = common::xdsd(&["lint", "--dir", config.to_str().expect("utf-8 path")]);
+    let tmp = config.join(".clusters.yaml.tmp");
+    std::fs::write(&tmp, &static_cluster).expect("write cluster");
+    let check = ScratchDir::new("grpc-nack-lint");
+    std::fs::copy(&tmp, check.path().join("clusters.yaml")).expect("copy");
+    for name in ["listeners.yaml", "routes.yaml", "endpoints.yaml"] {
+        std::fs::copy(config.join(name), check.path().join(name)).expect("copy");
+    }
+    let lint_new = common::xdsd(&["lint", "--dir", check.path().to_str().expect("utf-8 path")]);
+    assert!(
+        lint.status.success() && lint_new.status.success(),
+        "lint must accept it (Envoy does)"
+    );
+    let lint_text = String::from_utf8_lossy(&lint_new.stdout);
+    assert!(
+        lint_text.contains("gRPC clients accept only EDS"),
+        "lint warns: {lint_text}"
+    );
+    std::fs::rename(&tmp, config.join("clusters.yaml")).expect("rename");
+
+    let mut last = Value::Null;
+    let nack =
+        wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
+            let clients = xdsd.admin_json("/clients");
+            let entry = clients
+                .as_array()?
+                .iter()
+                .find(|c| c["node_id"] == "grpc-nack")?
+                .clone();
+            last = entry.clone();
+            let error =
+                entry["types"]["type.googleapis.com/envoy.config.cluster.v3.Cluster"]["last_nack"]
+                    ["error"]
+                    .as_str()?;
+            Some(error.to_string())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no NACK in /clients; last: {last:#}\nxdsd log:\n{}",
+                tail(&xdsd.log(), 40)
+            )
+        });
+    eprintln!("gRPC NACK text: {nack}");
+    let text = wait_client_ok(&mut client, &out, Duration::from_secs(30), &xdsd);
+    let calls = rpcs(&text);
+    let failed: Vec<&Rpc> = calls
+        .iter()
+        .filter(|r| matches!(r, Rpc::Err { .. }))
+        .collect();
+    assert!(
+        failed.is_empty() && calls.len() > 50,
+        "{} RPCs, failures: {failed:?}",
+        calls.len()
+    );
+    let sent = xdsd
+        .log()
+        .lines()
+        .filter(|l| l.contains("sent") && l.contains("envoy.config.cluster.v3.Cluster"))
+        .count();
+    assert!(
+        sent <= 3,
+        "the rejected clusters were re-sent ({sent} cluster responses):\n{}",
+        tail(&xdsd.log(), 40)
+    );
+}
