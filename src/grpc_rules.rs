@@ -74,6 +74,19 @@ fn api_listener_routes(listener: &Resource, diags: &mut Diagnostics) -> Option<S
         );
         return None;
     }
+    let router_last = list(&hcm, "http_filters")
+        .and_then(|(_, filters)| filters.last()?.as_message().cloned())
+        .and_then(|last| {
+            field(&last, "typed_config")
+                .and_then(|(_, a)| a.as_message().and_then(|a| string_field(a, "type_url")))
+        })
+        .is_some_and(|(_, url)| url.ends_with(".Router"));
+    if !router_last {
+        diags.warning(
+            listener.locate(&path),
+            "gRPC clients NACK an HttpConnectionManager whose http_filters do not end with the router (gRFC A39)",
+        );
+    }
     if field(&hcm, "route_config").is_some() {
         // Inline routes are checked where the listener is; gRPC supports them.
         return None;
@@ -211,7 +224,7 @@ api_listener:
   api_listener:
     "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
     rds: {route_config_name: r, config_source: {ads: {}}}
-    http_filters: [{name: router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]
+    http_filters: []
 ---
 "@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration
 name: r
