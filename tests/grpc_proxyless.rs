@@ -350,27 +350,26 @@ fn grpc_only_rejection_is_nacked_and_client_keeps_working() {
     std::fs::rename(&tmp, config.join("clusters.yaml")).expect("rename");
 
     let mut last = Value::Null;
-    let nack =
-        wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
-            let clients = xdsd.admin_json("/clients");
-            let entry = clients
-                .as_array()?
-                .iter()
-                .find(|c| c["node_id"] == "grpc-nack")?
-                .clone();
-            last = entry.clone();
-            let error =
+    let nack = wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
+        let clients = xdsd.admin_json("/clients");
+        let entry = clients
+            .as_array()?
+            .iter()
+            .find(|c| c["node_id"] == "grpc-nack")?
+            .clone();
+        last = entry.clone();
+        let error =
                 entry["types"]["type.googleapis.com/envoy.config.cluster.v3.Cluster"]["last_nack"]
                     ["error"]
                     .as_str()?;
-            Some(error.to_string())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no NACK in /clients; last: {last:#}\nxdsd log:\n{}",
-                tail(&xdsd.log(), 40)
-            )
-        });
+        Some(error.to_string())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no NACK in /clients; last: {last:#}\nxdsd log:\n{}",
+            tail(&xdsd.log(), 40)
+        )
+    });
     eprintln!("gRPC NACK text: {nack}");
     let text = wait_client_ok(&mut client, &out, Duration::from_secs(30), &xdsd);
     let calls = rpcs(&text);
