@@ -15,10 +15,7 @@ impl Wire for Delta {
 
     fn incoming(r: DeltaDiscoveryRequest) -> Incoming {
         Incoming {
-            node: r.node.map(|n| NodeIdentity {
-                id: n.id,
-                cluster: n.cluster,
-            }),
+            node: r.node.map(NodeIdentity::from),
             nonce: r.response_nonce,
             error: r.error_detail.map(|e| e.message),
             version: String::new(),

@@ -160,13 +160,7 @@ impl Ads {
 
     /// A one-shot answer (the per-type `Fetch*` methods): what the node gets now.
     fn fetch(&self, request: DiscoveryRequest, rtype: ResourceType) -> messages::DiscoveryResponse {
-        let node = request
-            .node
-            .map(|n| NodeIdentity {
-                id: n.id,
-                cluster: n.cluster,
-            })
-            .unwrap_or_default();
+        let node = request.node.map(NodeIdentity::from).unwrap_or_default();
         let snapshot = Arc::clone(&self.snapshots.borrow());
         let view = snapshot.view(&node);
         let names: std::collections::BTreeSet<String> =
