@@ -1,7 +1,11 @@
 //! The admin HTTP endpoint: `/healthz`, `/readyz`, `/clients` (the per-stream
 //! ledger) and `/status` (the last load). JSON, readable with curl.
 
-use crate::xds::Ledger;
+use crate::schema::ResourceType;
+use crate::snapshot::Snapshot;
+use crate::xds::{Ledger, Outcome};
+use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +21,12 @@ pub struct LoadStatus {
     pub loaded_at: Option<SystemTime>,
     /// When the last attempt ran, and its errors (empty: it succeeded).
     pub last_attempt: Option<(SystemTime, Vec<String>)>,
+    /// Load attempts since start (the first load included).
+    pub attempts: u64,
+    /// Attempts that were rejected.
+    pub failures: u64,
+    /// Resources per type in the served set.
+    pub counts: BTreeMap<ResourceType, usize>,
 }
 
 /// Shared state the admin endpoint reports on.
@@ -32,17 +42,29 @@ pub struct Health {
 
 impl Health {
     /// Records a load attempt; `version` is set when it was applied.
-    pub fn record_load(&self, version: Option<&str>, errors: Vec<String>) {
+    pub fn record_load(&self, served: Option<&Snapshot>, errors: Vec<String>) {
         let mut status = match self.status.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
         let now = SystemTime::now();
-        if let Some(v) = version {
-            status.served_version = v.to_string();
-            status.loaded_at = Some(now);
+        status.attempts += 1;
+        match served {
+            Some(snapshot) => {
+                status.served_version = snapshot.version.clone();
+                status.loaded_at = Some(now);
+                status.counts = snapshot.counts();
+            }
+            None => status.failures += 1,
         }
         status.last_attempt = Some((now, errors));
+    }
+
+    fn load_status(&self) -> LoadStatus {
+        match self.status.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 }
 
@@ -92,6 +114,7 @@ fn respond(path: &str, health: &Health) -> (&'static str, &'static str, String) 
         "/readyz" => ("503 Service Unavailable", TEXT, "not ready\n".into()),
         "/clients" => ("200 OK", JSON, pretty(clients_json(&health.ledger))),
         "/status" => ("200 OK", JSON, pretty(status_json(health))),
+        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(health)),
         _ => ("404 Not Found", TEXT, "not found\n".into()),
     }
 }
@@ -134,10 +157,7 @@ fn clients_json(ledger: &Ledger) -> serde_json::Value {
 }
 
 fn status_json(health: &Health) -> serde_json::Value {
-    let status = match health.status.lock() {
-        Ok(s) => s.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    };
+    let status = health.load_status();
     let last = status.last_attempt.as_ref().map(|(at, errors)| {
         serde_json::json!({"time": unix_seconds(*at), "ok": errors.is_empty(), "errors": errors})
     });
@@ -146,4 +166,93 @@ fn status_json(health: &Health) -> serde_json::Value {
         "loaded_at": status.loaded_at.map(unix_seconds),
         "last_load": last,
     })
+}
+
+/// Prometheus text format (version 0.0.4).
+fn metrics(health: &Health) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let clients = health.ledger.clients();
+    let ads = clients.values().filter(|c| c.only.is_none()).count();
+    family(
+        "xdsd_connected_streams",
+        "gauge",
+        "Open xDS streams, by service (ADS or a per-type service).",
+        &[
+            ("{service=\"ads\"}".into(), ads as f64),
+            (
+                "{service=\"per_type\"}".into(),
+                (clients.len() - ads) as f64,
+            ),
+        ],
+    );
+    let totals = health.ledger.totals();
+    for (outcome, name, help) in [
+        (
+            Outcome::Sent,
+            "xdsd_responses_sent_total",
+            "xDS responses sent, by type.",
+        ),
+        (
+            Outcome::Acked,
+            "xdsd_acks_total",
+            "Responses ACKed by clients, by type.",
+        ),
+        (
+            Outcome::Nacked,
+            "xdsd_nacks_total",
+            "Responses NACKed by clients, by type.",
+        ),
+    ] {
+        let samples: Vec<(String, f64)> = ResourceType::ALL
+            .iter()
+            .map(|t| {
+                (
+                    format!("{{type=\"{}\"}}", t.kind_name()),
+                    totals.get(&(*t, outcome)).copied().unwrap_or(0) as f64,
+                )
+            })
+            .collect();
+        family(name, "counter", help, &samples);
+    }
+    let status = health.load_status();
+    family(
+        "xdsd_reloads_total",
+        "counter",
+        "Load attempts (the first load included).",
+        &[(String::new(), status.attempts as f64)],
+    );
+    family(
+        "xdsd_reload_failures_total",
+        "counter",
+        "Load attempts rejected (the last good set stayed).",
+        &[(String::new(), status.failures as f64)],
+    );
+    family(
+        "xdsd_last_successful_reload_timestamp_seconds",
+        "gauge",
+        "When the served set was last loaded (Unix time).",
+        &[(String::new(), status.loaded_at.map_or(0.0, unix_seconds))],
+    );
+    let counts: Vec<(String, f64)> = ResourceType::ALL
+        .iter()
+        .map(|t| {
+            (
+                format!("{{type=\"{}\"}}", t.kind_name()),
+                status.counts.get(t).copied().unwrap_or(0) as f64,
+            )
+        })
+        .collect();
+    family(
+        "xdsd_snapshot_resources",
+        "gauge",
+        "Resources in the served set, by type.",
+        &counts,
+    );
+    out
 }

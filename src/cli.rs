@@ -125,7 +125,7 @@ pub struct ServeArgs {
     /// Address for gRPC xDS.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:18000")]
     listen: std::net::SocketAddr,
-    /// Address for the admin HTTP endpoint (/healthz, /readyz, /clients, /status).
+    /// Address for the admin HTTP endpoint (/healthz, /readyz, /clients, /status, /metrics).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18001")]
     admin: std::net::SocketAddr,
     /// Quiet period, in milliseconds, that ends a burst of file events.

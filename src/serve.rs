@@ -57,7 +57,7 @@ pub async fn run(options: Options) -> Result<(), StartError> {
         ledger: Arc::clone(&ledger),
         ..Health::default()
     });
-    health.record_load(Some(&snapshots.borrow().version), Vec::new());
+    health.record_load(Some(&snapshots.borrow()), Vec::new());
     tokio::spawn(admin::serve(admin_listener, Arc::clone(&health)));
 
     let (reload_tx, mut reloads) = mpsc::channel::<()>(1);
@@ -142,7 +142,7 @@ async fn reload(
     });
     match loaded {
         Ok(snapshot) => {
-            health.record_load(Some(&snapshot.version), Vec::new());
+            health.record_load(Some(&snapshot), Vec::new());
             if snapshot.version == serving.version {
                 tracing::debug!("reload: no change");
                 return;

@@ -497,7 +497,6 @@ fn admin_endpoints() {
 
 /// `GET /metrics` answers Prometheus text (the contract's admin API).
 #[test]
-#[ignore = "not built yet: /metrics (Prometheus) belongs to issue 5"]
 fn admin_metrics_endpoint() {
     let a = Backend::start("backend-a");
     let port = free_port();
@@ -515,6 +514,27 @@ fn admin_metrics_endpoint() {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .count();
     assert!(samples > 0, "/metrics has samples:\n{}", r.body);
+    for want in [
+        "xdsd_connected_streams{service=\"ads\"} 1",
+        "xdsd_snapshot_resources{type=\"Cluster\"} 1",
+        "xdsd_reloads_total 1",
+        "xdsd_reload_failures_total 0",
+    ] {
+        assert!(
+            r.body.contains(want),
+            "/metrics lacks `{want}`:\n{}",
+            r.body
+        );
+    }
+    let acks = r
+        .body
+        .lines()
+        .find(|l| l.starts_with("xdsd_acks_total{type=\"Cluster\"}"));
+    assert!(
+        acks.is_some_and(|l| !l.ends_with(" 0")),
+        "the Envoy's cluster ACK is counted:\n{}",
+        r.body
+    );
 }
 
 /// An admin request that arrives in two TCP segments (as any client that

@@ -49,6 +49,19 @@ pub struct ClientStatus {
 #[derive(Debug, Default)]
 pub struct Ledger {
     clients: Mutex<HashMap<u64, ClientStatus>>,
+    /// Responses, ACKs and NACKs since start, by type (for metrics).
+    totals: Mutex<BTreeMap<(ResourceType, Outcome), u64>>,
+}
+
+/// What happened to a response, for the counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    /// Sent to a client.
+    Sent,
+    /// ACKed by the client.
+    Acked,
+    /// NACKed by the client.
+    Nacked,
 }
 
 impl Ledger {
@@ -87,19 +100,38 @@ impl Ledger {
         })
     }
 
+    fn count(&self, rtype: ResourceType, outcome: Outcome) {
+        let mut totals = match self.totals.lock() {
+            Ok(t) => t,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *totals.entry((rtype, outcome)).or_insert(0) += 1;
+    }
+
+    /// Responses sent, ACKed and NACKed since start, by type.
+    pub fn totals(&self) -> BTreeMap<(ResourceType, Outcome), u64> {
+        match self.totals.lock() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     fn sent(&self, id: u64, rtype: ResourceType, version: &str) {
+        self.count(rtype, Outcome::Sent);
         self.with(id, |c| {
             c.types.entry(rtype).or_default().sent_version = version.to_string()
         });
     }
 
     fn ack(&self, id: u64, rtype: ResourceType, version: &str) {
+        self.count(rtype, Outcome::Acked);
         self.with(id, |c| {
             c.types.entry(rtype).or_default().acked_version = version.to_string()
         });
     }
 
     fn nack(&self, id: u64, rtype: ResourceType, version: &str, error: &str) {
+        self.count(rtype, Outcome::Nacked);
         let nack = (version.to_string(), error.to_string(), SystemTime::now());
         self.with(id, |c| {
             c.types.entry(rtype).or_default().last_nack = Some(nack)
