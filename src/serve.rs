@@ -78,13 +78,19 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     tracing::info!(listen = %options.listen, admin = %options.admin, "serving xDS");
     health.ready.store(true, Ordering::Relaxed);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+    // One signal listener; the server and the drain timer both follow it.
+    let (stop, stopping) = channel::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_routes(Ads::new(snapshots, ledger).routes())
-        .serve_with_incoming_shutdown(incoming, shutdown_signal());
+        .serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
     // Streams are long-lived: after the signal, give them DRAIN to close, then stop.
     let drained = async {
-        shutdown_signal().await;
+        stopped(stopping).await;
         tokio::time::sleep(DRAIN).await;
     };
     tokio::select! {
@@ -171,6 +177,11 @@ async fn forward_sighup(reload: mpsc::Sender<()>) {
             return;
         }
     }
+}
+
+/// Resolves once the stop flag is set (or its sender is gone).
+async fn stopped(mut stopping: channel::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
 }
 
 async fn shutdown_signal() {
