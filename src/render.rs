@@ -5,7 +5,7 @@
 use crate::resource::Resource;
 use crate::schema::{ResourceType, TYPE_URL_PREFIX};
 use crate::yaml;
-use prost_reflect::SerializeOptions;
+use prost_reflect::{DynamicMessage, SerializeOptions};
 use serde_json::{Map, Value};
 
 /// Output formats of `render`.
@@ -20,14 +20,16 @@ pub enum Format {
 /// A resource as JSON in the proto3 mapping, with `"@type"` and snake_case names.
 /// Keys are sorted, so equal resources print identically.
 pub fn to_json(resource: &Resource) -> Value {
+    message_json(resource.rtype, &resource.message)
+}
+
+/// A message of type `rtype` as [`to_json`] prints it.
+pub fn message_json(rtype: ResourceType, message: &DynamicMessage) -> Value {
     let options = SerializeOptions::new()
         .use_proto_field_name(true)
         .stringify_64_bit_integers(false);
     let mut serializer = serde_json::Serializer::new(Vec::new());
-    let body = match resource
-        .message
-        .serialize_with_options(&mut serializer, &options)
-    {
+    let body = match message.serialize_with_options(&mut serializer, &options) {
         Ok(()) => serde_json::from_slice(&serializer.into_inner()).unwrap_or(Value::Null),
         Err(e) => Value::String(format!("<cannot serialize: {e}>")),
     };
@@ -35,10 +37,7 @@ pub fn to_json(resource: &Resource) -> Value {
     let mut object = Map::new();
     object.insert(
         "@type".into(),
-        Value::String(format!(
-            "{TYPE_URL_PREFIX}{}",
-            resource.rtype.message_name()
-        )),
+        Value::String(format!("{TYPE_URL_PREFIX}{}", rtype.message_name())),
     );
     if let Value::Object(fields) = body {
         object.extend(fields);
@@ -68,7 +67,11 @@ fn integral_floats_as_integers(v: Value) -> Value {
 
 /// Renders resources (already filtered and ordered) as a config directory's file.
 pub fn render(resources: &[&Resource], format: Format) -> String {
-    let values: Vec<Value> = resources.iter().map(|r| to_json(r)).collect();
+    render_values(resources.iter().map(|r| to_json(r)).collect(), format)
+}
+
+/// Renders resources already turned into JSON by [`to_json`] or [`message_json`].
+pub fn render_values(values: Vec<Value>, format: Format) -> String {
     match format {
         Format::Yaml => values
             .iter()

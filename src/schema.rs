@@ -158,6 +158,20 @@ impl ResourceType {
         format!("{TYPE_URL_PREFIX}{}", self.message_name())
     }
 
+    /// The discovery service's abbreviation: CDS, EDS, LDS, ...
+    pub fn service_abbreviation(self) -> &'static str {
+        match self {
+            ResourceType::Cluster => "CDS",
+            ResourceType::ClusterLoadAssignment => "EDS",
+            ResourceType::Listener => "LDS",
+            ResourceType::RouteConfiguration => "RDS",
+            ResourceType::ScopedRouteConfiguration => "SRDS",
+            ResourceType::VirtualHost => "VHDS",
+            ResourceType::Secret => "SDS",
+            ResourceType::Runtime => "RTDS",
+        }
+    }
+
     /// The short message name, as used in envelopes' `kind`.
     pub fn kind_name(self) -> &'static str {
         let full = self.message_name();

@@ -3,7 +3,8 @@
 
 use crate::admin::{self, Health};
 use crate::diag;
-use crate::snapshot::Snapshot;
+use crate::schema::ResourceType;
+use crate::snapshot::{Changes, Snapshot};
 use crate::validate::check_dir;
 use crate::watch::{self, Debounce};
 use crate::xds::{Ads, Ledger};
@@ -53,11 +54,14 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     tracing::info!(version = %initial.version, resources = ?initial.counts(), "loaded");
     let (snapshots_tx, snapshots) = channel::channel(Arc::new(initial));
     let ledger = Arc::new(Ledger::default());
-    let health = Arc::new(Health {
-        ledger: Arc::clone(&ledger),
-        ..Health::default()
-    });
-    health.record_load(Some(&snapshots.borrow()), Vec::new());
+    let health = Arc::new(Health::new(Arc::clone(&ledger), snapshots.clone()));
+    {
+        let initial = snapshots.borrow();
+        health.record_load(
+            Some((&initial, initial.changes_from(&Snapshot::empty()))),
+            Vec::new(),
+        );
+    }
     tokio::spawn(admin::serve(admin_listener, Arc::clone(&health)));
 
     let (reload_tx, mut reloads) = mpsc::channel::<()>(1);
@@ -148,12 +152,19 @@ async fn reload(
     });
     match loaded {
         Ok(snapshot) => {
-            health.record_load(Some(&snapshot), Vec::new());
+            let changes = snapshot.changes_from(&serving);
+            health.record_load(Some((&snapshot, changes.clone())), Vec::new());
             if snapshot.version == serving.version {
-                tracing::debug!("reload: no change");
+                tracing::info!(version = %snapshot.version, "reload: no change");
                 return;
             }
-            tracing::info!(version = %snapshot.version, resources = ?snapshot.counts(), "reloaded");
+            tracing::info!(
+                version = %snapshot.version,
+                previous = %serving.version,
+                changes = %describe(&changes),
+                resources = ?snapshot.counts(),
+                "reloaded"
+            );
             snapshots.send_replace(Arc::new(snapshot));
         }
         Err(errors) => {
@@ -163,6 +174,27 @@ async fn reload(
             }
             health.record_load(None, errors);
         }
+    }
+}
+
+/// `Cluster +1 -0 ~2, Listener +0 -1 ~0` (added, removed, changed).
+fn describe(changes: &std::collections::BTreeMap<ResourceType, Changes>) -> String {
+    let parts: Vec<String> = changes
+        .iter()
+        .map(|(t, c)| {
+            format!(
+                "{} +{} -{} ~{}",
+                t.kind_name(),
+                c.added,
+                c.removed,
+                c.changed
+            )
+        })
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
     }
 }
 

@@ -10,6 +10,7 @@ use crate::xds::messages::SharedAny;
 use prost::Message;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// One resource, encoded for the wire.
 #[derive(Debug)]
@@ -24,6 +25,32 @@ pub struct Entry {
     pub selector: NodeSelector,
     /// The encoded resource, built once per snapshot and shared by every response.
     pub any: SharedAny,
+}
+
+/// How many resources of one type a new set adds, removes and changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// New names.
+    pub added: usize,
+    /// Names gone.
+    pub removed: usize,
+    /// Same name, other content.
+    pub changed: usize,
+}
+
+impl Changes {
+    /// Nothing added, removed or changed.
+    pub fn is_empty(&self) -> bool {
+        self.added + self.removed + self.changed == 0
+    }
+}
+
+impl Entry {
+    /// The resource decoded again from its wire bytes (for the admin API's views).
+    pub fn decode(&self) -> Option<prost_reflect::DynamicMessage> {
+        let descriptor = crate::schema::pool().get_message_by_name(self.rtype.message_name())?;
+        prost_reflect::DynamicMessage::decode(descriptor, self.any.value.clone()).ok()
+    }
 }
 
 /// The resources of one type that one node sees, by name.
@@ -52,6 +79,8 @@ impl View {
 pub struct Snapshot {
     /// Content hash of the whole set.
     pub version: String,
+    /// When it was built: where push latency (change → client ACK) is measured from.
+    pub created: Instant,
     entries: Vec<Arc<Entry>>,
     views: Mutex<HashMap<Vec<usize>, Arc<View>>>,
 }
@@ -91,6 +120,7 @@ impl Snapshot {
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
         Snapshot {
             version: content_hash(&refs),
+            created: Instant::now(),
             entries,
             views: Mutex::new(HashMap::new()),
         }
@@ -100,6 +130,7 @@ impl Snapshot {
     pub fn empty() -> Snapshot {
         Snapshot {
             version: content_hash(&[]),
+            created: Instant::now(),
             entries: Vec::new(),
             views: Mutex::new(HashMap::new()),
         }
@@ -112,6 +143,45 @@ impl Snapshot {
             *counts.entry(e.rtype).or_insert(0) += 1;
         }
         counts
+    }
+
+    /// What changed from `old` to this set, per type. A resource is
+    /// identified by its type, name and who sees it.
+    pub fn changes_from(&self, old: &Snapshot) -> BTreeMap<ResourceType, Changes> {
+        let old_versions: HashMap<(ResourceType, &str, &NodeSelector), &str> = old
+            .entries
+            .iter()
+            .map(|e| ((e.rtype, e.name.as_str(), &e.selector), e.version.as_str()))
+            .collect();
+        let mut changes: BTreeMap<ResourceType, Changes> = BTreeMap::new();
+        let mut kept = 0;
+        for e in &self.entries {
+            let key = (e.rtype, e.name.as_str(), &e.selector);
+            let slot = changes.entry(e.rtype).or_default();
+            match old_versions.get(&key) {
+                None => slot.added += 1,
+                Some(v) => {
+                    kept += 1;
+                    if *v != e.version {
+                        slot.changed += 1;
+                    }
+                }
+            }
+        }
+        let new_keys: std::collections::HashSet<_> = self
+            .entries
+            .iter()
+            .map(|e| (e.rtype, e.name.as_str(), &e.selector))
+            .collect();
+        if kept < old.entries.len() {
+            for e in &old.entries {
+                if !new_keys.contains(&(e.rtype, e.name.as_str(), &e.selector)) {
+                    changes.entry(e.rtype).or_default().removed += 1;
+                }
+            }
+        }
+        changes.retain(|_, c| !c.is_empty());
+        changes
     }
 
     /// What `node` sees; computed once per distinct visible set.
@@ -162,6 +232,29 @@ mod tests {
     use crate::loader::load_str;
 
     const SET: &str = "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: a\n---\nkind: Cluster\nnodes: {cluster: [edge]}\nspec: {name: b}\n";
+
+    #[test]
+    fn changes_count_added_removed_and_changed_per_type() {
+        let old = Snapshot::build(&load_str("x.yaml", SET).resources);
+        let text = SET.replace("name: a", "name: c")
+            + "---\nkind: Cluster\nnodes: {cluster: [edge]}\nspec: {name: b, connect_timeout: 2s}\n";
+        let text = text.replacen(
+            "kind: Cluster\nnodes: {cluster: [edge]}\nspec: {name: b}\n---\n",
+            "",
+            1,
+        );
+        let new = Snapshot::build(&load_str("x.yaml", &text).resources);
+        let changes = new.changes_from(&old);
+        assert_eq!(
+            changes.get(&ResourceType::Cluster),
+            Some(&Changes {
+                added: 1,
+                removed: 1,
+                changed: 1
+            })
+        );
+        assert!(new.changes_from(&new).is_empty());
+    }
 
     #[test]
     fn versions_come_from_content() {

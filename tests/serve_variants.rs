@@ -515,7 +515,7 @@ fn admin_metrics_endpoint() {
         .count();
     assert!(samples > 0, "/metrics has samples:\n{}", r.body);
     for want in [
-        "xdsd_connected_streams{service=\"ads\"} 1",
+        "xdsd_connected_streams{service=\"ads\",protocol=\"sotw\"} 1",
         "xdsd_snapshot_resources{type=\"Cluster\"} 1",
         "xdsd_reloads_total 1",
         "xdsd_reload_failures_total 0",

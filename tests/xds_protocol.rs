@@ -179,7 +179,7 @@ async fn sotw_wildcard_ack_nack_and_stale_nonces() {
     let clients = server.ledger.clients();
     let status = &clients.values().next().expect("one client").types[&ResourceType::Cluster];
     assert_eq!(
-        status.last_nack.as_ref().map(|n| n.1.as_str()),
+        status.last_nack.as_ref().map(|n| n.error.as_str()),
         Some("rejected by test")
     );
 

@@ -2,7 +2,6 @@
 
 use super::messages::{DeltaDiscoveryResponse, Resource};
 use super::stream::{Incoming, Outgoing, Subscription, Wire};
-use crate::selector::NodeIdentity;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 /// `DeltaAggregatedResources` and the per-type `Delta*` methods.
@@ -15,7 +14,7 @@ impl Wire for Delta {
 
     fn incoming(r: DeltaDiscoveryRequest) -> Incoming {
         Incoming {
-            node: r.node.map(NodeIdentity::from),
+            node: r.node,
             nonce: r.response_nonce,
             error: r.error_detail.map(|e| e.message),
             version: String::new(),

@@ -147,7 +147,11 @@ where
     type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
 
     fn call(&mut self, request: Request<Streaming<W::Request>>) -> Self::Future {
-        let stream = self.ads.start::<W>(self.only, request.into_inner());
+        let peer = super::Peer {
+            addr: request.remote_addr(),
+            identities: Vec::new(),
+        };
+        let stream = self.ads.start::<W>(self.only, peer, request.into_inner());
         Box::pin(async move { Ok(Response::new(stream)) })
     }
 }

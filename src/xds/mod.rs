@@ -4,159 +4,25 @@
 
 mod delta;
 mod grpc;
+mod ledger;
 pub mod messages;
 mod sotw;
 mod stream;
+
+pub use ledger::{
+    ClientStatus, Counters, Histogram, LATENCY_BUCKETS, Ledger, Nack, Outcome, Peer, Resources,
+    Sync, TypeStatus,
+};
 
 use crate::schema::ResourceType;
 use crate::selector::NodeIdentity;
 use crate::snapshot::Snapshot;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
-
-/// What one client was sent and what it answered, per type.
-#[derive(Clone, Debug, Default)]
-pub struct TypeStatus {
-    /// Version of the last response sent.
-    pub sent_version: String,
-    /// Version the client last ACKed.
-    pub acked_version: String,
-    /// The last NACK: version, error text, when.
-    pub last_nack: Option<(String, String, SystemTime)>,
-}
-
-/// One connected stream.
-#[derive(Clone, Debug, Default)]
-pub struct ClientStatus {
-    /// The node it identified as.
-    pub node: NodeIdentity,
-    /// The one type of a per-type stream (CDS, EDS, ...); `None` for ADS.
-    pub only: Option<ResourceType>,
-    /// The last snapshot version this stream has made ready for its peers
-    /// (clusters and endpoints: old plus new in place; other types: new in place).
-    pub ready_for: String,
-    /// Per type.
-    pub types: BTreeMap<ResourceType, TypeStatus>,
-}
-
-/// Every connected stream's status, shared with the admin API.
-#[derive(Debug, Default)]
-pub struct Ledger {
-    clients: Mutex<HashMap<u64, ClientStatus>>,
-    /// Responses, ACKs and NACKs since start, by type (for metrics).
-    totals: Mutex<BTreeMap<(ResourceType, Outcome), u64>>,
-}
-
-/// What happened to a response, for the counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Outcome {
-    /// Sent to a client.
-    Sent,
-    /// ACKed by the client.
-    Acked,
-    /// NACKed by the client.
-    Nacked,
-}
-
-impl Ledger {
-    fn with(&self, id: u64, f: impl FnOnce(&mut ClientStatus)) {
-        let mut clients = match self.clients.lock() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        f(clients.entry(id).or_default());
-    }
-
-    fn connect(&self, id: u64, node: &NodeIdentity, only: Option<ResourceType>) {
-        tracing::info!(stream = id, node_id = %node.id, node_cluster = %node.cluster, "client connected");
-        self.with(id, |c| {
-            c.node = node.clone();
-            c.only = only;
-        });
-    }
-
-    fn ready_for(&self, id: u64, version: &str) {
-        self.with(id, |c| c.ready_for = version.to_string());
-    }
-
-    /// Are all per-type streams of `node_id` serving one of `types` (other
-    /// than `me`) ready for snapshot `version`?
-    fn peers_ready(&self, me: u64, node_id: &str, types: &[ResourceType], version: &str) -> bool {
-        let clients = match self.clients.lock() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        clients.iter().all(|(id, c)| {
-            *id == me
-                || c.node.id != node_id
-                || c.only.is_none_or(|t| !types.contains(&t))
-                || c.ready_for == version
-        })
-    }
-
-    fn count(&self, rtype: ResourceType, outcome: Outcome) {
-        let mut totals = match self.totals.lock() {
-            Ok(t) => t,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *totals.entry((rtype, outcome)).or_insert(0) += 1;
-    }
-
-    /// Responses sent, ACKed and NACKed since start, by type.
-    pub fn totals(&self) -> BTreeMap<(ResourceType, Outcome), u64> {
-        match self.totals.lock() {
-            Ok(t) => t.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    fn sent(&self, id: u64, rtype: ResourceType, version: &str) {
-        self.count(rtype, Outcome::Sent);
-        self.with(id, |c| {
-            c.types.entry(rtype).or_default().sent_version = version.to_string()
-        });
-    }
-
-    fn ack(&self, id: u64, rtype: ResourceType, version: &str) {
-        self.count(rtype, Outcome::Acked);
-        self.with(id, |c| {
-            c.types.entry(rtype).or_default().acked_version = version.to_string()
-        });
-    }
-
-    fn nack(&self, id: u64, rtype: ResourceType, version: &str, error: &str) {
-        self.count(rtype, Outcome::Nacked);
-        let nack = (version.to_string(), error.to_string(), SystemTime::now());
-        self.with(id, |c| {
-            c.types.entry(rtype).or_default().last_nack = Some(nack)
-        });
-    }
-
-    fn remove(&self, id: u64) {
-        let mut clients = match self.clients.lock() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(c) = clients.remove(&id) {
-            tracing::info!(stream = id, node_id = %c.node.id, "client disconnected");
-        }
-    }
-
-    /// A copy of every stream's status, by stream id.
-    pub fn clients(&self) -> BTreeMap<u64, ClientStatus> {
-        let clients = match self.clients.lock() {
-            Ok(c) => c,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        clients.iter().map(|(k, v)| (*k, v.clone())).collect()
-    }
-}
 
 /// The ADS service (and, through [`Ads::services`], the per-type ones).
 #[derive(Clone)]
@@ -228,6 +94,7 @@ impl Ads {
     pub(crate) fn start<W: stream::Wire>(
         &self,
         only: Option<ResourceType>,
+        peer: Peer,
         requests: Streaming<W::Request>,
     ) -> ResponseStream<W::Response>
     where
@@ -238,6 +105,7 @@ impl Ads {
         tokio::spawn(stream::Stream::<W>::run(
             id,
             only,
+            peer,
             requests,
             self.snapshots.clone(),
             Arc::clone(&self.ledger),

@@ -2,7 +2,6 @@
 
 use super::messages::DiscoveryResponse;
 use super::stream::{Incoming, Outgoing, Subscription, Wire};
-use crate::selector::NodeIdentity;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 /// `StreamAggregatedResources` and the per-type `Stream*` methods.
@@ -15,7 +14,7 @@ impl Wire for Sotw {
 
     fn incoming(r: DiscoveryRequest) -> Incoming {
         Incoming {
-            node: r.node.map(NodeIdentity::from),
+            node: r.node,
             nonce: r.response_nonce,
             error: r.error_detail.map(|e| e.message),
             version: r.version_info,

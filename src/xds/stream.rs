@@ -9,10 +9,11 @@
 //! a fresh assignment), secrets, listeners, routes and the rest, and only then
 //! clusters and endpoints without the stale ones.
 
-use super::Ledger;
+use super::{Ledger, Peer, Resources};
 use crate::schema::ResourceType;
 use crate::selector::NodeIdentity;
 use crate::snapshot::{Entry, Snapshot, View, content_hash};
+use envoy_types::pb::envoy::config::core::v3::Node;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,7 @@ pub struct Incoming {
     /// The requested type.
     pub type_url: String,
     /// The node, if the request carries it.
-    pub node: Option<NodeIdentity>,
+    pub node: Option<Node>,
     /// The nonce being answered (empty on a first request).
     pub nonce: String,
     /// The NACK's error text.
@@ -78,7 +79,7 @@ pub trait Wire: Send + 'static {
     /// The request message.
     type Request: Send + 'static;
     /// The response message.
-    type Response: Send + 'static;
+    type Response: prost::Message + Send + 'static;
     /// Reads a request.
     fn incoming(request: Self::Request) -> Incoming;
     /// Builds a response.
@@ -113,9 +114,11 @@ struct TypeState {
     /// What the client has, as far as xdsd knows: name → version.
     has: BTreeMap<String, String>,
     /// The entries last chosen for the client.
-    sent: BTreeMap<String, Arc<Entry>>,
+    sent: Resources,
     /// The last response is not answered yet.
     unanswered: bool,
+    /// When the change the last response carries was made (set during transitions).
+    change_made: Option<std::time::Instant>,
 }
 
 /// One step of a transition: set the type's mode, then push it.
@@ -147,6 +150,7 @@ fn transition_stages() -> VecDeque<Stage> {
 /// The state of one stream.
 pub struct Stream<W: Wire> {
     id: u64,
+    peer: Peer,
     node: Option<NodeIdentity>,
     snapshot: Arc<Snapshot>,
     view: Arc<View>,
@@ -173,6 +177,7 @@ impl<W: Wire> Stream<W> {
     pub async fn run(
         id: u64,
         only: Option<ResourceType>,
+        peer: Peer,
         mut requests: Streaming<W::Request>,
         mut snapshots: watch::Receiver<Arc<Snapshot>>,
         ledger: Arc<Ledger>,
@@ -183,6 +188,7 @@ impl<W: Wire> Stream<W> {
         let snapshot = Arc::clone(&snapshots.borrow_and_update());
         let mut stream = Stream::<W> {
             id,
+            peer,
             node: None,
             view: Arc::new(View::default()),
             snapshot,
@@ -242,9 +248,11 @@ impl<W: Wire> Stream<W> {
     async fn on_request(&mut self, request: Incoming) -> Result<(), ()> {
         if self.node.is_none() {
             let node = request.node.clone().unwrap_or_default();
-            self.ledger.connect(self.id, &node, self.only);
-            self.view = self.snapshot.view(&node);
-            self.node = Some(node);
+            self.ledger
+                .connect(self.id, &node, &self.peer, self.only, W::INCREMENTAL);
+            let identity = NodeIdentity::from(node);
+            self.view = self.snapshot.view(&identity);
+            self.node = Some(identity);
         }
         let Some(rtype) = ResourceType::ALL
             .into_iter()
@@ -260,6 +268,7 @@ impl<W: Wire> Stream<W> {
         }
         if !request.nonce.is_empty() {
             state.unanswered = false;
+            let change_made = state.change_made.take();
             match &request.error {
                 Some(error) => {
                     tracing::warn!(stream = self.id, type_url = %request.type_url, version = %state.sent_version, error = %error, "NACK");
@@ -273,7 +282,8 @@ impl<W: Wire> Stream<W> {
                     } else {
                         request.version.clone()
                     };
-                    self.ledger.ack(self.id, rtype, &version);
+                    let latency = change_made.map(|t| t.elapsed());
+                    self.ledger.ack(self.id, rtype, &version, latency);
                 }
             }
         }
@@ -282,8 +292,7 @@ impl<W: Wire> Stream<W> {
             // A SotW client reconnecting says which version it has: if that is
             // what it would get, it is sent nothing (as after a restart).
             state.sent_version = request.version.clone();
-            self.ledger.sent(self.id, rtype, &request.version);
-            self.ledger.ack(self.id, rtype, &request.version);
+            self.ledger.resumed(self.id, rtype, &request.version);
         }
         subscribe(state, request.subscription);
         let answered_wait =
@@ -424,7 +433,7 @@ impl<W: Wire> Stream<W> {
         let sent = self
             .types
             .get(&rtype)
-            .map(|s| s.sent.clone())
+            .map(|s| (*s.sent).clone())
             .unwrap_or_default();
         let (mut base, overlay) = match self.modes.get(&rtype).copied().unwrap_or(Mode::New) {
             Mode::New => return new,
@@ -481,7 +490,8 @@ impl<W: Wire> Stream<W> {
                 .iter()
                 .map(|(n, e)| (n.clone(), e.version.clone()))
                 .collect();
-            state.sent = chosen;
+            state.sent = Arc::new(chosen);
+            self.ledger.holds(self.id, rtype, &state.sent);
             return Ok(None);
         }
         self.next_nonce += 1;
@@ -501,9 +511,13 @@ impl<W: Wire> Stream<W> {
             .iter()
             .map(|(n, e)| (n.clone(), e.version.clone()))
             .collect();
-        state.sent = chosen;
+        state.sent = Arc::new(chosen);
         state.unanswered = true;
-        self.ledger.sent(self.id, rtype, &version);
+        // Only pushes of a change are timed, not a client's first fetch.
+        state.change_made = (!self.modes.is_empty()).then_some(self.snapshot.created);
+        let bytes = prost::Message::encoded_len(&response);
+        self.ledger
+            .sent(self.id, rtype, &version, &state.sent, bytes);
         self.out.send(Ok(response)).await.map_err(|_| ())?;
         Ok(Some(nonce))
     }

@@ -1,0 +1,304 @@
+//! The admin HTTP endpoint, readable with curl: `/healthz`, `/readyz`,
+//! `/metrics` (Prometheus text), and JSON views: `/clients` (the per-stream
+//! ledger), `/status` (the last load) and `/config` (what one node is served).
+
+mod json;
+mod metrics;
+
+use crate::schema::ResourceType;
+use crate::snapshot::{Changes, Snapshot};
+use crate::xds::Ledger;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The result of the last load attempt.
+#[derive(Clone, Debug, Default)]
+pub struct LoadStatus {
+    /// The version being served.
+    pub served_version: String,
+    /// When the served version was loaded.
+    pub loaded_at: Option<SystemTime>,
+    /// When the last attempt ran, and its errors (empty: it succeeded).
+    pub last_attempt: Option<(SystemTime, Vec<String>)>,
+    /// Load attempts since start (the first load included).
+    pub attempts: u64,
+    /// Attempts that were rejected.
+    pub failures: u64,
+    /// Resources per type in the served set.
+    pub counts: BTreeMap<ResourceType, usize>,
+    /// What the last applied change did, per type.
+    pub last_changes: BTreeMap<ResourceType, Changes>,
+}
+
+/// Shared state the admin endpoint reports on.
+#[derive(Debug)]
+pub struct Health {
+    /// A valid set is loaded and xDS is listening.
+    pub ready: AtomicBool,
+    /// The last load.
+    pub status: Mutex<LoadStatus>,
+    /// Every stream's sent/ACKed/NACKed versions.
+    pub ledger: Arc<Ledger>,
+    /// The served set.
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl Health {
+    /// Not ready yet, nothing loaded.
+    pub fn new(ledger: Arc<Ledger>, snapshots: watch::Receiver<Arc<Snapshot>>) -> Health {
+        Health {
+            ready: AtomicBool::new(false),
+            status: Mutex::new(LoadStatus::default()),
+            ledger,
+            snapshots,
+        }
+    }
+
+    /// Records a load attempt: `served` when it was applied (with what it
+    /// changed), `errors` when it was rejected.
+    pub fn record_load(
+        &self,
+        served: Option<(&Snapshot, BTreeMap<ResourceType, Changes>)>,
+        errors: Vec<String>,
+    ) {
+        let mut status = match self.status.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let now = SystemTime::now();
+        status.attempts += 1;
+        match served {
+            Some((snapshot, changes)) => {
+                status.served_version = snapshot.version.clone();
+                status.loaded_at = Some(now);
+                status.counts = snapshot.counts();
+                status.last_changes = changes;
+            }
+            None => status.failures += 1,
+        }
+        status.last_attempt = Some((now, errors));
+    }
+
+    fn load_status(&self) -> LoadStatus {
+        match self.status.lock() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshots.borrow())
+    }
+}
+
+/// How long a client may take to send its request head.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves the admin endpoints on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, health: Arc<Health>) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let health = Arc::clone(&health);
+        tokio::spawn(async move {
+            let read = tokio::time::timeout(READ_TIMEOUT, read_head(&mut socket));
+            let Ok(Some(head)) = read.await else { return };
+            let request = String::from_utf8_lossy(&head);
+            let target = request.split_whitespace().nth(1).unwrap_or("/");
+            let reply = respond(target, &health);
+            let mut head = format!(
+                "HTTP/1.1 {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n",
+                reply.status,
+                reply.content_type,
+                reply.body.len()
+            );
+            for (name, value) in &reply.headers {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(reply.body.as_bytes()).await;
+        });
+    }
+}
+
+/// Reads a request head (up to the blank line), which may arrive in pieces; at most 16 KiB.
+async fn read_head(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = socket.read(&mut buf).await.ok()?;
+        if n == 0 || head.len() > 16 * 1024 {
+            return (!head.is_empty()).then_some(head);
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    Some(head)
+}
+
+/// An HTTP response.
+struct Reply {
+    status: &'static str,
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+}
+
+const TEXT: &str = "text/plain";
+const JSON: &str = "application/json";
+
+impl Reply {
+    fn text(status: &'static str, body: &str) -> Reply {
+        Reply {
+            status,
+            content_type: TEXT,
+            headers: Vec::new(),
+            body: format!("{body}\n"),
+        }
+    }
+
+    fn json(value: serde_json::Value) -> Reply {
+        let mut body = serde_json::to_string_pretty(&value).unwrap_or_default();
+        body.push('\n');
+        Reply {
+            status: "200 OK",
+            content_type: JSON,
+            headers: Vec::new(),
+            body,
+        }
+    }
+}
+
+fn respond(target: &str, health: &Health) -> Reply {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let query = parse_query(query);
+    match path {
+        "/healthz" => Reply::text("200 OK", "ok"),
+        "/readyz" if health.ready.load(Ordering::Relaxed) => Reply::text("200 OK", "ready"),
+        "/readyz" => Reply::text("503 Service Unavailable", "not ready"),
+        "/clients" => Reply::json(json::clients(&health.ledger)),
+        "/status" => Reply::json(json::status(&health.load_status())),
+        "/config" => config(&health.snapshot(), &query),
+        "/metrics" => Reply {
+            status: "200 OK",
+            content_type: "text/plain; version=0.0.4",
+            headers: Vec::new(),
+            body: metrics::render(&health.ledger, &health.load_status()),
+        },
+        _ => Reply::text("404 Not Found", "not found"),
+    }
+}
+
+/// `/config?node_id=ID&node_cluster=C[&type=T][&format=json|yaml]`: exactly what
+/// `xdsd render` prints for that node, from the set being served; the
+/// served version is in the `x-xdsd-version` header.
+fn config(snapshot: &Snapshot, query: &BTreeMap<String, String>) -> Reply {
+    let get = |key: &str| query.get(key).cloned().unwrap_or_default();
+    let rtype = match query.get("type") {
+        None => None,
+        Some(name) => match ResourceType::parse_loose(name) {
+            Some(t) => Some(t),
+            None => return Reply::text("400 Bad Request", &format!("unknown type `{name}`")),
+        },
+    };
+    let format = match query.get("format").map(String::as_str) {
+        None | Some("json") => crate::render::Format::Json,
+        Some("yaml") => crate::render::Format::Yaml,
+        Some(other) => {
+            return Reply::text(
+                "400 Bad Request",
+                &format!("unknown format `{other}`; expected json or yaml"),
+            );
+        }
+    };
+    let node = crate::selector::NodeIdentity {
+        id: get("node_id"),
+        cluster: get("node_cluster"),
+    };
+    let body = json::config(snapshot, &node, rtype, format);
+    Reply {
+        status: "200 OK",
+        content_type: match format {
+            crate::render::Format::Json => JSON,
+            crate::render::Format::Yaml => "application/yaml",
+        },
+        headers: vec![("x-xdsd-version", snapshot.version.clone())],
+        body,
+    }
+}
+
+/// `a=1&b=x%2Fy` → {a: 1, b: x/y}.
+fn parse_query(query: &str) -> BTreeMap<String, String> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = || {
+            let digits = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            u8::from_str_radix(digits, 16).ok()
+        };
+        match (bytes[i], hex()) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Seconds since the Unix epoch.
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_percent_decoded() {
+        let q = parse_query("node_id=spiffe%3A%2F%2Fa%2Fb&node_cluster=edge+1&bad=%zz&x");
+        assert_eq!(q["node_id"], "spiffe://a/b");
+        assert_eq!(q["node_cluster"], "edge 1");
+        assert_eq!(q["bad"], "%zz");
+        assert_eq!(q["x"], "");
+    }
+
+    #[test]
+    fn config_answers_bad_parameters_with_400() {
+        let snapshot = Snapshot::empty();
+        let reply = config(&snapshot, &parse_query("type=Nope"));
+        assert!(reply.status.starts_with("400"));
+        let reply = config(&snapshot, &parse_query("format=xml"));
+        assert!(reply.status.starts_with("400"));
+        let reply = config(&snapshot, &parse_query("node_id=a"));
+        assert_eq!(reply.body, "{\n  \"resources\": []\n}\n");
+    }
+}
