@@ -62,6 +62,15 @@ pub enum Command {
     /// when it cannot start (bad flags, address in use, unreadable directory,
     /// invalid initial set). SIGHUP forces a reload.
     Serve(ServeArgs),
+    /// Show which client has which config: a running daemon's clients, per type.
+    ///
+    /// Reads the admin API of a running `xdsd serve` (`/status` and
+    /// `/clients`) and prints the served version and one line per connected
+    /// stream: node id, node cluster, stream kind, and per type SYNCED (the
+    /// last response was ACKed), STALE (not answered yet), NACKED (refused)
+    /// or `-` (not subscribed), then the text of every NACK. Exit status 0
+    /// when the daemon answered, 2 when it could not be reached.
+    Status(StatusArgs),
     /// Print a client bootstrap that points at a running xdsd.
     ///
     /// `--format envoy` prints an Envoy bootstrap (YAML) that gets everything
@@ -117,6 +126,14 @@ impl NodeArgs {
     }
 }
 
+/// The admin endpoint's address.
+#[derive(Debug, Args)]
+pub struct AdminArg {
+    /// Address of the admin HTTP endpoint (/healthz, /readyz, /metrics, /clients, /status, /config).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18001")]
+    pub admin: std::net::SocketAddr,
+}
+
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -125,9 +142,8 @@ pub struct ServeArgs {
     /// Address for gRPC xDS.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:18000")]
     listen: std::net::SocketAddr,
-    /// Address for the admin HTTP endpoint (/healthz, /readyz, /clients, /status, /metrics).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18001")]
-    admin: std::net::SocketAddr,
+    #[command(flatten)]
+    admin: AdminArg,
     /// Quiet period, in milliseconds, that ends a burst of file events.
     #[arg(long, value_name = "MS", default_value_t = 100)]
     debounce_ms: u64,
@@ -140,6 +156,25 @@ pub struct ServeArgs {
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
+}
+
+/// Arguments of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    admin: AdminArg,
+    /// Output: a table, or the admin API's `/clients` JSON as it is.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+    format: StatusFormat,
+}
+
+/// Output formats of `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFormat {
+    /// One line per stream, then the NACKs.
+    Table,
+    /// `/clients` as JSON.
+    Json,
 }
 
 /// Log output formats.
@@ -237,6 +272,7 @@ const EXIT_TROUBLE: u8 = 2;
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Status(args) => status(&args),
         Command::Bootstrap(args) => bootstrap(&args),
         Command::Lint(args) => lint(&args),
         Command::Render(args) => render_cmd(&args),
@@ -270,7 +306,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
     let options = crate::serve::Options {
         dir: args.dir.dir.clone(),
         listen: args.listen,
-        admin: args.admin,
+        admin: args.admin.admin,
         debounce: crate::watch::Debounce {
             quiet,
             max_delay: std::time::Duration::from_millis(args.debounce_max_ms).max(quiet),
@@ -296,6 +332,33 @@ fn serve(args: &ServeArgs) -> ExitCode {
     }
 }
 
+fn status(args: &StatusArgs) -> ExitCode {
+    let admin = args.admin.admin;
+    let fetched =
+        crate::status::get_json(admin, "/clients").and_then(|clients| match args.format {
+            StatusFormat::Json => Ok(pretty_json(&clients)),
+            StatusFormat::Table => crate::status::get_json(admin, "/status")
+                .map(|status| crate::status::report(&status, &clients)),
+        });
+    match fetched {
+        Ok(text) => {
+            print(&text);
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("xdsd: {message}");
+            ExitCode::from(EXIT_TROUBLE)
+        }
+    }
+}
+
+fn pretty_json(value: &serde_json::Value) -> String {
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    )
+}
+
 fn bootstrap(args: &BootstrapArgs) -> ExitCode {
     let client = crate::bootstrap::Client {
         server: args.server.clone(),
@@ -307,11 +370,7 @@ fn bootstrap(args: &BootstrapArgs) -> ExitCode {
             &client,
             args.admin_port,
         ))),
-        BootstrapFormat::Grpc => {
-            let text =
-                serde_json::to_string_pretty(&crate::bootstrap::grpc(&client)).unwrap_or_default();
-            print(&format!("{text}\n"));
-        }
+        BootstrapFormat::Grpc => print(&pretty_json(&crate::bootstrap::grpc(&client))),
     }
     ExitCode::SUCCESS
 }
@@ -384,10 +443,7 @@ fn render_cmd(args: &RenderArgs) -> ExitCode {
     if args.envoy_static {
         let typed: Vec<_> = view.iter().map(|r| (r.rtype, render::to_json(r))).collect();
         let bootstrap = render::envoy_static(&typed);
-        print(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&bootstrap).unwrap_or_default()
-        ));
+        print(&pretty_json(&bootstrap));
     } else {
         print(&render::render(&view, args.format));
     }

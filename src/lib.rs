@@ -13,8 +13,8 @@
 //! * [`selector`]: which nodes see which resources;
 //! * [`render`], [`diff`]: per-node output and change review;
 //! * [`diag`]: located findings and their output formats;
-//! * [`snapshot`], [`xds`], [`watch`], [`serve`], [`admin`]: the daemon;
-//! * [`bootstrap`]: client bootstraps pointing at xdsd;
+//! * [`snapshot`], [`xds`], [`watch`], [`serve`], [`admin`], [`systemd`]: the daemon;
+//! * [`bootstrap`]: client bootstraps pointing at xdsd; [`status`]: `xdsd status`, a client of the admin API;
 //! * [`cli`]: the `xdsd` command line.
 #![forbid(unsafe_code)]
 
@@ -36,6 +36,8 @@ pub mod schema;
 pub mod selector;
 pub mod serve;
 pub mod snapshot;
+pub mod status;
+pub mod systemd;
 pub mod validate;
 pub mod watch;
 pub mod xds;

@@ -5,6 +5,7 @@ use crate::admin::{self, Health};
 use crate::diag;
 use crate::schema::ResourceType;
 use crate::snapshot::{Changes, Snapshot};
+use crate::systemd::Notifier;
 use crate::validate::check_dir;
 use crate::watch::{self, Debounce};
 use crate::xds::{Ads, Ledger};
@@ -63,6 +64,7 @@ pub async fn run(options: Options) -> Result<(), StartError> {
         );
     }
     tokio::spawn(admin::serve(admin_listener, Arc::clone(&health)));
+    let systemd = Arc::new(Notifier::from_env());
 
     let (reload_tx, mut reloads) = mpsc::channel::<()>(1);
     tokio::spawn(watch::watch(
@@ -73,19 +75,25 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     tokio::spawn(forward_sighup(reload_tx));
     let dir = options.dir.clone();
     let reload_health = Arc::clone(&health);
+    let reload_systemd = Arc::clone(&systemd);
     tokio::spawn(async move {
         while reloads.recv().await.is_some() {
-            reload(&dir, &snapshots_tx, &reload_health).await;
+            let outcome = reload(&dir, &snapshots_tx, &reload_health).await;
+            reload_systemd.status(&outcome);
         }
     });
 
     tracing::info!(listen = %options.listen, admin = %options.admin, "serving xDS");
     health.ready.store(true, Ordering::Relaxed);
+    systemd.ready(&serving_status(&health.snapshots.borrow()));
+    tokio::spawn(Arc::clone(&systemd).watchdog());
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
     // One signal listener; the server and the drain timer both follow it.
     let (stop, stopping) = channel::channel(false);
+    let stop_systemd = Arc::clone(&systemd);
     tokio::spawn(async move {
         shutdown_signal().await;
+        stop_systemd.notify("STOPPING=1");
         let _ = stop.send(true);
     });
     let server = tonic::transport::Server::builder()
@@ -126,12 +134,22 @@ fn load(dir: &std::path::Path) -> Result<Snapshot, Vec<String>> {
     Ok(Snapshot::build(&checked.resources))
 }
 
-/// Reloads; on any error keeps serving the last good snapshot.
+/// The status line systemd shows while `snapshot` is served.
+fn serving_status(snapshot: &Snapshot) -> String {
+    let resources: usize = snapshot.counts().values().sum();
+    format!(
+        "serving version {} ({resources} resources)",
+        snapshot.version
+    )
+}
+
+/// Reloads; on any error keeps serving the last good snapshot. Returns the
+/// outcome as one status line.
 async fn reload(
     dir: &std::path::Path,
     snapshots: &channel::Sender<Arc<Snapshot>>,
     health: &Health,
-) {
+) -> String {
     let dir_owned = dir.to_path_buf();
     let loaded = match tokio::task::spawn_blocking(move || load(&dir_owned)).await {
         Ok(loaded) => loaded,
@@ -156,7 +174,7 @@ async fn reload(
             health.record_load(Some((&snapshot, changes.clone())), Vec::new());
             if snapshot.version == serving.version {
                 tracing::info!(version = %snapshot.version, "reload: no change");
-                return;
+                return serving_status(&snapshot);
             }
             tracing::info!(
                 version = %snapshot.version,
@@ -165,14 +183,23 @@ async fn reload(
                 resources = ?snapshot.counts(),
                 "reloaded"
             );
+            let status = serving_status(&snapshot);
             snapshots.send_replace(Arc::new(snapshot));
+            status
         }
         Err(errors) => {
             tracing::error!("reload rejected; still serving version {}", serving.version);
             for line in &errors {
                 tracing::error!("{line}");
             }
+            let status = format!(
+                "reload rejected ({} errors, first: {}); {}",
+                errors.len(),
+                errors.first().map_or("", String::as_str),
+                serving_status(&serving)
+            );
             health.record_load(None, errors);
+            status
         }
     }
 }
