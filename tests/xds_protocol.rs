@@ -41,6 +41,7 @@ fn snapshot(text: &str) -> Arc<Snapshot> {
 }
 
 struct Server {
+    addr: std::net::SocketAddr,
     snapshots: watch::Sender<Arc<Snapshot>>,
     client: AggregatedDiscoveryServiceClient<tonic::transport::Channel>,
     ledger: Arc<Ledger>,
@@ -63,6 +64,7 @@ async fn start(text: &str) -> Server {
         .await
         .expect("connect");
     Server {
+        addr,
         snapshots,
         client,
         ledger,
@@ -419,4 +421,105 @@ async fn per_type_services_stream_and_fetch() {
         "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
     );
     assert_eq!(r.resources.len(), 1);
+}
+
+/// CSDS answers, per node, every resource the node was sent, SYNCED once
+/// ACKed and ERROR (with the client's text) once NACKed.
+#[tokio::test]
+async fn csds_reports_what_each_client_was_sent_and_answered() {
+    use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_client::ClientStatusDiscoveryServiceClient;
+    use envoy_types::pb::envoy::service::status::v3::{ClientStatusRequest, ConfigStatus};
+    use envoy_types::pb::envoy::r#type::matcher::v3::{
+        NodeMatcher, StringMatcher, string_matcher::MatchPattern,
+    };
+
+    let mut server = start(&clusters(&["a", "b"])).await;
+    let mut s = Sotw::open(&mut server).await;
+    s.send(CDS, &[], "", "", false).await;
+    let first = s.recv().await.expect("initial response");
+    s.send(CDS, &[], &first.version_info, &first.nonce, false)
+        .await;
+    assert!(s.recv().await.is_none());
+    let mut csds = ClientStatusDiscoveryServiceClient::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect");
+    let fetch = |matchers: Vec<NodeMatcher>| ClientStatusRequest {
+        node_matchers: matchers,
+        ..Default::default()
+    };
+    let all = csds
+        .fetch_client_status(fetch(Vec::new()))
+        .await
+        .expect("fetch")
+        .into_inner();
+    assert_eq!(all.config.len(), 1, "{all:?}");
+    let client = &all.config[0];
+    assert_eq!(client.node.as_ref().map(|n| n.id.as_str()), Some("n1"));
+    let mut listed: Vec<(&str, &str, i32)> = client
+        .generic_xds_configs
+        .iter()
+        .map(|c| (c.name.as_str(), c.version_info.as_str(), c.config_status))
+        .collect();
+    listed.sort();
+    let synced = ConfigStatus::Synced as i32;
+    assert_eq!(
+        listed,
+        [
+            ("a", first.version_info.as_str(), synced),
+            ("b", first.version_info.as_str(), synced)
+        ]
+    );
+    assert!(
+        client
+            .generic_xds_configs
+            .iter()
+            .all(|c| c.xds_config.is_some())
+    );
+
+    // Another node id is not selected by an exact matcher for n2.
+    let other = NodeMatcher {
+        node_id: Some(StringMatcher {
+            match_pattern: Some(MatchPattern::Exact("n2".into())),
+            ignore_case: false,
+        }),
+        node_metadatas: Vec::new(),
+    };
+    let none = csds
+        .fetch_client_status(fetch(vec![other]))
+        .await
+        .expect("fetch")
+        .into_inner();
+    assert!(none.config.is_empty());
+
+    // A NACK turns the type's resources to ERROR with the client's text.
+    server
+        .snapshots
+        .send_replace(snapshot(&clusters(&["a", "c"])));
+    let mut pushed = s.recv().await.expect("push");
+    if names(&pushed) == ["a", "b", "c"] {
+        s.send(CDS, &[], &pushed.version_info, &pushed.nonce, false)
+            .await;
+        pushed = s.recv().await.expect("final clusters");
+    }
+    s.send(CDS, &[], &first.version_info, &pushed.nonce, true)
+        .await;
+    assert!(s.recv().await.is_none());
+    let mut stream = csds
+        .stream_client_status(tokio_stream::iter(vec![fetch(Vec::new())]))
+        .await
+        .expect("stream")
+        .into_inner();
+    let nacked = stream
+        .message()
+        .await
+        .expect("answer")
+        .expect("one response");
+    let configs = &nacked.config[0].generic_xds_configs;
+    assert!(!configs.is_empty());
+    for c in configs {
+        assert_eq!(c.config_status, ConfigStatus::Error as i32, "{c:?}");
+        let error = c.error_state.as_ref().expect("error state");
+        assert_eq!(error.details, "rejected by test");
+        assert_eq!(error.version_info, pushed.version_info);
+    }
 }

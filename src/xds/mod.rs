@@ -2,6 +2,7 @@
 //! watch channel of snapshots, and the ledger of what each client was sent
 //! and ACKed.
 
+mod csds;
 mod delta;
 mod grpc;
 mod ledger;
@@ -42,7 +43,8 @@ impl Ads {
         }
     }
 
-    /// The gRPC routes: ADS plus CDS, EDS, LDS, RDS and SDS, one engine behind all.
+    /// The gRPC routes: ADS plus CDS, EDS, LDS, RDS and SDS, one engine behind
+    /// all, and CSDS reporting what each client has.
     pub fn routes(self) -> tonic::service::Routes {
         use grpc::{Aggregated, Clusters, Endpoints, Listeners, Routes, Secrets, Service};
         let mut builder = tonic::service::Routes::builder();
@@ -52,6 +54,7 @@ impl Ads {
             .add_service(Service::<Endpoints>::new(self.clone()))
             .add_service(Service::<Listeners>::new(self.clone()))
             .add_service(Service::<Routes>::new(self.clone()))
+            .add_service(csds::Csds::service(Arc::clone(&self.ledger)))
             .add_service(Service::<Secrets>::new(self));
         builder.routes()
     }
