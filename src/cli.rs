@@ -144,6 +144,8 @@ pub struct ServeArgs {
     listen: std::net::SocketAddr,
     #[command(flatten)]
     admin: AdminArg,
+    #[command(flatten)]
+    tls: ServeTlsArgs,
     /// Quiet period, in milliseconds, that ends a burst of file events.
     #[arg(long, value_name = "MS", default_value_t = 100)]
     debounce_ms: u64,
@@ -156,6 +158,39 @@ pub struct ServeArgs {
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
+}
+
+/// TLS for the xDS listener.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "TLS")]
+pub struct ServeTlsArgs {
+    /// Serve xDS over TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA bundle (PEM): mutual
+    /// TLS. Clients without one fail the handshake.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Tie each client's certificate to the node it claims: the certificate
+    /// must carry a DNS or URI subject alternative name (or a subject CN)
+    /// equal to TEMPLATE with {node_id} and {node_cluster} replaced by the
+    /// client's node id and cluster, e.g. `spiffe://example.org/envoy/{node_id}`.
+    /// Other clients are refused with PERMISSION_DENIED, and it is logged.
+    #[arg(long, value_name = "TEMPLATE", requires = "tls_client_ca", value_parser = crate::tls::NodeAuthorization::new)]
+    authorize_node: Option<crate::tls::NodeAuthorization>,
+}
+
+impl ServeTlsArgs {
+    fn files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
 }
 
 /// Arguments of `status`.
@@ -200,6 +235,37 @@ pub struct BootstrapArgs {
     /// Envoy only: the port of Envoy's admin endpoint on 127.0.0.1.
     #[arg(long, value_name = "PORT", default_value_t = 9901)]
     admin_port: u16,
+    #[command(flatten)]
+    tls: BootstrapTlsArgs,
+}
+
+/// TLS settings a client bootstrap carries; paths are as the client sees them.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "TLS")]
+pub struct BootstrapTlsArgs {
+    /// Reach xdsd over TLS, trusting this CA bundle (PEM) for its certificate.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<String>,
+    /// mTLS: the client's certificate chain (PEM); needs --tls-key and --tls-ca.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<String>,
+    /// mTLS: the private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<String>,
+    /// Envoy only: the name xdsd's certificate must carry (a DNS name, sent
+    /// as SNI, or an IP address); default: the host of --server.
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
+}
+
+impl BootstrapTlsArgs {
+    fn settings(&self) -> Option<crate::bootstrap::ClientTls> {
+        Some(crate::bootstrap::ClientTls {
+            ca: self.tls_ca.clone()?,
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+            server_name: self.tls_server_name.clone(),
+        })
+    }
 }
 
 /// Bootstrap flavours.
@@ -311,6 +377,8 @@ fn serve(args: &ServeArgs) -> ExitCode {
             quiet,
             max_delay: std::time::Duration::from_millis(args.debounce_max_ms).max(quiet),
         },
+        tls: args.tls.files(),
+        authorize_node: args.tls.authorize_node.clone(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -364,6 +432,7 @@ fn bootstrap(args: &BootstrapArgs) -> ExitCode {
         server: args.server.clone(),
         node_id: args.node.node_id.clone(),
         node_cluster: args.node.node_cluster.clone(),
+        tls: args.tls.settings(),
     };
     match args.format {
         BootstrapFormat::Envoy => print(&crate::yaml::to_yaml(&crate::bootstrap::envoy(

@@ -13,7 +13,7 @@
 //! * [`selector`]: which nodes see which resources;
 //! * [`render`], [`diff`]: per-node output and change review;
 //! * [`diag`]: located findings and their output formats;
-//! * [`snapshot`], [`xds`], [`watch`], [`serve`], [`admin`], [`systemd`]: the daemon;
+//! * [`snapshot`], [`xds`], [`watch`], [`serve`], [`admin`], [`systemd`], [`tls`]: the daemon;
 //! * [`bootstrap`]: client bootstraps pointing at xdsd; [`status`]: `xdsd status`, a client of the admin API;
 //! * [`cli`]: the `xdsd` command line.
 #![forbid(unsafe_code)]
@@ -38,6 +38,7 @@ pub mod serve;
 pub mod snapshot;
 pub mod status;
 pub mod systemd;
+pub mod tls;
 pub mod validate;
 pub mod watch;
 pub mod xds;

@@ -6,6 +6,7 @@ use crate::diag;
 use crate::schema::ResourceType;
 use crate::snapshot::{Changes, Snapshot};
 use crate::systemd::Notifier;
+use crate::tls::{NodeAuthorization, TlsFiles};
 use crate::validate::check_dir;
 use crate::watch::{self, Debounce};
 use crate::xds::{Ads, Ledger};
@@ -28,6 +29,10 @@ pub struct Options {
     pub admin: SocketAddr,
     /// How file events are coalesced.
     pub debounce: Debounce,
+    /// TLS (and mTLS) for the xDS listener; plaintext when `None`.
+    pub tls: Option<TlsFiles>,
+    /// The certificate identity each client must prove for the node it claims.
+    pub authorize_node: Option<NodeAuthorization>,
 }
 
 /// Why `serve` could not start.
@@ -46,6 +51,7 @@ pub async fn run(options: Options) -> Result<(), StartError> {
             errors.join("\n")
         ))
     })?;
+    let mut builder = server_builder(options.tls.as_ref())?;
     let grpc = TcpListener::bind(options.listen)
         .await
         .map_err(|e| StartError(format!("cannot listen on {}: {e}", options.listen)))?;
@@ -96,9 +102,12 @@ pub async fn run(options: Options) -> Result<(), StartError> {
         stop_systemd.notify("STOPPING=1");
         let _ = stop.send(true);
     });
-    let server = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_routes(Ads::new(snapshots, ledger).routes())
+    let mut ads = Ads::new(snapshots, ledger);
+    if let Some(authorization) = options.authorize_node.clone() {
+        ads = ads.with_authorization(authorization);
+    }
+    let server = builder
+        .add_routes(ads.routes())
         .serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
     // Streams are long-lived: after the signal, give them DRAIN to close, then stop.
     let drained = async {
@@ -111,6 +120,19 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The gRPC server, with TLS when configured.
+fn server_builder(tls: Option<&TlsFiles>) -> Result<tonic::transport::Server, StartError> {
+    let builder =
+        tonic::transport::Server::builder().http2_keepalive_interval(Some(Duration::from_secs(30)));
+    let Some(files) = tls else {
+        return Ok(builder);
+    };
+    let config = files.load().map_err(StartError)?;
+    builder
+        .tls_config(config)
+        .map_err(|e| StartError(format!("TLS: {e}")))
 }
 
 /// Loads and validates; the error lists every problem, one located line each.

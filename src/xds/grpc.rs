@@ -147,10 +147,7 @@ where
     type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
 
     fn call(&mut self, request: Request<Streaming<W::Request>>) -> Self::Future {
-        let peer = super::Peer {
-            addr: request.remote_addr(),
-            identities: Vec::new(),
-        };
+        let peer = peer(&request);
         let stream = self.ads.start::<W>(self.only, peer, request.into_inner());
         Box::pin(async move { Ok(Response::new(stream)) })
     }
@@ -167,8 +164,25 @@ impl UnaryService<DiscoveryRequest> for FetchMethod {
     type Future = BoxFuture<Response<Self::Response>, Status>;
 
     fn call(&mut self, request: Request<DiscoveryRequest>) -> Self::Future {
-        let response = self.ads.fetch(request.into_inner(), self.rtype);
-        Box::pin(async move { Ok(Response::new(response)) })
+        let peer = peer(&request);
+        let response = self.ads.fetch(peer, request.into_inner(), self.rtype);
+        Box::pin(async move { response.map(Response::new) })
+    }
+}
+
+/// The client's address and the identities in its TLS certificate, if any.
+fn peer<T>(request: &Request<T>) -> super::Peer {
+    let identities = request
+        .peer_certs()
+        .and_then(|chain| {
+            chain
+                .first()
+                .map(|leaf| crate::tls::certificate_identities(leaf))
+        })
+        .unwrap_or_default();
+    super::Peer {
+        addr: request.remote_addr(),
+        identities,
     }
 }
 

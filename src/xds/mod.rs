@@ -18,6 +18,7 @@ pub use ledger::{
 use crate::schema::ResourceType;
 use crate::selector::NodeIdentity;
 use crate::snapshot::Snapshot;
+use crate::tls::NodeAuthorization;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,12 +26,35 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
+/// Who opened a stream, and what they must prove.
+pub(crate) struct Caller {
+    /// Address and certificate identities.
+    pub peer: Peer,
+    authorization: Option<Arc<NodeAuthorization>>,
+}
+
+impl Caller {
+    /// Ok when the caller may act as `node` (always, without `--authorize-node`).
+    fn admit(&self, node: &NodeIdentity) -> Result<(), Status> {
+        let Some(authorization) = &self.authorization else {
+            return Ok(());
+        };
+        authorization
+            .check(&self.peer.identities, node)
+            .map_err(|reason| {
+                tracing::warn!(peer = ?self.peer.addr, "refused: {reason}");
+                Status::permission_denied(reason)
+            })
+    }
+}
+
 /// The ADS service (and, through [`Ads::services`], the per-type ones).
 #[derive(Clone)]
 pub struct Ads {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     ledger: Arc<Ledger>,
     next_id: Arc<AtomicU64>,
+    authorization: Option<Arc<NodeAuthorization>>,
 }
 
 impl Ads {
@@ -40,6 +64,21 @@ impl Ads {
             snapshots,
             ledger,
             next_id: Arc::new(AtomicU64::new(1)),
+            authorization: None,
+        }
+    }
+
+    /// Refuses clients whose certificate does not prove the node they claim.
+    pub fn with_authorization(mut self, authorization: NodeAuthorization) -> Self {
+        self.authorization = Some(Arc::new(authorization));
+        self
+    }
+
+    /// The caller `peer`, held to this server's authorization rule.
+    fn caller(&self, peer: Peer) -> Caller {
+        Caller {
+            peer,
+            authorization: self.authorization.clone(),
         }
     }
 
@@ -60,8 +99,14 @@ impl Ads {
     }
 
     /// A one-shot answer (the per-type `Fetch*` methods): what the node gets now.
-    fn fetch(&self, request: DiscoveryRequest, rtype: ResourceType) -> messages::DiscoveryResponse {
+    fn fetch(
+        &self,
+        peer: Peer,
+        request: DiscoveryRequest,
+        rtype: ResourceType,
+    ) -> Result<messages::DiscoveryResponse, Status> {
         let node = request.node.map(NodeIdentity::from).unwrap_or_default();
+        self.caller(peer).admit(&node)?;
         let snapshot = Arc::clone(&self.snapshots.borrow());
         let view = snapshot.view(&node);
         let names: std::collections::BTreeSet<String> =
@@ -81,12 +126,12 @@ impl Ads {
             .map(|e| format!("{}={}", e.name, e.version))
             .collect();
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        messages::DiscoveryResponse {
+        Ok(messages::DiscoveryResponse {
             version_info: crate::snapshot::content_hash(&refs),
             resources: chosen.iter().map(|e| e.any.clone()).collect(),
             type_url: rtype.type_url(),
             nonce: String::new(),
-        }
+        })
     }
 }
 
@@ -108,7 +153,7 @@ impl Ads {
         tokio::spawn(stream::Stream::<W>::run(
             id,
             only,
-            peer,
+            self.caller(peer),
             requests,
             self.snapshots.clone(),
             Arc::clone(&self.ledger),

@@ -9,7 +9,7 @@
 //! a fresh assignment), secrets, listeners, routes and the rest, and only then
 //! clusters and endpoints without the stale ones.
 
-use super::{Ledger, Peer, Resources};
+use super::{Caller, Ledger, Resources};
 use crate::schema::ResourceType;
 use crate::selector::NodeIdentity;
 use crate::snapshot::{Entry, Snapshot, View, content_hash};
@@ -150,7 +150,7 @@ fn transition_stages() -> VecDeque<Stage> {
 /// The state of one stream.
 pub struct Stream<W: Wire> {
     id: u64,
-    peer: Peer,
+    caller: Caller,
     node: Option<NodeIdentity>,
     snapshot: Arc<Snapshot>,
     view: Arc<View>,
@@ -177,7 +177,7 @@ impl<W: Wire> Stream<W> {
     pub async fn run(
         id: u64,
         only: Option<ResourceType>,
-        peer: Peer,
+        caller: Caller,
         mut requests: Streaming<W::Request>,
         mut snapshots: watch::Receiver<Arc<Snapshot>>,
         ledger: Arc<Ledger>,
@@ -188,7 +188,7 @@ impl<W: Wire> Stream<W> {
         let snapshot = Arc::clone(&snapshots.borrow_and_update());
         let mut stream = Stream::<W> {
             id,
-            peer,
+            caller,
             node: None,
             view: Arc::new(View::default()),
             snapshot,
@@ -248,9 +248,13 @@ impl<W: Wire> Stream<W> {
     async fn on_request(&mut self, request: Incoming) -> Result<(), ()> {
         if self.node.is_none() {
             let node = request.node.clone().unwrap_or_default();
+            let identity = NodeIdentity::from(node.clone());
+            if let Err(refused) = self.caller.admit(&identity) {
+                let _ = self.out.send(Err(refused)).await;
+                return Err(());
+            }
             self.ledger
-                .connect(self.id, &node, &self.peer, self.only, W::INCREMENTAL);
-            let identity = NodeIdentity::from(node);
+                .connect(self.id, &node, &self.caller.peer, self.only, W::INCREMENTAL);
             self.view = self.snapshot.view(&identity);
             self.node = Some(identity);
         }

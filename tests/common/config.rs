@@ -2,11 +2,15 @@
 //! and routes as YAML text, in the three document forms xdsd reads.
 
 use super::{Backend, XdsSource};
+use std::path::Path;
 
 pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const ENDPOINTS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+
+/// The four types a listener-route-cluster-endpoints set has.
+pub const XDS_TYPES: [&str; 4] = [CLUSTER, ENDPOINTS, LISTENER, ROUTE];
 
 /// An EDS cluster fed over ADS (fields only, no `"@type"`).
 pub fn cluster_spec(name: &str) -> String {
@@ -23,6 +27,24 @@ eds_cluster_config:
   eds_config: {}
 ",
         source.config_source()
+    )
+}
+
+/// An EDS cluster (EDS from `source`) with TLS to upstream, verified against
+/// the CA file `trusted_ca`. xdsd accepts it; Envoy rejects it (NACKs) when
+/// that file does not exist on its host.
+pub fn tls_cluster_spec_via(name: &str, trusted_ca: &Path, source: XdsSource) -> String {
+    format!(
+        r#"{}transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+    common_tls_context:
+      validation_context:
+        trusted_ca: {{filename: {}}}
+"#,
+        cluster_spec_via(name, source),
+        trusted_ca.display()
     )
 }
 

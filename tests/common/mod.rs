@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: the real Envoy, scratch dirs, the built binary.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod config;
 pub mod stack;
 
@@ -649,6 +650,39 @@ impl XdsSource {
     }
 }
 
+/// How an Envoy introduces itself (the bootstrap's `node`): id, cluster and,
+/// optionally, a locality.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeSpec<'a> {
+    pub id: &'a str,
+    pub cluster: &'a str,
+    /// `(region, zone)`.
+    pub locality: Option<(&'a str, &'a str)>,
+}
+
+impl<'a> NodeSpec<'a> {
+    /// A node with no locality.
+    pub fn new(id: &'a str, cluster: &'a str) -> Self {
+        NodeSpec {
+            id,
+            cluster,
+            locality: None,
+        }
+    }
+
+    /// The bootstrap's `node:` block.
+    fn yaml(&self) -> String {
+        let locality = self
+            .locality
+            .map(|(region, zone)| format!("  locality: {{region: {region}, zone: {zone}}}\n"))
+            .unwrap_or_default();
+        format!(
+            "node:\n  id: {}\n  cluster: {}\n{locality}",
+            self.id, self.cluster
+        )
+    }
+}
+
 /// An Envoy bootstrap (YAML) that gets clusters and listeners over ADS from
 /// xdsd on `127.0.0.1:xds_port`, with its admin on `127.0.0.1:admin_port`.
 pub fn envoy_bootstrap(
@@ -668,6 +702,21 @@ pub fn envoy_bootstrap_with(
     xds_port: u16,
     source: XdsSource,
 ) -> String {
+    envoy_bootstrap_for(
+        NodeSpec::new(node_id, node_cluster),
+        admin_port,
+        xds_port,
+        source,
+    )
+}
+
+/// [`envoy_bootstrap_with`] for the node `node` (which may have a locality).
+pub fn envoy_bootstrap_for(
+    node: NodeSpec,
+    admin_port: u16,
+    xds_port: u16,
+    source: XdsSource,
+) -> String {
     let ads_config = match source {
         XdsSource::Ads(api) => format!(
             "  ads_config:
@@ -681,11 +730,9 @@ pub fn envoy_bootstrap_with(
         XdsSource::PerType(_) => String::new(),
     };
     let config_source = source.config_source();
+    let node = node.yaml();
     format!(
-        r#"node:
-  id: {node_id}
-  cluster: {node_cluster}
-admin:
+        r#"{node}admin:
   address:
     socket_address: {{address: 127.0.0.1, port_value: {admin_port}}}
 dynamic_resources:
@@ -734,22 +781,30 @@ impl Envoy {
         xds_port: u16,
         source: XdsSource,
     ) -> Envoy {
+        Envoy::start_node(work, NodeSpec::new(node_id, node_cluster), xds_port, source)
+    }
+
+    /// [`Envoy::start_with`] for the node `node` (which may have a locality).
+    pub fn start_node(work: &Path, node: NodeSpec, xds_port: u16, source: XdsSource) -> Envoy {
         let admin = free_port();
-        let bootstrap = work.join(format!("envoy-{node_id}.yaml"));
-        std::fs::write(
-            &bootstrap,
-            envoy_bootstrap_with(node_id, node_cluster, admin, xds_port, source),
-        )
-        .expect("write bootstrap");
+        let bootstrap = envoy_bootstrap_for(node, admin, xds_port, source);
+        Envoy::start_bootstrap(work, node.id, &bootstrap, admin)
+    }
+
+    /// Starts Envoy with `bootstrap` (YAML or JSON), whose admin listens on
+    /// 127.0.0.1:`admin`; files in `work` are named after `name`.
+    pub fn start_bootstrap(work: &Path, name: &str, bootstrap: &str, admin: u16) -> Envoy {
+        let path = work.join(format!("envoy-{name}.yaml"));
+        std::fs::write(&path, bootstrap).expect("write bootstrap");
         let mut command = Command::new(envoy_bin());
         command
             .args(["--disable-hot-restart", "--log-level", "warn"])
             .args(["--concurrency", "1"])
             .arg("-c")
-            .arg(&bootstrap);
-        let log = work.join(format!("envoy-{node_id}.log"));
+            .arg(&path);
+        let log = work.join(format!("envoy-{name}.log"));
         Envoy {
-            guard: ChildGuard::spawn(&format!("envoy {node_id}"), command, &log),
+            guard: ChildGuard::spawn(&format!("envoy {name}"), command, &log),
             admin,
         }
     }
