@@ -48,7 +48,18 @@ serve never replaces a non-empty set with an empty one (a directory caught empty
 re-created or checked out would otherwise drop every listener); it logs the refusal and shows \
 it in /status.
 
-Exit status: 0 success; 1 errors found (lint, render) or differences (diff); 2 could not run.";
+Admin API (--admin, plain HTTP): /healthz, /readyz, /metrics (Prometheus, xdsd_*), /clients (per \
+stream and type: sent and ACKed versions, the last NACK's text), /status (served version, last \
+load and its located errors), /config?node_id=ID&node_cluster=C (what `render` prints for that \
+node, from the served set). CSDS is served on the xDS port; its node matchers match node ids only.
+
+--authorize-node compares the filled-in template with the certificate's DNS and URI SANs and \
+subject CNs for equality (no wildcards). systemd: Type=notify gets READY=1 after the first valid \
+load, STATUS= after each reload, WATCHDOG=1 at half of WatchdogSec=, STOPPING=1 on SIGTERM; \
+SIGHUP reloads (no RELOADING=1 is sent; serving never pauses).
+
+Exit status: 0 success; 1 errors found (lint, render) or differences (diff), or serve could not \
+start; 2 could not run (bad flags; status: the daemon could not be reached).";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]

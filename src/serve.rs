@@ -1,7 +1,7 @@
 //! `xdsd serve`: load and validate the directory, serve it over ADS, reload
 //! on change (all or nothing: an invalid set never replaces the served one).
 
-use crate::admin::{self, Health};
+use crate::admin::{self, Health, LoadOutcome};
 use crate::diag;
 use crate::schema::ResourceType;
 use crate::snapshot::{Changes, Snapshot};
@@ -64,10 +64,10 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     let health = Arc::new(Health::new(Arc::clone(&ledger), snapshots.clone()));
     {
         let initial = snapshots.borrow();
-        health.record_load(
-            Some((&initial, initial.changes_from(&Snapshot::empty()))),
-            Vec::new(),
-        );
+        health.record_load(LoadOutcome::Applied(
+            &initial,
+            initial.changes_from(&Snapshot::empty()),
+        ));
     }
     tokio::spawn(admin::serve(admin_listener, Arc::clone(&health)));
     let systemd = Arc::new(Notifier::from_env());
@@ -192,12 +192,12 @@ async fn reload(
     });
     match loaded {
         Ok(snapshot) => {
-            let changes = snapshot.changes_from(&serving);
-            health.record_load(Some((&snapshot, changes.clone())), Vec::new());
             if snapshot.version == serving.version {
+                health.record_load(LoadOutcome::Unchanged);
                 tracing::info!(version = %snapshot.version, "reload: no change");
                 return serving_status(&snapshot);
             }
+            let changes = snapshot.changes_from(&serving);
             tracing::info!(
                 version = %snapshot.version,
                 previous = %serving.version,
@@ -206,6 +206,7 @@ async fn reload(
                 "reloaded"
             );
             let status = serving_status(&snapshot);
+            health.record_load(LoadOutcome::Applied(&snapshot, changes));
             snapshots.send_replace(Arc::new(snapshot));
             status
         }
@@ -220,7 +221,7 @@ async fn reload(
                 errors.first().map_or("", String::as_str),
                 serving_status(&serving)
             );
-            health.record_load(None, errors);
+            health.record_load(LoadOutcome::Rejected(errors));
             status
         }
     }

@@ -9,8 +9,10 @@
 
 mod common;
 
-use common::config::{CLUSTER, ENDPOINTS, LISTENER, ROUTE, bare, documents, endpoints_spec};
-use common::config::{route_spec, service_via, simple_set_via, two_service_set};
+use common::admin::{clients_of, served_version, status, wait_all_acked};
+use common::config::{CLUSTER, ENDPOINTS, LISTENER, ROUTE, XDS_TYPES, bare, documents};
+use common::config::{endpoints_spec, route_spec, service_via, simple_set_via};
+use common::config::{tls_cluster_spec_via, two_service_set};
 use common::stack::{
     EnvoyState, Stack, Traffic, assert_served_by, check_load, envoy_state, live_update_flow,
     load_with_change, make_before_break_flow, quickstart_flow, rejected_updates, settled_state,
@@ -68,60 +70,11 @@ fn assert_state_unchanged(
     }
 }
 
-/// `/status` of xdsd.
-fn status(xdsd: &Xdsd) -> Value {
-    xdsd.admin_json("/status")
-}
-
 /// `last_load.time` in `/status`.
 fn last_load_time(status: &Value) -> f64 {
     status["last_load"]["time"]
         .as_f64()
         .unwrap_or_else(|| panic!("/status has no numeric last_load.time: {status:#}"))
-}
-
-/// `served_version` in `/status` (non-empty).
-fn served_version(status: &Value) -> String {
-    let v = status["served_version"]
-        .as_str()
-        .unwrap_or_else(|| panic!("/status has no served_version string: {status:#}"));
-    assert!(!v.is_empty(), "/status served_version is empty: {status:#}");
-    v.to_string()
-}
-
-/// The `/clients` entries of node `id`.
-fn clients_of(xdsd: &Xdsd, id: &str) -> Vec<Value> {
-    let clients = xdsd.admin_json("/clients");
-    let list = clients
-        .as_array()
-        .unwrap_or_else(|| panic!("/clients is not a JSON array: {clients:#}"));
-    list.iter()
-        .filter(|c| c["node_id"] == id)
-        .cloned()
-        .collect()
-}
-
-/// Waits (up to 5 s) until `/clients` shows node `id` with every one of
-/// `types` sent and ACKed at the same version; returns that entry's `types`.
-fn wait_all_acked(xdsd: &Xdsd, id: &str, types: &[&str]) -> serde_json::Map<String, Value> {
-    let mut last = Value::Null;
-    let got = wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
-        let clients = clients_of(xdsd, id);
-        last = Value::Array(clients.clone());
-        let [client] = clients.as_slice() else {
-            return None;
-        };
-        let per_type = client["types"].as_object()?;
-        let acked = types.iter().all(|t| {
-            let s = per_type.get(*t).unwrap_or(&Value::Null);
-            s["sent_version"].as_str().is_some_and(|v| !v.is_empty())
-                && s["sent_version"] == s["acked_version"]
-        });
-        acked.then(|| per_type.clone())
-    });
-    got.unwrap_or_else(|| {
-        panic!("/clients never showed {id} with {types:?} all ACKed at the sent version; last: {last:#}")
-    })
 }
 
 /// xdsd's debug log lines recording a response sent for `type_url` at `version`.
@@ -452,8 +405,6 @@ fn sighup_forces_reload() {
 // The admin API
 // ---------------------------------------------------------------------------
 
-const XDS_TYPES: [&str; 4] = [CLUSTER, ENDPOINTS, LISTENER, ROUTE];
-
 /// `/healthz`, `/readyz`, `/status` and `/clients` with one Envoy connected
 /// and everything ACKed.
 #[test]
@@ -669,25 +620,8 @@ fn nack_flow(tag: &str, source: XdsSource) {
     // Cluster a, now with TLS to upstream, verified against a CA file that
     // does not exist.
     let missing_ca = stack.work.path().join("no-such-ca.pem");
-    let tls_cluster = format!(
-        r#"name: a
-connect_timeout: 1s
-type: EDS
-eds_cluster_config:
-  eds_config: {}
-transport_socket:
-  name: envoy.transport_sockets.tls
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
-    common_tls_context:
-      validation_context:
-        trusted_ca: {{filename: {}}}
-"#,
-        source.config_source(),
-        missing_ca.display()
-    );
     let file = documents(&[
-        bare(CLUSTER, &tls_cluster),
+        bare(CLUSTER, &tls_cluster_spec_via("a", &missing_ca, source)),
         bare(ENDPOINTS, &endpoints_spec("a", a.port)),
     ]);
     // xdsd accepts it.

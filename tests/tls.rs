@@ -7,89 +7,13 @@
 mod common;
 
 use common::config::simple_set;
+use common::pki::{Pki, path_str, server_sans, spiffe};
 use common::stack::wait_body;
 use common::{Backend, Envoy, ScratchDir, Xdsd, free_port, wait_for, xdsd};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const AUTHORIZE: &str = "spiffe://xdsd.test/envoy/{node_id}";
-
-/// PEM armour around DER, 64 columns as RFC 7468 has it.
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let text = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = text
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
-        .collect();
-    format!(
-        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-        lines.join("\n")
-    )
-}
-
-/// A CA and the leaves it signs, written as PEM files in a directory.
-struct Pki {
-    dir: PathBuf,
-    ca: rcgen::Certificate,
-    ca_key: KeyPair,
-    ca_params: CertificateParams,
-}
-
-impl Pki {
-    fn new(dir: &Path) -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "xdsd test CA");
-        let ca_key = KeyPair::generate().expect("key");
-        let ca = params.clone().self_signed(&ca_key).expect("CA");
-        std::fs::write(dir.join("ca.pem"), pem("CERTIFICATE", ca.der())).expect("write CA");
-        Pki {
-            dir: dir.to_path_buf(),
-            ca,
-            ca_key,
-            ca_params: params,
-        }
-    }
-
-    fn ca_path(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-
-    /// Writes `name.pem` and `name.key` for a leaf with these SANs; returns their paths.
-    fn leaf(&self, name: &str, sans: Vec<SanType>) -> (PathBuf, PathBuf) {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.subject_alt_names = sans;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        let key = KeyPair::generate().expect("key");
-        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
-        let cert = params.signed_by(&key, &issuer).expect("sign");
-        let _ = &self.ca;
-        let cert_path = self.dir.join(format!("{name}.pem"));
-        let key_path = self.dir.join(format!("{name}.key"));
-        std::fs::write(&cert_path, pem("CERTIFICATE", cert.der())).expect("write cert");
-        std::fs::write(&key_path, pem("PRIVATE KEY", &key.serialize_der())).expect("write key");
-        (cert_path, key_path)
-    }
-}
-
-fn spiffe(node: &str) -> SanType {
-    SanType::URI(
-        format!("spiffe://xdsd.test/envoy/{node}")
-            .try_into()
-            .expect("URI"),
-    )
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 path")
-}
 
 /// An Envoy started from `xdsd bootstrap --format envoy` with `tls_flags`.
 fn envoy(work: &Path, name: &str, node_id: &str, xds: &Xdsd, tls_flags: &[&str]) -> Envoy {
@@ -141,13 +65,7 @@ fn listed_nodes(xds: &Xdsd) -> Vec<String> {
 fn mtls_admits_the_certified_node_and_refuses_the_rest() {
     let work = ScratchDir::new("tls");
     let pki = Pki::new(work.path());
-    let (server_cert, server_key) = pki.leaf(
-        "server",
-        vec![
-            SanType::IpAddress("127.0.0.1".parse().expect("ip")),
-            SanType::DnsName("localhost".try_into().expect("dns")),
-        ],
-    );
+    let (server_cert, server_key) = pki.leaf("server", server_sans());
     let (good_cert, good_key) = pki.leaf("edge-1", vec![spiffe("edge-1")]);
     let (other_cert, other_key) = pki.leaf("edge-2", vec![spiffe("edge-2")]);
 

@@ -31,7 +31,12 @@ fn client(stream: u64, c: &ClientStatus) -> Value {
         .map(|l| json!({"region": l.region, "zone": l.zone, "sub_zone": l.sub_zone}));
     let version = match &c.details.user_agent_version_type {
         Some(UserAgentVersionType::UserAgentVersion(v)) => v.clone(),
-        _ => String::new(),
+        Some(UserAgentVersionType::UserAgentBuildVersion(build)) => build
+            .version
+            .as_ref()
+            .map(|v| format!("{}.{}.{}", v.major_number, v.minor_number, v.patch))
+            .unwrap_or_default(),
+        None => String::new(),
     };
     json!({
         "stream": stream,

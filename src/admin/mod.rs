@@ -35,6 +35,17 @@ pub struct LoadStatus {
     pub last_changes: BTreeMap<ResourceType, Changes>,
 }
 
+/// How a load attempt ended.
+#[derive(Debug)]
+pub enum LoadOutcome<'a> {
+    /// A new set is served, with what it changed.
+    Applied(&'a Snapshot, BTreeMap<ResourceType, Changes>),
+    /// The directory validated and equals the served set.
+    Unchanged,
+    /// Rejected with these errors; the served set stays.
+    Rejected(Vec<String>),
+}
+
 /// Shared state the admin endpoint reports on.
 #[derive(Debug)]
 pub struct Health {
@@ -59,28 +70,29 @@ impl Health {
         }
     }
 
-    /// Records a load attempt: `served` when it was applied (with what it
-    /// changed), `errors` when it was rejected.
-    pub fn record_load(
-        &self,
-        served: Option<(&Snapshot, BTreeMap<ResourceType, Changes>)>,
-        errors: Vec<String>,
-    ) {
+    /// Records a load attempt and its outcome.
+    pub fn record_load(&self, outcome: LoadOutcome<'_>) {
         let mut status = match self.status.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
         let now = SystemTime::now();
         status.attempts += 1;
-        match served {
-            Some((snapshot, changes)) => {
+        let errors = match outcome {
+            LoadOutcome::Applied(snapshot, changes) => {
                 status.served_version = snapshot.version.clone();
                 status.loaded_at = Some(now);
                 status.counts = snapshot.counts();
                 status.last_changes = changes;
+                Vec::new()
             }
-            None => status.failures += 1,
-        }
+            // What is served, and when it was loaded, stay as they are.
+            LoadOutcome::Unchanged => Vec::new(),
+            LoadOutcome::Rejected(errors) => {
+                status.failures += 1;
+                errors
+            }
+        };
         status.last_attempt = Some((now, errors));
     }
 

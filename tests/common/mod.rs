@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod pki;
 pub mod stack;
 
 use std::path::{Path, PathBuf};
