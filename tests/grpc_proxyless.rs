@@ -37,9 +37,9 @@ fn script(name: &str) -> PathBuf {
 
 /// The GRPC_XDS_BOOTSTRAP document `xdsd bootstrap --format grpc` prints
 /// for xdsd on `127.0.0.1:xds_port`.
-fn grpc_bootstrap(xds_port: u16, node_id: &str, node_cluster: &str) -> String {
+fn grpc_bootstrap(xds_port: u16, node_id: &str, node_cluster: &str, extra: &[&str]) -> String {
     let server = format!("127.0.0.1:{xds_port}");
-    let args = [
+    let mut args = vec![
         "bootstrap",
         "--format",
         "grpc",
@@ -50,6 +50,7 @@ fn grpc_bootstrap(xds_port: u16, node_id: &str, node_cluster: &str) -> String {
         "--node-cluster",
         node_cluster,
     ];
+    args.extend_from_slice(extra);
     let out = common::xdsd(&args);
     assert!(
         out.status.success(),
@@ -109,9 +110,20 @@ fn start_server(work: &Path, name: &str) -> (ChildGuard, u16) {
 
 /// Starts `client.py` (`xds:///greeter`) with its stdout in `out`.
 fn start_client(work: &Path, xds_port: u16, node_id: &str, args: &[&str]) -> (ChildGuard, PathBuf) {
+    start_client_with(work, xds_port, node_id, &[], args)
+}
+
+/// [`start_client`] with `bootstrap_flags` for `xdsd bootstrap` (TLS settings).
+fn start_client_with(
+    work: &Path,
+    xds_port: u16,
+    node_id: &str,
+    bootstrap_flags: &[&str],
+    args: &[&str],
+) -> (ChildGuard, PathBuf) {
     let bootstrap = work.join(format!("bootstrap-{node_id}.json"));
-    std::fs::write(&bootstrap, grpc_bootstrap(xds_port, node_id, NODE_CLUSTER))
-        .expect("write bootstrap");
+    let text = grpc_bootstrap(xds_port, node_id, NODE_CLUSTER, bootstrap_flags);
+    std::fs::write(&bootstrap, text).expect("write bootstrap");
     let mut command = Command::new(python_bin());
     command
         .arg(script("client.py"))
@@ -390,6 +402,80 @@ fn grpc_only_rejection_is_nacked_and_client_keeps_working() {
     assert!(
         sent <= 3,
         "the rejected clusters were re-sent ({sent} cluster responses):\n{}",
+        tail(&xdsd.log(), 40)
+    );
+}
+
+/// The bootstrap's `tls` channel credentials work: a gRPC client holding a
+/// certificate for its node resolves and calls through an mTLS xdsd that
+/// authorizes nodes by certificate; one holding another node's certificate
+/// is refused and never gets a channel.
+#[test]
+fn grpc_client_over_mtls_with_node_authorization() {
+    use common::pki::{Pki, path_str, server_sans, spiffe};
+    let work = ScratchDir::new("grpc-mtls");
+    let pki = Pki::new(work.path());
+    let (server_cert, server_key) = pki.leaf("server", server_sans());
+    let (good_cert, good_key) = pki.leaf("grpc-mtls", vec![spiffe("grpc-mtls")]);
+    let (other_cert, other_key) = pki.leaf("someone-else", vec![spiffe("someone-else")]);
+    let (_server, port) = start_server(work.path(), "server-a");
+    let config = work.path().join("config");
+    std::fs::create_dir_all(&config).expect("mkdir config");
+    write_config(&config, port);
+    let ca = pki.ca_path();
+    let xdsd = Xdsd::start_with(
+        &config,
+        &work.path().join("xdsd.log"),
+        &[
+            "--tls-cert",
+            path_str(&server_cert),
+            "--tls-key",
+            path_str(&server_key),
+            "--tls-client-ca",
+            path_str(&ca),
+            "--authorize-node",
+            "spiffe://xdsd.test/envoy/{node_id}",
+        ],
+    );
+    let tls = |cert: &Path, key: &Path| {
+        vec![
+            "--tls-ca".to_string(),
+            path_str(&ca).into(),
+            "--tls-cert".into(),
+            path_str(cert).into(),
+            "--tls-key".into(),
+            path_str(key).into(),
+        ]
+    };
+    let good = tls(&good_cert, &good_key);
+    let good: Vec<&str> = good.iter().map(String::as_str).collect();
+    let (mut client, out) = start_client_with(work.path(), xdsd.listen, "grpc-mtls", &good, &[]);
+    let text = wait_client_ok(&mut client, &out, Duration::from_secs(30), &xdsd);
+    assert!(
+        matches!(rpcs(&text).as_slice(), [Rpc::Ok { server, .. }] if server == "server-a"),
+        "expected one OK RPC on server-a:\n{text}"
+    );
+
+    let other = tls(&other_cert, &other_key);
+    let other: Vec<&str> = other.iter().map(String::as_str).collect();
+    let (mut refused, out) = start_client_with(
+        work.path(),
+        xdsd.listen,
+        "grpc-mtls",
+        &other,
+        &["--ready-timeout", "3"],
+    );
+    let status = refused
+        .wait_exit(Duration::from_secs(20))
+        .expect("client gives up");
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(
+        !status.success() && text.contains("NOT_READY"),
+        "refused client: {status}\n{text}"
+    );
+    assert!(
+        xdsd.log().contains("refused: node id `grpc-mtls`"),
+        "the refusal is logged:\n{}",
         tail(&xdsd.log(), 40)
     );
 }
