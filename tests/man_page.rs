@@ -1,8 +1,11 @@
-//! `man/xdsd.1` is generated from the clap definitions, so help, man page and
-//! behaviour cannot drift apart. Regenerate with
+//! Files generated from the clap definitions are checked in: the man pages
+//! in `man/` and the shell completions in `packaging/completions/`, so help,
+//! man page, completions and behaviour cannot drift apart, and packaging
+//! needs no build step of its own. Regenerate all of them with
 //! `XDSD_UPDATE_MAN=1 cargo test --test man_page`.
 
 use clap::CommandFactory;
+use clap_complete::{Generator, Shell};
 
 fn render(cmd: clap::Command) -> String {
     let mut out = Vec::new();
@@ -10,6 +13,28 @@ fn render(cmd: clap::Command) -> String {
         .render(&mut out)
         .expect("man page renders");
     String::from_utf8(out).expect("man page is UTF-8")
+}
+
+/// Compares each `(file, text)` with the checked-in `folder/file` (relative
+/// to the repository), after writing them first when `XDSD_UPDATE_MAN` is
+/// set; fails naming every stale file.
+fn assert_current(folder: &str, files: Vec<(String, String)>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+    let mut stale = Vec::new();
+    for (file, text) in files {
+        let path = dir.join(&file);
+        if std::env::var_os("XDSD_UPDATE_MAN").is_some() {
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::write(&path, &text).expect("write generated file");
+        }
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(format!("{folder}/{file}"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale generated files {stale:?}; run XDSD_UPDATE_MAN=1 cargo test --test man_page"
+    );
 }
 
 #[test]
@@ -27,20 +52,21 @@ fn man_pages_are_current() {
             ),
         ));
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
-    let mut stale = Vec::new();
-    for (file, text) in pages {
-        let path = dir.join(&file);
-        if std::env::var_os("XDSD_UPDATE_MAN").is_some() {
-            std::fs::create_dir_all(&dir).expect("mkdir man");
-            std::fs::write(&path, &text).expect("write man page");
-        }
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-            stale.push(file);
-        }
-    }
-    assert!(
-        stale.is_empty(),
-        "stale man pages {stale:?}; run XDSD_UPDATE_MAN=1 cargo test --test man_page"
-    );
+    assert_current("man", pages);
+}
+
+/// bash, zsh and fish completions, named as each shell's vendor directory
+/// expects (`xdsd.bash` is installed as `.../bash-completion/completions/xdsd`).
+#[test]
+fn completions_are_current() {
+    let scripts = [Shell::Bash, Shell::Zsh, Shell::Fish]
+        .into_iter()
+        .map(|shell| {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut xdsd::cli::Cli::command(), "xdsd", &mut out);
+            let text = String::from_utf8(out).expect("completion script is UTF-8");
+            (shell.file_name("xdsd"), text)
+        })
+        .collect();
+    assert_current("packaging/completions", scripts);
 }

@@ -1,0 +1,93 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_xdsd_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_xdsd_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_xdsd_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_xdsd_using_subcommand
+    set -l cmd (__fish_xdsd_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c xdsd -n "__fish_xdsd_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c xdsd -n "__fish_xdsd_needs_command" -s V -l version -d 'Print version'
+complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "serve" -d 'Serve a config directory over xDS (ADS), reloading it when it changes'
+complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "status" -d 'Show which client has which config: a running daemon\'s clients, per type'
+complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "bootstrap" -d 'Print a client bootstrap that points at a running xdsd'
+complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "lint" -d 'Check a config directory and report every problem with its location'
+complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "render" -d 'Print the resources one node is served, as typed Envoy resources'
+complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "diff" -d 'Compare two config directories resource by resource'
+complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l dir -d 'Directory of *.yaml, *.yml and *.json resource files, read recursively' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l listen -d 'Address for gRPC xDS' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l admin -d 'Address of the admin HTTP endpoint (/healthz, /readyz, /metrics, /clients, /status, /config)' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-cert -d 'Serve xDS over TLS with this certificate chain (PEM); needs --tls-key' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-key -d 'The private key (PEM) of --tls-cert' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-client-ca -d 'Require client certificates signed by this CA bundle (PEM): mutual TLS. Clients without one fail the handshake' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l authorize-node -d 'Tie each client\'s certificate to the node it claims: the certificate must carry a DNS or URI subject alternative name (or a subject CN) equal to TEMPLATE with {node_id} and {node_cluster} replaced by the client\'s node id and cluster, e.g. `spiffe://example.org/envoy/{node_id}`. Other clients are refused with PERMISSION_DENIED, and it is logged' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l debounce-ms -d 'Quiet period, in milliseconds, that ends a burst of file events' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l debounce-max-ms -d 'Longest wait, in milliseconds, from a burst\'s first event to the reload' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
+json\t'One JSON object per line'"
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l log-level -d 'Log level (error, warn, info, debug, trace) or a tracing filter' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c xdsd -n "__fish_xdsd_using_subcommand status" -l admin -d 'Address of the admin HTTP endpoint (/healthz, /readyz, /metrics, /clients, /status, /config)' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand status" -l format -d 'Output: a table, or the admin API\'s `/clients` JSON as it is' -r -f -a "table\t'One line per stream, then the NACKs'
+json\t'`/clients` as JSON'"
+complete -c xdsd -n "__fish_xdsd_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c xdsd -n "__fish_xdsd_using_subcommand status" -s V -l version -d 'Print version'
+complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l format -d 'Which client the bootstrap is for' -r -f -a "envoy\t'An Envoy bootstrap (YAML)'
+grpc\t'A GRPC_XDS_BOOTSTRAP file (JSON)'"
+complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l server -d 'xdsd\'s gRPC address as the client reaches it (`host:port`)' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l node-id -d 'The node\'s `node.id`, matched against `nodes.id` selectors' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l node-cluster -d 'The node\'s `node.cluster`, matched against `nodes.cluster` selectors' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l admin-port -d 'Envoy only: the port of Envoy\'s admin endpoint on 127.0.0.1' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l tls-ca -d 'Reach xdsd over TLS, trusting this CA bundle (PEM) for its certificate' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l tls-cert -d 'mTLS: the client\'s certificate chain (PEM); needs --tls-key and --tls-ca' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l tls-key -d 'mTLS: the private key (PEM) of --tls-cert' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l tls-server-name -d 'Envoy only: the name xdsd\'s certificate must carry (a DNS name, sent as SNI, or an IP address); default: the host of --server' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -s V -l version -d 'Print version'
+complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l dir -d 'Directory of *.yaml, *.yml and *.json resource files, read recursively' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l format -d 'Output format: text (path:line:col), json, or github (Actions annotations)' -r -f -a "text\t'`path:line:col: severity: message`, one per line'
+json\t'A JSON array of objects with file, line, column, severity, message'
+github\t'GitHub Actions workflow commands (`::error file=...::message`)'"
+complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l deny-warnings -d 'Treat warnings as errors (exit 1 when there are any)'
+complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -s V -l version -d 'Print version'
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l dir -d 'Directory of *.yaml, *.yml and *.json resource files, read recursively' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l node-id -d 'The node\'s `node.id`, matched against `nodes.id` selectors' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l node-cluster -d 'The node\'s `node.cluster`, matched against `nodes.cluster` selectors' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l type -d 'Only resources of this type (Cluster, ClusterLoadAssignment or Endpoints, Listener, RouteConfiguration, ...)' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l format -d 'Output format' -r -f -a "yaml\t'Multi-document YAML, one `"@type"` resource per document'
+json\t'One JSON document: `{"resources": [...]}` (the DiscoveryResponse form)'"
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l envoy-static -d 'Print one Envoy bootstrap (JSON) with the resources as static_resources, RDS inlined and EDS as load_assignment, for `envoy --mode validate`'
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -s V -l version -d 'Print version'
+complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l node-id -d 'The node\'s `node.id`, matched against `nodes.id` selectors' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l node-cluster -d 'The node\'s `node.cluster`, matched against `nodes.cluster` selectors' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -s V -l version -d 'Print version'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "serve" -d 'Serve a config directory over xDS (ADS), reloading it when it changes'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "status" -d 'Show which client has which config: a running daemon\'s clients, per type'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "bootstrap" -d 'Print a client bootstrap that points at a running xdsd'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "lint" -d 'Check a config directory and report every problem with its location'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "render" -d 'Print the resources one node is served, as typed Envoy resources'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "diff" -d 'Compare two config directories resource by resource'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
