@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
 """Writes a large, valid xdsd config directory for the lint benchmark.
 
-usage: gen_config.py DIR [CLUSTERS] [ROUTES] [LISTENERS]
+usage: gen_config.py DIR [CLUSTERS] [ROUTES] [LISTENERS] [--variants]
 Defaults: 10,000 EDS clusters + 10,000 ClusterLoadAssignments, 1,000
 RouteConfigurations (10 routes each), 100 listeners (10 filter chains each,
 one per route configuration, told apart by SNI).
+--variants also writes .endpoints.yaml.a and .endpoints.yaml.b (dot names,
+so xdsd skips them): the same endpoints, and the same but for svc-0's port;
+bench/flip.sh swaps endpoints.yaml between them (one resource changes).
 """
 import os
 import sys
 
-out = sys.argv[1]
-clusters = int(sys.argv[2]) if len(sys.argv) > 2 else 10_000
-routes = int(sys.argv[3]) if len(sys.argv) > 3 else 1_000
-listeners = int(sys.argv[4]) if len(sys.argv) > 4 else 100
+variants = "--variants" in sys.argv
+argv = [a for a in sys.argv if a != "--variants"]
+out = argv[1]
+clusters = int(argv[2]) if len(argv) > 2 else 10_000
+routes = int(argv[3]) if len(argv) > 3 else 1_000
+listeners = int(argv[4]) if len(argv) > 4 else 100
 chains_per_listener = max(1, routes // listeners)
 
 os.makedirs(out, exist_ok=True)
@@ -29,12 +34,19 @@ write("clusters.yaml", [
     f"eds_cluster_config: {{eds_config: {{ads: {{}}, resource_api_version: V3}}}}\n"
     for i in range(clusters)
 ])
-write("endpoints.yaml", [
-    f'"@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n'
-    f"cluster_name: svc-{i}\nendpoints:\n- lb_endpoints:\n"
-    f"  - endpoint: {{address: {{socket_address: {{address: 10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}, port_value: 8080}}}}}}\n"
-    for i in range(clusters)
-])
+def endpoints(first_port):
+    return [
+        f'"@type": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\n'
+        f"cluster_name: svc-{i}\nendpoints:\n- lb_endpoints:\n"
+        f"  - endpoint: {{address: {{socket_address: {{address: 10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}, port_value: {first_port if i == 0 else 8080}}}}}}}\n"
+        for i in range(clusters)
+    ]
+
+
+write("endpoints.yaml", endpoints(8080))
+if variants:
+    write(".endpoints.yaml.a", endpoints(8080))
+    write(".endpoints.yaml.b", endpoints(8081))
 write("routes.yaml", [
     f'"@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n'
     f"name: routes-{r}\nvirtual_hosts:\n- name: vh-{r}\n  domains: [\"host-{r}.example.com\"]\n  routes:\n"

@@ -379,6 +379,11 @@ fn init_logging(format: LogFormat, level: &str) {
 
 fn serve(args: &ServeArgs) -> ExitCode {
     init_logging(args.log_format, &args.log_level);
+    // One socket per client stream: a fleet needs more than the usual 1024.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let quiet = std::time::Duration::from_millis(args.debounce_ms);
     let options = crate::serve::Options {
         dir: args.dir.dir.clone(),

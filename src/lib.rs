@@ -15,7 +15,8 @@
 //! * [`diag`]: located findings and their output formats;
 //! * [`snapshot`], [`xds`], [`watch`], [`serve`], [`admin`], [`systemd`], [`tls`]: the daemon;
 //! * [`bootstrap`]: client bootstraps pointing at xdsd; [`status`]: `xdsd status`, a client of the admin API;
-//! * [`cli`]: the `xdsd` command line.
+//! * [`cli`]: the `xdsd` command line;
+//! * [`load`]: the `xds-load` fleet of simulated clients, for benchmarks.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -26,6 +27,7 @@ pub mod diag;
 pub mod diff;
 pub mod envoy_rules;
 pub mod grpc_rules;
+pub mod load;
 pub mod loader;
 pub mod parallel;
 pub mod reflect;

@@ -173,10 +173,13 @@ async fn reload(
     health: &Health,
 ) -> String {
     let dir_owned = dir.to_path_buf();
+    let started = std::time::Instant::now();
     let loaded = match tokio::task::spawn_blocking(move || load(&dir_owned)).await {
         Ok(loaded) => loaded,
         Err(e) => Err(vec![format!("reload failed: {e}")]),
     };
+    // Read, validate and build the snapshot: what a reload costs before any push.
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let serving = Arc::clone(&snapshots.borrow());
     // A directory caught empty (being re-created, mid-checkout) would drop
     // everything from every client: an empty set never replaces a non-empty one.
@@ -194,7 +197,7 @@ async fn reload(
         Ok(snapshot) => {
             if snapshot.version == serving.version {
                 health.record_load(LoadOutcome::Unchanged);
-                tracing::info!(version = %snapshot.version, "reload: no change");
+                tracing::info!(version = %snapshot.version, load_ms, "reload: no change");
                 return serving_status(&snapshot);
             }
             let changes = snapshot.changes_from(&serving);
@@ -203,6 +206,7 @@ async fn reload(
                 previous = %serving.version,
                 changes = %describe(&changes),
                 resources = ?snapshot.counts(),
+                load_ms,
                 "reloaded"
             );
             let status = serving_status(&snapshot);
@@ -211,7 +215,11 @@ async fn reload(
             status
         }
         Err(errors) => {
-            tracing::error!("reload rejected; still serving version {}", serving.version);
+            tracing::error!(
+                load_ms,
+                "reload rejected; still serving version {}",
+                serving.version
+            );
             for line in &errors {
                 tracing::error!("{line}");
             }
