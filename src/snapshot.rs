@@ -25,6 +25,8 @@ pub struct Entry {
     pub selector: NodeSelector,
     /// The encoded resource, built once per snapshot and shared by every response.
     pub any: SharedAny,
+    /// For an EDS Cluster: the ClusterLoadAssignment it waits for while it warms.
+    pub warms_with: Option<String>,
 }
 
 /// How many resources of one type a new set adds, removes and changes.
@@ -102,6 +104,7 @@ impl Snapshot {
                 version,
                 selector: r.selector.clone(),
                 any,
+                warms_with: eds_name(r),
             })
         });
         let mut parts: Vec<String> = entries
@@ -211,6 +214,24 @@ impl Snapshot {
             Arc::new(view)
         }))
     }
+}
+
+/// The ClusterLoadAssignment an EDS cluster is served: its
+/// `eds_cluster_config.service_name`, or its name.
+fn eds_name(resource: &Resource) -> Option<String> {
+    use crate::reflect;
+    if resource.rtype != ResourceType::Cluster {
+        return None;
+    }
+    let (_, kind) = reflect::field(&resource.message, "type")?;
+    if kind.as_enum_number() != Some(3) {
+        return None;
+    }
+    let service = reflect::field(&resource.message, "eds_cluster_config")
+        .and_then(|(_, v)| reflect::string_field(v.as_message()?, "service_name"))
+        .map(|(_, name)| name)
+        .filter(|name| !name.is_empty());
+    Some(service.unwrap_or_else(|| resource.name.clone()))
 }
 
 /// A stable 64-bit FNV-1a hash of the parts, as 16 hex digits. Stable across

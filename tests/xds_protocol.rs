@@ -308,6 +308,67 @@ async fn delta_sends_changes_and_removals_only() {
     assert_eq!(removed, ["b"], "the removed one is named");
 }
 
+/// A delta client with clusters and endpoints gets, for a change of one
+/// cluster's endpoints, only those endpoints; for a change of one cluster,
+/// that cluster and its endpoints again (Envoy re-warms a changed cluster
+/// only on a fresh assignment) and nothing else.
+#[tokio::test]
+async fn delta_change_sends_only_what_changed_and_rewarms_changed_clusters() {
+    let base = clusters(&["a", "b", "c"]);
+    let mut server = start(&base).await;
+    let mut d = DeltaClient::open(&mut server).await;
+    for type_url in [CDS, EDS] {
+        d.send(DeltaDiscoveryRequest {
+            type_url: type_url.into(),
+            ..Default::default()
+        })
+        .await;
+    }
+    // Receives and ACKs everything until quiet; returns names sent per type.
+    async fn drain(d: &mut DeltaClient) -> Vec<(String, Vec<String>)> {
+        let mut sent = Vec::new();
+        while let Some(r) = d.recv().await {
+            sent.push((r.type_url.clone(), delta_names(&r)));
+            d.send(DeltaDiscoveryRequest {
+                type_url: r.type_url.clone(),
+                response_nonce: r.nonce.clone(),
+                ..Default::default()
+            })
+            .await;
+        }
+        sent
+    }
+    let initial = drain(&mut d).await;
+    assert_eq!(initial.len(), 2, "{initial:?}");
+
+    let endpoint_changed = base.replacen(
+        "cluster_name: b\n",
+        "cluster_name: b\npolicy: {overprovisioning_factor: 150}\n",
+        1,
+    );
+    server.snapshots.send_replace(snapshot(&endpoint_changed));
+    assert_eq!(
+        drain(&mut d).await,
+        [(EDS.to_string(), vec!["b".to_string()])],
+        "only b's endpoints"
+    );
+
+    let cluster_changed = endpoint_changed.replacen(
+        "name: c\nconnect_timeout: 1s",
+        "name: c\nconnect_timeout: 2s",
+        1,
+    );
+    server.snapshots.send_replace(snapshot(&cluster_changed));
+    assert_eq!(
+        drain(&mut d).await,
+        [
+            (CDS.to_string(), vec!["c".to_string()]),
+            (EDS.to_string(), vec!["c".to_string()])
+        ],
+        "cluster c, then its endpoints again"
+    );
+}
+
 #[tokio::test]
 async fn delta_reconnect_honours_initial_resource_versions() {
     let mut server = start(&clusters(&["a", "b"])).await;

@@ -126,13 +126,17 @@ struct TypeState {
 struct Stage {
     rtype: ResourceType,
     mode: Mode,
-    /// Send even if the content did not change.
-    force: bool,
+    /// Re-send the endpoints of clusters that change (see [`Stream::rewarm`]).
+    rewarm: bool,
 }
 
 fn transition_stages() -> VecDeque<Stage> {
     use ResourceType::*;
-    let stage = |rtype, mode, force| Stage { rtype, mode, force };
+    let stage = |rtype, mode, rewarm| Stage {
+        rtype,
+        mode,
+        rewarm,
+    };
     VecDeque::from([
         stage(Cluster, Mode::Union, false),
         stage(ClusterLoadAssignment, Mode::Union, true),
@@ -165,6 +169,9 @@ pub struct Stream<W: Wire> {
     peer_wait: Option<Instant>,
     /// The stage last run, reported to peers once it is done.
     last_stage: Option<Stage>,
+    /// Endpoints re-sent in the transition: those of clusters that are new
+    /// or changed, since Envoy warms such a cluster only on a fresh assignment.
+    rewarm: BTreeSet<String>,
     next_nonce: u64,
     ledger: Arc<Ledger>,
     out: mpsc::Sender<Result<W::Response, Status>>,
@@ -199,6 +206,7 @@ impl<W: Wire> Stream<W> {
             only,
             peer_wait: None,
             last_stage: None,
+            rewarm: BTreeSet::new(),
             next_nonce: 0,
             ledger,
             out,
@@ -305,8 +313,12 @@ impl<W: Wire> Stream<W> {
             self.waiting = None;
         }
         // A new delta client is answered even when it gets nothing, so it can finish starting.
-        let force = first && W::INCREMENTAL && state.has.is_empty();
-        self.respond(rtype, force).await?;
+        let force = if first && W::INCREMENTAL && state.has.is_empty() {
+            Force::Answer
+        } else {
+            Force::Nothing
+        };
+        self.respond(rtype, &force).await?;
         if answered_wait {
             self.advance().await?;
         }
@@ -332,7 +344,8 @@ impl<W: Wire> Stream<W> {
         let Some(node) = &self.node else {
             return Ok(());
         };
-        self.view = self.snapshot.view(node);
+        let old = std::mem::replace(&mut self.view, self.snapshot.view(node));
+        self.rewarm = rewarmed(&old, &self.view);
         self.modes = ResourceType::ALL.iter().map(|t| (*t, Mode::Hold)).collect();
         let only = self.only;
         self.stages = transition_stages()
@@ -361,7 +374,12 @@ impl<W: Wire> Stream<W> {
             self.stages.pop_front();
             self.last_stage = Some(stage);
             self.modes.insert(stage.rtype, stage.mode);
-            if let Some(nonce) = self.respond(stage.rtype, stage.force).await? {
+            let force = if stage.rewarm {
+                Force::Names(self.rewarm.clone())
+            } else {
+                Force::Nothing
+            };
+            if let Some(nonce) = self.respond(stage.rtype, &force).await? {
                 self.waiting = Some((stage.rtype, nonce, Instant::now() + STAGE_TIMEOUT));
             }
         }
@@ -449,8 +467,8 @@ impl<W: Wire> Stream<W> {
     }
 
     /// Sends `rtype` if the client is subscribed and its content changed (or
-    /// `force`). Returns the nonce when something was sent.
-    async fn respond(&mut self, rtype: ResourceType, force: bool) -> Result<Option<String>, ()> {
+    /// `force` says so). Returns the nonce when something was sent.
+    async fn respond(&mut self, rtype: ResourceType, force: &Force) -> Result<Option<String>, ()> {
         let desired = self.desired(rtype);
         let Some(state) = self.types.get_mut(&rtype) else {
             return Ok(None);
@@ -474,7 +492,7 @@ impl<W: Wire> Stream<W> {
         let version = content_hash(&refs);
         let changed: Vec<&Arc<Entry>> = chosen
             .iter()
-            .filter(|(name, e)| force || state.has.get(*name) != Some(&e.version))
+            .filter(|(name, e)| force.includes(name) || state.has.get(*name) != Some(&e.version))
             .map(|(_, e)| e)
             .collect();
         let removed: Vec<String> = state
@@ -484,9 +502,9 @@ impl<W: Wire> Stream<W> {
             .cloned()
             .collect();
         let unchanged = if W::INCREMENTAL {
-            changed.is_empty() && removed.is_empty() && !force
+            changed.is_empty() && removed.is_empty() && !matches!(force, Force::Answer)
         } else {
-            version == state.sent_version && !force
+            version == state.sent_version && !chosen.keys().any(|n| force.includes(n))
         };
         if unchanged {
             // The client has exactly this (it said so, or it was sent it).
@@ -524,6 +542,41 @@ impl<W: Wire> Stream<W> {
             .sent(self.id, rtype, &version, &state.sent, bytes);
         self.out.send(Ok(response)).await.map_err(|_| ())?;
         Ok(Some(nonce))
+    }
+}
+
+/// The endpoints of clusters new or changed from `old` to `new`.
+fn rewarmed(old: &View, new: &View) -> BTreeSet<String> {
+    let Some(clusters) = new.of(ResourceType::Cluster) else {
+        return BTreeSet::new();
+    };
+    let before = old.of(ResourceType::Cluster);
+    clusters
+        .resources
+        .values()
+        .filter(|e| {
+            before
+                .and_then(|b| b.resources.get(&e.name))
+                .map(|o| &o.version)
+                != Some(&e.version)
+        })
+        .filter_map(|e| e.warms_with.clone())
+        .collect()
+}
+
+/// What [`Stream::respond`] sends although the client has it.
+enum Force {
+    /// Only what changed.
+    Nothing,
+    /// A response even when nothing changed (a new delta client's first answer).
+    Answer,
+    /// These resources again (endpoints of clusters being re-warmed).
+    Names(BTreeSet<String>),
+}
+
+impl Force {
+    fn includes(&self, name: &str) -> bool {
+        matches!(self, Force::Names(names) if names.contains(name))
     }
 }
 
