@@ -55,11 +55,17 @@ impl Entry {
     }
 }
 
+/// Resources by name, shared: a view's map is handed to every client that
+/// gets all of it, without copying.
+pub type Resources = Arc<BTreeMap<String, Arc<Entry>>>;
+
 /// The resources of one type that one node sees, by name.
 #[derive(Debug, Default, Clone)]
 pub struct TypeView {
     /// By name.
-    pub resources: BTreeMap<String, Arc<Entry>>,
+    pub resources: Resources,
+    /// The version of all of them together ([`set_version`]), computed once per view.
+    pub version: String,
 }
 
 /// Everything one node sees.
@@ -202,16 +208,24 @@ impl Snapshot {
         };
         let entries = &self.entries;
         Arc::clone(views.entry(visible).or_insert_with_key(|visible| {
-            let mut view = View::default();
+            let mut by_type: BTreeMap<ResourceType, BTreeMap<String, Arc<Entry>>> =
+                BTreeMap::new();
             for &i in visible {
                 let e = &entries[i];
-                view.types
+                by_type
                     .entry(e.rtype)
                     .or_default()
-                    .resources
                     .insert(e.name.clone(), Arc::clone(e));
             }
-            Arc::new(view)
+            let types = by_type
+                .into_iter()
+                .map(|(rtype, resources)| {
+                    let version = set_version(&resources);
+                    let resources = Arc::new(resources);
+                    (rtype, TypeView { resources, version })
+                })
+                .collect();
+            Arc::new(View { types })
         }))
     }
 }
@@ -234,17 +248,48 @@ fn eds_name(resource: &Resource) -> Option<String> {
     Some(service.unwrap_or_else(|| resource.name.clone()))
 }
 
+/// The version of a set of resources of one type: [`content_hash`] of
+/// `name=version` for each, without building those strings.
+pub fn set_version(resources: &BTreeMap<String, Arc<Entry>>) -> String {
+    let mut hash = Fnv::new();
+    for (name, entry) in resources {
+        hash.write(name.as_bytes());
+        hash.write(b"=");
+        hash.write(entry.version.as_bytes());
+        hash.write(&[0xff]);
+    }
+    hash.hex()
+}
+
+/// 64-bit FNV-1a.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
 /// A stable 64-bit FNV-1a hash of the parts, as 16 hex digits. Stable across
 /// builds and machines (unlike std's hasher), which versions need.
 pub fn content_hash(parts: &[&str]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hash = Fnv::new();
     for part in parts {
-        for b in part.bytes().chain(std::iter::once(0xff)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        hash.write(part.as_bytes());
+        hash.write(&[0xff]);
     }
-    format!("{h:016x}")
+    hash.hex()
 }
 
 #[cfg(test)]
@@ -275,6 +320,18 @@ mod tests {
             })
         );
         assert!(new.changes_from(&new).is_empty());
+    }
+
+    #[test]
+    fn set_versions_hash_names_and_versions() {
+        let snap = Snapshot::build(&load_str("x.yaml", SET).resources);
+        let view = snap.view(&NodeIdentity::default());
+        let clusters = view.of(ResourceType::Cluster).expect("clusters");
+        let a = &clusters.resources["a"];
+        assert_eq!(
+            clusters.version,
+            content_hash(&[&format!("a={}", a.version)])
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use super::{Caller, Ledger, Resources};
 use crate::schema::ResourceType;
 use crate::selector::NodeIdentity;
-use crate::snapshot::{Entry, Snapshot, View, content_hash};
+use crate::snapshot::{Entry, Snapshot, View, set_version};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -445,75 +445,87 @@ impl<W: Wire> Stream<W> {
         }
     }
 
-    /// What the client should have for `rtype` now.
-    fn desired(&self, rtype: ResourceType) -> BTreeMap<String, Arc<Entry>> {
-        let new = self
-            .view
-            .of(rtype)
-            .map(|t| t.resources.clone())
-            .unwrap_or_default();
-        let sent = self
-            .types
-            .get(&rtype)
-            .map(|s| (*s.sent).clone())
-            .unwrap_or_default();
-        let (mut base, overlay) = match self.modes.get(&rtype).copied().unwrap_or(Mode::New) {
-            Mode::New => return new,
-            Mode::Union => (sent, new),
-            Mode::Hold => (new, sent),
+    /// What the client should have for `rtype` now, before its subscription
+    /// narrows it, and the set's version when it is the view's whole set.
+    /// Shares the view's map whenever the mode makes no difference, which
+    /// is every type but the one or two a change is about.
+    fn desired(&self, rtype: ResourceType) -> (Resources, Option<String>) {
+        let (new, version) = match self.view.of(rtype) {
+            Some(t) => (Arc::clone(&t.resources), Some(t.version.clone())),
+            None => (Resources::default(), None),
         };
-        base.extend(overlay);
-        base
+        let Some(sent) = self.types.get(&rtype).map(|s| &s.sent) else {
+            return (new, version);
+        };
+        match self.modes.get(&rtype).copied().unwrap_or(Mode::New) {
+            Mode::New => (new, version),
+            // Old plus new is new when nothing old is going away.
+            Mode::Union if sent.keys().all(|k| new.contains_key(k)) => (new, version),
+            // What the client has plus new names is new when nothing it has changed.
+            Mode::Hold
+                if sent
+                    .iter()
+                    .all(|(k, e)| new.get(k).is_some_and(|n| n.version == e.version)) =>
+            {
+                (new, version)
+            }
+            Mode::Union => (overlay(sent, &new), None),
+            Mode::Hold => (overlay(&new, sent), None),
+        }
     }
 
     /// Sends `rtype` if the client is subscribed and its content changed (or
     /// `force` says so). Returns the nonce when something was sent.
     async fn respond(&mut self, rtype: ResourceType, force: &Force) -> Result<Option<String>, ()> {
-        let desired = self.desired(rtype);
+        let (desired, whole_version) = self.desired(rtype);
         let Some(state) = self.types.get_mut(&rtype) else {
             return Ok(None);
         };
         if !state.subscribed {
             return Ok(None);
         }
-        let chosen: BTreeMap<String, Arc<Entry>> = if state.wildcard {
-            desired
+        let covered = state.wildcard || desired.keys().all(|n| state.names.contains(n));
+        let (chosen, version) = if covered {
+            let version = whole_version.unwrap_or_else(|| set_version(&desired));
+            (desired, version)
         } else {
-            desired
-                .into_iter()
-                .filter(|(name, _)| state.names.contains(name))
-                .collect()
+            let narrowed: BTreeMap<String, Arc<Entry>> = desired
+                .iter()
+                .filter(|(name, _)| state.names.contains(*name))
+                .map(|(name, e)| (name.clone(), Arc::clone(e)))
+                .collect();
+            let version = set_version(&narrowed);
+            (Arc::new(narrowed), version)
         };
-        let parts: Vec<String> = chosen
-            .iter()
-            .map(|(n, e)| format!("{n}={}", e.version))
-            .collect();
-        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let version = content_hash(&refs);
-        let changed: Vec<&Arc<Entry>> = chosen
-            .iter()
-            .filter(|(name, e)| force.includes(name) || state.has.get(*name) != Some(&e.version))
-            .map(|(_, e)| e)
-            .collect();
-        let removed: Vec<String> = state
-            .has
-            .keys()
-            .filter(|n| !chosen.contains_key(*n))
-            .cloned()
-            .collect();
+        let (changed, removed): (Vec<&Arc<Entry>>, Vec<String>) = if W::INCREMENTAL {
+            let changed = chosen
+                .iter()
+                .filter(|(name, e)| {
+                    force.includes(name) || state.has.get(*name) != Some(&e.version)
+                })
+                .map(|(_, e)| e)
+                .collect();
+            let removed = state
+                .has
+                .keys()
+                .filter(|n| !chosen.contains_key(*n))
+                .cloned()
+                .collect();
+            (changed, removed)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let unchanged = if W::INCREMENTAL {
             changed.is_empty() && removed.is_empty() && !matches!(force, Force::Answer)
         } else {
-            version == state.sent_version && !chosen.keys().any(|n| force.includes(n))
+            version == state.sent_version && !force.any_of(&chosen)
         };
         if unchanged {
             // The client has exactly this (it said so, or it was sent it).
-            state.has = chosen
-                .iter()
-                .map(|(n, e)| (n.clone(), e.version.clone()))
-                .collect();
-            state.sent = Arc::new(chosen);
-            self.ledger.holds(self.id, rtype, &state.sent);
+            if !Arc::ptr_eq(&state.sent, &chosen) {
+                state.sent = Arc::clone(&chosen);
+                self.ledger.holds(self.id, rtype, &state.sent);
+            }
             return Ok(None);
         }
         self.next_nonce += 1;
@@ -526,14 +538,16 @@ impl<W: Wire> Stream<W> {
             changed,
             removed,
         });
+        if W::INCREMENTAL {
+            state.has = chosen
+                .iter()
+                .map(|(n, e)| (n.clone(), e.version.clone()))
+                .collect();
+        }
         tracing::debug!(stream = self.id, type_url = %rtype.type_url(), version = %version, resources = chosen.len(), "sent");
         state.nonce = nonce.clone();
         state.sent_version = version.clone();
-        state.has = chosen
-            .iter()
-            .map(|(n, e)| (n.clone(), e.version.clone()))
-            .collect();
-        state.sent = Arc::new(chosen);
+        state.sent = chosen;
         state.unanswered = true;
         // Only pushes of a change are timed, not a client's first fetch.
         state.change_made = (!self.modes.is_empty()).then_some(self.snapshot.created);
@@ -578,6 +592,21 @@ impl Force {
     fn includes(&self, name: &str) -> bool {
         matches!(self, Force::Names(names) if names.contains(name))
     }
+
+    /// Does it force any of `chosen`?
+    fn any_of(&self, chosen: &BTreeMap<String, Arc<Entry>>) -> bool {
+        matches!(self, Force::Names(names) if names.iter().any(|n| chosen.contains_key(n)))
+    }
+}
+
+/// `base` with `top`'s entries put over it.
+fn overlay(
+    base: &BTreeMap<String, Arc<Entry>>,
+    top: &BTreeMap<String, Arc<Entry>>,
+) -> Resources {
+    let mut merged = base.clone();
+    merged.extend(top.iter().map(|(k, v)| (k.clone(), Arc::clone(v))));
+    Arc::new(merged)
 }
 
 /// Applies a subscription change.
