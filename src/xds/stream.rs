@@ -101,6 +101,12 @@ enum Mode {
 
 #[derive(Default)]
 struct TypeState {
+    /// Bumped whenever the subscription or what the client holds changes
+    /// otherwise than by a response: keys the [`Choice`] memo.
+    generation: u64,
+    /// What the subscription last chose, reused while neither it nor the
+    /// desired set changed (most responses during a transition).
+    choice: Option<Choice>,
     /// Everything of the type (SotW: empty list; delta: `*` or legacy empty first request).
     wildcard: bool,
     /// Names asked for.
@@ -119,6 +125,18 @@ struct TypeState {
     unanswered: bool,
     /// When the change the last response carries was made (set during transitions).
     change_made: Option<std::time::Instant>,
+}
+
+/// A subscription's choice from a desired set.
+struct Choice {
+    /// The desired set it was made from.
+    from: Resources,
+    /// The subscription's generation then.
+    generation: u64,
+    /// The chosen resources.
+    chosen: Resources,
+    /// Their version.
+    version: String,
 }
 
 /// One step of a transition: set the type's mode, then push it.
@@ -484,19 +502,26 @@ impl<W: Wire> Stream<W> {
         if !state.subscribed {
             return Ok(None);
         }
-        let covered = state.wildcard || desired.keys().all(|n| state.names.contains(n));
-        let (chosen, version) = if covered {
-            let version = whole_version.unwrap_or_else(|| set_version(&desired));
-            (desired, version)
-        } else {
-            let narrowed: BTreeMap<String, Arc<Entry>> = desired
-                .iter()
-                .filter(|(name, _)| state.names.contains(*name))
-                .map(|(name, e)| (name.clone(), Arc::clone(e)))
-                .collect();
-            let version = set_version(&narrowed);
-            (Arc::new(narrowed), version)
+        let remembered = state.choice.as_ref().filter(|c| {
+            c.generation == state.generation && Arc::ptr_eq(&c.from, &desired)
+        });
+        if let Some(choice) = remembered
+            && Arc::ptr_eq(&choice.chosen, &state.sent)
+            && matches!(force, Force::Nothing)
+        {
+            // Same set, same subscription, and the client was given exactly this.
+            return Ok(None);
+        }
+        let (chosen, version) = match remembered {
+            Some(c) => (Arc::clone(&c.chosen), c.version.clone()),
+            None => choose(state, &desired, whole_version),
         };
+        state.choice = Some(Choice {
+            from: desired,
+            generation: state.generation,
+            chosen: Arc::clone(&chosen),
+            version: version.clone(),
+        });
         let (changed, removed): (Vec<&Arc<Entry>>, Vec<String>) = if W::INCREMENTAL {
             let changed = chosen
                 .iter()
@@ -559,6 +584,27 @@ impl<W: Wire> Stream<W> {
     }
 }
 
+/// What `state`'s subscription takes of `desired`, and its version (the
+/// view's `whole_version` when it takes all of it).
+fn choose(
+    state: &TypeState,
+    desired: &Resources,
+    whole_version: Option<String>,
+) -> (Resources, String) {
+    let covered = state.wildcard || desired.keys().all(|n| state.names.contains(n));
+    if covered {
+        let version = whole_version.unwrap_or_else(|| set_version(desired));
+        return (Arc::clone(desired), version);
+    }
+    let narrowed: BTreeMap<String, Arc<Entry>> = desired
+        .iter()
+        .filter(|(name, _)| state.names.contains(*name))
+        .map(|(name, e)| (name.clone(), Arc::clone(e)))
+        .collect();
+    let version = set_version(&narrowed);
+    (Arc::new(narrowed), version)
+}
+
 /// The endpoints of clusters new or changed from `old` to `new`.
 fn rewarmed(old: &View, new: &View) -> BTreeSet<String> {
     let Some(clusters) = new.of(ResourceType::Cluster) else {
@@ -616,7 +662,11 @@ fn subscribe(state: &mut TypeState, subscription: Subscription) {
     match subscription {
         Subscription::Replace(names) => {
             // An empty list means "everything" only until the client names something.
-            state.wildcard = names.contains("*") || names.is_empty() && (first || state.wildcard);
+            let wildcard = names.contains("*") || names.is_empty() && (first || state.wildcard);
+            if wildcard != state.wildcard || names != state.names {
+                state.generation += 1;
+            }
+            state.wildcard = wildcard;
             state.names = names;
         }
         Subscription::Delta {
@@ -624,6 +674,9 @@ fn subscribe(state: &mut TypeState, subscription: Subscription) {
             unsubscribe,
             initial,
         } => {
+            if !(subscribe.is_empty() && unsubscribe.is_empty() && initial.is_empty()) {
+                state.generation += 1;
+            }
             if first && subscribe.is_empty() || subscribe.contains("*") {
                 state.wildcard = true;
             }
