@@ -208,8 +208,7 @@ impl Snapshot {
         };
         let entries = &self.entries;
         Arc::clone(views.entry(visible).or_insert_with_key(|visible| {
-            let mut by_type: BTreeMap<ResourceType, BTreeMap<String, Arc<Entry>>> =
-                BTreeMap::new();
+            let mut by_type: BTreeMap<ResourceType, BTreeMap<String, Arc<Entry>>> = BTreeMap::new();
             for &i in visible {
                 let e = &entries[i];
                 by_type
