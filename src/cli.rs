@@ -46,7 +46,10 @@ target. A tcp_proxy naming a missing cluster is a warning (Envoy accepts it).
 
 serve never replaces a non-empty set with an empty one (a directory caught empty while it is \
 re-created or checked out would otherwise drop every listener); it logs the refusal and shows \
-it in /status.
+it in /status. serve reads and validates every change in a child process (the same executable, \
+shown as xdsd-loader) limited by --load-memory-limit-mb and --load-timeout-secs: a file that \
+exhausts either gets the load rejected with the reason, and the daemon keeps serving. The \
+child exits 10 s after the last change, which keeps an idle daemon small.
 
 Admin API (--admin, plain HTTP): /healthz, /readyz, /metrics (Prometheus, xdsd_*), /clients (per \
 stream and type: sent and ACKed versions, the last NACK's text), /status (served version, last \
@@ -163,6 +166,14 @@ pub struct ServeArgs {
     /// Longest wait, in milliseconds, from a burst's first event to the reload.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     debounce_max_ms: u64,
+    /// Memory (address space), in MiB, a load may use before it is stopped
+    /// and rejected; 0 means no limit. Loads run in a child process, so a
+    /// file that exhausts this cannot harm the daemon or what it serves.
+    #[arg(long, value_name = "MIB", default_value_t = 2048)]
+    load_memory_limit_mb: u64,
+    /// Seconds a load may take before it is stopped and rejected.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    load_timeout_secs: u64,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -395,6 +406,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
         },
         tls: args.tls.files(),
         authorize_node: args.tls.authorize_node.clone(),
+        load_limits: crate::worker::Limits {
+            memory_bytes: (args.load_memory_limit_mb > 0)
+                .then(|| args.load_memory_limit_mb.saturating_mul(1024 * 1024)),
+            timeout: std::time::Duration::from_secs(args.load_timeout_secs),
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

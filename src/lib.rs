@@ -14,6 +14,7 @@
 //! * [`render`], [`diff`]: per-node output and change review;
 //! * [`diag`]: located findings and their output formats;
 //! * [`snapshot`], [`xds`], [`watch`], [`serve`], [`admin`], [`systemd`], [`tls`]: the daemon;
+//!   [`worker`]: the daemon's loads run in a child process (containment, memory);
 //! * [`bootstrap`]: client bootstraps pointing at xdsd; [`status`]: `xdsd status`, a client of the admin API;
 //! * [`cli`]: the `xdsd` command line;
 //! * [`load`]: the `xds-load` fleet of simulated clients, for benchmarks.
@@ -43,5 +44,6 @@ pub mod systemd;
 pub mod tls;
 pub mod validate;
 pub mod watch;
+pub mod worker;
 pub mod xds;
 pub mod yaml;

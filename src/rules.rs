@@ -3,7 +3,6 @@
 //!
 //! Rules are read from the descriptor options once per message type and cached.
 
-use crate::schema;
 use crate::yaml::{Mark, Node, NodeKind};
 use prost_reflect::{
     DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor, OneofDescriptor,
@@ -136,18 +135,18 @@ struct Extensions {
     ignored: ExtensionDescriptor,
 }
 
-fn extensions() -> Option<&'static Extensions> {
-    static EXT: std::sync::OnceLock<Option<Extensions>> = std::sync::OnceLock::new();
-    EXT.get_or_init(|| {
-        let pool = schema::pool();
+impl Extensions {
+    /// Looked up in the pool `desc` belongs to: extension descriptors of
+    /// another pool would not match its options.
+    fn of(desc: &MessageDescriptor) -> Option<Extensions> {
+        let pool = desc.parent_pool();
         Some(Extensions {
             rules: pool.get_extension_by_name("validate.rules")?,
             required: pool.get_extension_by_name("validate.required")?,
             disabled: pool.get_extension_by_name("validate.disabled")?,
             ignored: pool.get_extension_by_name("validate.ignored")?,
         })
-    })
-    .as_ref()
+    }
 }
 
 fn bool_option(options: &DynamicMessage, ext: &ExtensionDescriptor) -> bool {
@@ -155,7 +154,7 @@ fn bool_option(options: &DynamicMessage, ext: &ExtensionDescriptor) -> bool {
 }
 
 fn read_message_rules(desc: &MessageDescriptor) -> MessageRules {
-    let Some(ext) = extensions() else {
+    let Some(ext) = Extensions::of(desc) else {
         return MessageRules {
             fields: Vec::new(),
             required_oneofs: Vec::new(),

@@ -2,27 +2,74 @@
 //! against, and the resource types xdsd serves.
 
 use prost_reflect::{DescriptorPool, MessageDescriptor};
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 
 /// Descriptors of every Envoy v3 message, extension and dependency, as
 /// shipped by the locked `envoy-types` crate with source info stripped
 /// (see `proto/README.md`; a test keeps it in sync).
 static DESCRIPTORS: &[u8] = include_bytes!("../proto/envoy.binpb");
 
-/// The shared descriptor pool, decoded once on first use.
-pub fn pool() -> &'static DescriptorPool {
-    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let built = DescriptorPool::decode(DESCRIPTORS).and_then(|mut pool| {
-            pool.add_file_descriptor_protos(typed_struct_files())?;
-            Ok(pool)
-        });
-        match built {
-            Ok(pool) => pool,
-            // The bytes are compiled in and checked by tests; failing here is a build defect.
-            Err(e) => panic!("embedded Envoy descriptors are corrupt: {e}"),
+/// The descriptor pool, decoded on first use.
+///
+/// The decoded pool is most of an idle daemon's memory (~17 MB) while a
+/// served snapshot holds only wire bytes, so a long-running process takes a
+/// [`PoolLease`] around each use and the pool is dropped when the last lease
+/// ends. Without leases (the one-shot commands) it stays for the process.
+pub fn pool() -> DescriptorPool {
+    lock_cache().pool.get_or_insert_with(decode_pool).clone()
+}
+
+/// Keeps the cached pool alive while it exists; the last lease to end drops
+/// the cache (every message decoded meanwhile keeps its own reference).
+///
+/// Leases rather than an explicit "release" so that a load and an admin view
+/// running at the same time never see two different pools: descriptors from
+/// different pools do not compare equal.
+#[must_use = "the pool is released when the lease is dropped"]
+pub struct PoolLease(());
+
+impl PoolLease {
+    /// Takes a lease; the pool itself is decoded lazily by [`pool`].
+    pub fn take() -> PoolLease {
+        lock_cache().leases += 1;
+        PoolLease(())
+    }
+}
+
+impl Drop for PoolLease {
+    fn drop(&mut self) {
+        let mut cache = lock_cache();
+        cache.leases -= 1;
+        if cache.leases == 0 {
+            cache.pool = None;
         }
-    })
+    }
+}
+
+struct PoolCache {
+    pool: Option<DescriptorPool>,
+    leases: usize,
+}
+
+static CACHE: Mutex<PoolCache> = Mutex::new(PoolCache {
+    pool: None,
+    leases: 0,
+});
+
+fn lock_cache() -> std::sync::MutexGuard<'static, PoolCache> {
+    CACHE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn decode_pool() -> DescriptorPool {
+    let built = DescriptorPool::decode(DESCRIPTORS).and_then(|mut pool| {
+        pool.add_file_descriptor_protos(typed_struct_files())?;
+        Ok(pool)
+    });
+    match built {
+        Ok(pool) => pool,
+        // The bytes are compiled in and checked by tests; failing here is a build defect.
+        Err(e) => panic!("embedded Envoy descriptors are corrupt: {e}"),
+    }
 }
 
 /// The TypedStruct message xdsd uses to carry extensions its schema lacks.
@@ -82,15 +129,17 @@ pub fn is_work_in_progress(desc: &MessageDescriptor) -> bool {
     ]
     .iter()
     .any(|name| {
-        pool().get_extension_by_name(name).is_some_and(|ext| {
-            options.has_extension(&ext)
-                && options
-                    .get_extension(&ext)
-                    .as_message()
-                    .and_then(|status| status.get_field_by_name("work_in_progress"))
-                    .and_then(|v| v.as_bool())
-                    == Some(true)
-        })
+        desc.parent_pool()
+            .get_extension_by_name(name)
+            .is_some_and(|ext| {
+                options.has_extension(&ext)
+                    && options
+                        .get_extension(&ext)
+                        .as_message()
+                        .and_then(|status| status.get_field_by_name("work_in_progress"))
+                        .and_then(|v| v.as_bool())
+                        == Some(true)
+            })
     })
 }
 

@@ -2,13 +2,12 @@
 //! on change (all or nothing: an invalid set never replaces the served one).
 
 use crate::admin::{self, Health, LoadOutcome};
-use crate::diag;
 use crate::schema::ResourceType;
 use crate::snapshot::{Changes, Snapshot};
 use crate::systemd::Notifier;
 use crate::tls::{NodeAuthorization, TlsFiles};
-use crate::validate::check_dir;
-use crate::watch::{self, Debounce};
+use crate::watch::{self, Debounce, Trigger};
+use crate::worker::{Limits, Loader};
 use crate::xds::{Ads, Ledger};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +32,8 @@ pub struct Options {
     pub tls: Option<TlsFiles>,
     /// The certificate identity each client must prove for the node it claims.
     pub authorize_node: Option<NodeAuthorization>,
+    /// What one load may use.
+    pub load_limits: Limits,
 }
 
 /// Why `serve` could not start.
@@ -42,9 +43,14 @@ pub struct StartError(pub String);
 /// How long open streams may take to close after SIGTERM/SIGINT.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// How long the loader process outlives its last load: a burst of edits
+/// reuses it; an idle daemon does not keep the schema in memory.
+const LOADER_IDLE: Duration = Duration::from_secs(10);
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(options: Options) -> Result<(), StartError> {
-    let initial = load(&options.dir).map_err(|errors| {
+    let mut loader = Loader::new(options.dir.clone(), options.load_limits);
+    let initial = load(&mut loader).await.map_err(|errors| {
         StartError(format!(
             "{} is not a valid config set:\n{}",
             options.dir.display(),
@@ -72,22 +78,20 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     tokio::spawn(admin::serve(admin_listener, Arc::clone(&health)));
     let systemd = Arc::new(Notifier::from_env());
 
-    let (reload_tx, mut reloads) = mpsc::channel::<()>(1);
+    let (trigger_tx, triggers) = mpsc::channel::<Trigger>(4);
     tokio::spawn(watch::watch(
         options.dir.clone(),
         options.debounce,
-        reload_tx.clone(),
+        trigger_tx.clone(),
     ));
-    tokio::spawn(forward_sighup(reload_tx));
-    let dir = options.dir.clone();
-    let reload_health = Arc::clone(&health);
-    let reload_systemd = Arc::clone(&systemd);
-    tokio::spawn(async move {
-        while reloads.recv().await.is_some() {
-            let outcome = reload(&dir, &snapshots_tx, &reload_health).await;
-            reload_systemd.status(&outcome);
-        }
-    });
+    tokio::spawn(forward_sighup(trigger_tx));
+    tokio::spawn(reload_loop(
+        loader,
+        triggers,
+        snapshots_tx,
+        Arc::clone(&health),
+        Arc::clone(&systemd),
+    ));
 
     tracing::info!(listen = %options.listen, admin = %options.admin, "serving xDS");
     health.ready.store(true, Ordering::Relaxed);
@@ -135,25 +139,53 @@ fn server_builder(tls: Option<&TlsFiles>) -> Result<tonic::transport::Server, St
         .map_err(|e| StartError(format!("TLS: {e}")))
 }
 
-/// Loads and validates; the error lists every problem, one located line each.
-fn load(dir: &std::path::Path) -> Result<Snapshot, Vec<String>> {
-    let checked = check_dir(dir).map_err(|e| vec![e.to_string()])?;
-    for d in checked
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == diag::Severity::Warning)
-    {
-        tracing::warn!("{d}");
+/// Loads and validates in the loader process, logging warnings; the error
+/// lists every problem, one located line each.
+async fn load(loader: &mut Loader) -> Result<Snapshot, Vec<String>> {
+    let loaded = loader.load().await?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
     }
-    if !checked.diagnostics.is_ok() {
-        let errors = checked.diagnostics.sorted();
-        return Err(errors
-            .iter()
-            .filter(|d| d.severity == diag::Severity::Error)
-            .map(|d| d.to_string())
-            .collect());
+    Ok(loaded.snapshot)
+}
+
+/// Acts on triggers one at a time: starts the loader when files begin to
+/// change, reloads when they settle, and stops the loader once idle.
+async fn reload_loop(
+    mut loader: Loader,
+    mut triggers: mpsc::Receiver<Trigger>,
+    snapshots: channel::Sender<Arc<Snapshot>>,
+    health: Arc<Health>,
+    systemd: Arc<Notifier>,
+) {
+    loop {
+        let idle = async {
+            if loader.is_running() {
+                tokio::time::sleep(LOADER_IDLE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let trigger = tokio::select! {
+            trigger = triggers.recv() => trigger,
+            () = idle => {
+                loader.stop();
+                continue;
+            }
+        };
+        match trigger {
+            None => return,
+            Some(Trigger::Changing) => {
+                if let Err(e) = loader.start() {
+                    tracing::warn!("{e}");
+                }
+            }
+            Some(Trigger::Reload) => {
+                let outcome = reload(&mut loader, &snapshots, &health).await;
+                systemd.status(&outcome);
+            }
+        }
     }
-    Ok(Snapshot::build(&checked.resources))
 }
 
 /// The status line systemd shows while `snapshot` is served.
@@ -168,16 +200,12 @@ fn serving_status(snapshot: &Snapshot) -> String {
 /// Reloads; on any error keeps serving the last good snapshot. Returns the
 /// outcome as one status line.
 async fn reload(
-    dir: &std::path::Path,
+    loader: &mut Loader,
     snapshots: &channel::Sender<Arc<Snapshot>>,
     health: &Health,
 ) -> String {
-    let dir_owned = dir.to_path_buf();
     let started = std::time::Instant::now();
-    let loaded = match tokio::task::spawn_blocking(move || load(&dir_owned)).await {
-        Ok(loaded) => loaded,
-        Err(e) => Err(vec![format!("reload failed: {e}")]),
-    };
+    let loaded = load(loader).await;
     // Read, validate and build the snapshot: what a reload costs before any push.
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let serving = Arc::clone(&snapshots.borrow());
@@ -187,7 +215,7 @@ async fn reload(
         if snapshot.counts().is_empty() && !serving.counts().is_empty() {
             Err(vec![format!(
                 "{}: no resources; an empty set never replaces the one being served",
-                dir.display()
+                loader.dir().display()
             )])
         } else {
             Ok(snapshot)
@@ -256,14 +284,14 @@ fn describe(changes: &std::collections::BTreeMap<ResourceType, Changes>) -> Stri
     }
 }
 
-async fn forward_sighup(reload: mpsc::Sender<()>) {
+async fn forward_sighup(reload: mpsc::Sender<Trigger>) {
     let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
     else {
         return;
     };
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading");
-        if reload.send(()).await.is_err() {
+        if reload.send(Trigger::Reload).await.is_err() {
             return;
         }
     }

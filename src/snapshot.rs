@@ -48,6 +48,23 @@ impl Changes {
 }
 
 impl Entry {
+    /// Encodes one validated resource.
+    pub fn encode(r: &Resource) -> Entry {
+        // Encoded bytes of maps vary in order, so the hash is over a canonical form.
+        let version = content_hash(&[r.rtype.kind_name(), &r.name, &canonical_json(&r.message)]);
+        Entry {
+            rtype: r.rtype,
+            name: r.name.clone(),
+            version,
+            selector: r.selector.clone(),
+            any: SharedAny {
+                type_url: r.rtype.type_url(),
+                value: r.message.encode_to_vec().into(),
+            },
+            warms_with: eds_name(r),
+        }
+    }
+
     /// The resource decoded again from its wire bytes (for the admin API's views).
     pub fn decode(&self) -> Option<prost_reflect::DynamicMessage> {
         let descriptor = crate::schema::pool().get_message_by_name(self.rtype.message_name())?;
@@ -96,23 +113,13 @@ pub struct Snapshot {
 impl Snapshot {
     /// Encodes a validated set. Callers pass only sets without errors.
     pub fn build(resources: &[Resource]) -> Snapshot {
-        let entries: Vec<Arc<Entry>> = crate::parallel::map(resources, |r| {
-            let any = SharedAny {
-                type_url: r.rtype.type_url(),
-                value: r.message.encode_to_vec().into(),
-            };
-            // Encoded bytes of maps vary in order, so the hash is over a canonical form.
-            let version =
-                content_hash(&[r.rtype.kind_name(), &r.name, &canonical_json(&r.message)]);
-            Arc::new(Entry {
-                rtype: r.rtype,
-                name: r.name.clone(),
-                version,
-                selector: r.selector.clone(),
-                any,
-                warms_with: eds_name(r),
-            })
-        });
+        Snapshot::from_entries(crate::parallel::map(resources, |r| {
+            Arc::new(Entry::encode(r))
+        }))
+    }
+
+    /// A snapshot of entries encoded elsewhere (by the loader process).
+    pub fn from_entries(entries: Vec<Arc<Entry>>) -> Snapshot {
         let mut parts: Vec<String> = entries
             .iter()
             .map(|e| {
@@ -133,6 +140,11 @@ impl Snapshot {
             entries,
             views: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Every resource, in load order.
+    pub fn entries(&self) -> &[Arc<Entry>] {
+        &self.entries
     }
 
     /// An empty snapshot (before the first valid load).

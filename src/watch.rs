@@ -20,10 +20,19 @@ pub struct Debounce {
     pub max_delay: Duration,
 }
 
-/// Watches `dir` and sends `()` on `reload` once per burst of changes. Runs
-/// until `reload` is closed. The watch is re-armed when the directory is
-/// removed and re-created.
-pub async fn watch(dir: PathBuf, debounce: Debounce, reload: mpsc::Sender<()>) {
+/// What the watcher asks of the daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// Files began to change: a reload will follow (time to get ready).
+    Changing,
+    /// The burst is over: reload now.
+    Reload,
+}
+
+/// Watches `dir` and sends [`Trigger::Changing`] at the first event of a
+/// burst and [`Trigger::Reload`] when it ends. Runs until `reload` is
+/// closed. The watch is re-armed when the directory is removed and re-created.
+pub async fn watch(dir: PathBuf, debounce: Debounce, reload: mpsc::Sender<Trigger>) {
     let (events_tx, mut events) = mpsc::channel::<()>(64);
     let mut watcher = arm(&dir, events_tx.clone());
     let mut identity = dir_identity(&dir);
@@ -31,8 +40,10 @@ pub async fn watch(dir: PathBuf, debounce: Debounce, reload: mpsc::Sender<()>) {
     loop {
         tokio::select! {
             Some(()) = events.recv() => {
+                // Best effort: a full queue already has a reload coming.
+                let _ = reload.try_send(Trigger::Changing);
                 coalesce(&mut events, debounce).await;
-                if reload.send(()).await.is_err() {
+                if reload.send(Trigger::Reload).await.is_err() {
                     return;
                 }
             }
@@ -42,7 +53,7 @@ pub async fn watch(dir: PathBuf, debounce: Debounce, reload: mpsc::Sender<()>) {
                 if now != identity || watcher.is_none() && now.is_some() {
                     identity = now;
                     watcher = arm(&dir, events_tx.clone());
-                    if reload.send(()).await.is_err() {
+                    if reload.send(Trigger::Reload).await.is_err() {
                         return;
                     }
                 }

@@ -42,6 +42,8 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-client-ca -d 'Re
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l authorize-node -d 'Tie each client\'s certificate to the node it claims: the certificate must carry a DNS or URI subject alternative name (or a subject CN) equal to TEMPLATE with {node_id} and {node_cluster} replaced by the client\'s node id and cluster, e.g. `spiffe://example.org/envoy/{node_id}`. Other clients are refused with PERMISSION_DENIED, and it is logged' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l debounce-ms -d 'Quiet period, in milliseconds, that ends a burst of file events' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l debounce-max-ms -d 'Longest wait, in milliseconds, from a burst\'s first event to the reload' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l load-memory-limit-mb -d 'Memory (address space), in MiB, a load may use before it is stopped and rejected; 0 means no limit. Loads run in a child process, so a file that exhausts this cannot harm the daemon or what it serves' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l load-timeout-secs -d 'Seconds a load may take before it is stopped and rejected' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l log-level -d 'Log level (error, warn, info, debug, trace) or a tracing filter' -r

@@ -103,6 +103,7 @@ pub fn config(
     only: Option<ResourceType>,
     format: render::Format,
 ) -> String {
+    let _pool = crate::schema::PoolLease::take();
     let view = snapshot.view(node);
     let values: Vec<Value> = view
         .types
