@@ -174,6 +174,13 @@ pub struct ServeArgs {
     /// Seconds a load may take before it is stopped and rejected.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     load_timeout_secs: u64,
+    /// Keep the last good set in this directory (created if missing;
+    /// replaced atomically after each applied load). When --dir is invalid
+    /// at start, that set is served instead of refusing to start, and
+    /// /status, the log and xdsd_serving_saved_state say so; a damaged file
+    /// is ignored.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -411,6 +418,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
                 .then(|| args.load_memory_limit_mb.saturating_mul(1024 * 1024)),
             timeout: std::time::Duration::from_secs(args.load_timeout_secs),
         },
+        state_dir: args.state_dir.clone(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -15,6 +15,7 @@
 //! * [`diag`]: located findings and their output formats;
 //! * [`snapshot`], [`xds`], [`watch`], [`serve`], [`admin`], [`systemd`], [`tls`]: the daemon;
 //!   [`worker`]: the daemon's loads run in a child process (containment, memory);
+//!   [`state`]: the last good set on disk (`--state-dir`);
 //! * [`bootstrap`]: client bootstraps pointing at xdsd; [`status`]: `xdsd status`, a client of the admin API;
 //! * [`cli`]: the `xdsd` command line;
 //! * [`load`]: the `xds-load` fleet of simulated clients, for benchmarks.
@@ -39,6 +40,7 @@ pub mod schema;
 pub mod selector;
 pub mod serve;
 pub mod snapshot;
+pub mod state;
 pub mod status;
 pub mod systemd;
 pub mod tls;

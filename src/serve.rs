@@ -4,6 +4,7 @@
 use crate::admin::{self, Health, LoadOutcome};
 use crate::schema::ResourceType;
 use crate::snapshot::{Changes, Snapshot};
+use crate::state::StateDir;
 use crate::systemd::Notifier;
 use crate::tls::{NodeAuthorization, TlsFiles};
 use crate::watch::{self, Debounce, Trigger};
@@ -34,6 +35,8 @@ pub struct Options {
     pub authorize_node: Option<NodeAuthorization>,
     /// What one load may use.
     pub load_limits: Limits,
+    /// Where the last good set is saved, for restarts with an invalid directory.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Why `serve` could not start.
@@ -50,13 +53,11 @@ const LOADER_IDLE: Duration = Duration::from_secs(10);
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(options: Options) -> Result<(), StartError> {
     let mut loader = Loader::new(options.dir.clone(), options.load_limits);
-    let initial = load(&mut loader).await.map_err(|errors| {
-        StartError(format!(
-            "{} is not a valid config set:\n{}",
-            options.dir.display(),
-            errors.join("\n")
-        ))
-    })?;
+    let state = match &options.state_dir {
+        Some(dir) => Some(StateDir::open(dir).map_err(StartError)?),
+        None => None,
+    };
+    let initial = initial_set(&mut loader, state.as_ref()).await?;
     let mut builder = server_builder(options.tls.as_ref())?;
     let grpc = TcpListener::bind(options.listen)
         .await
@@ -64,16 +65,20 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     let admin_listener = TcpListener::bind(options.admin)
         .await
         .map_err(|e| StartError(format!("cannot listen on {} (admin): {e}", options.admin)))?;
-    tracing::info!(version = %initial.version, resources = ?initial.counts(), "loaded");
-    let (snapshots_tx, snapshots) = channel::channel(Arc::new(initial));
+    let snapshot = initial.snapshot();
+    tracing::info!(version = %snapshot.version, resources = ?snapshot.counts(), "loaded");
+    let (snapshots_tx, snapshots) = channel::channel(Arc::clone(snapshot));
     let ledger = Arc::new(Ledger::default());
     let health = Arc::new(Health::new(Arc::clone(&ledger), snapshots.clone()));
-    {
-        let initial = snapshots.borrow();
-        health.record_load(LoadOutcome::Applied(
-            &initial,
-            initial.changes_from(&Snapshot::empty()),
-        ));
+    let added = snapshot.changes_from(&Snapshot::empty());
+    match initial {
+        Initial::Loaded(snapshot) => {
+            health.record_load(LoadOutcome::Applied(&snapshot, added));
+            save(state.as_ref(), &snapshot).await;
+        }
+        Initial::Restored(snapshot, errors) => {
+            health.record_load(LoadOutcome::Restored(&snapshot, added, errors));
+        }
     }
     tokio::spawn(admin::serve(admin_listener, Arc::clone(&health)));
     let systemd = Arc::new(Notifier::from_env());
@@ -88,8 +93,11 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     tokio::spawn(reload_loop(
         loader,
         triggers,
-        snapshots_tx,
-        Arc::clone(&health),
+        Publisher {
+            snapshots: snapshots_tx,
+            health: Arc::clone(&health),
+            state,
+        },
         Arc::clone(&systemd),
     ));
 
@@ -149,13 +157,89 @@ async fn load(loader: &mut Loader) -> Result<Snapshot, Vec<String>> {
     Ok(loaded.snapshot)
 }
 
+/// The first set to serve.
+enum Initial {
+    /// The directory's.
+    Loaded(Arc<Snapshot>),
+    /// The directory is invalid (these errors): the last good set saved in `--state-dir`.
+    Restored(Arc<Snapshot>, Vec<String>),
+}
+
+impl Initial {
+    fn snapshot(&self) -> &Arc<Snapshot> {
+        match self {
+            Initial::Loaded(s) | Initial::Restored(s, _) => s,
+        }
+    }
+}
+
+/// Loads the directory; when it is invalid, falls back to the set saved in
+/// `state` (loudly). Without a usable saved set, an invalid directory is a
+/// start error.
+async fn initial_set(loader: &mut Loader, state: Option<&StateDir>) -> Result<Initial, StartError> {
+    let errors = match load(loader).await {
+        Ok(snapshot) => return Ok(Initial::Loaded(Arc::new(snapshot))),
+        Err(errors) => errors,
+    };
+    let invalid = || {
+        StartError(format!(
+            "{} is not a valid config set:\n{}",
+            loader.dir().display(),
+            errors.join("\n")
+        ))
+    };
+    let Some(state) = state else {
+        return Err(invalid());
+    };
+    match state.restore() {
+        Ok(Some(snapshot)) => {
+            tracing::error!(
+                version = %snapshot.version,
+                "{} is not a valid config set; serving the last good set saved in {} until it is fixed",
+                loader.dir().display(),
+                state.file().display()
+            );
+            for line in &errors {
+                tracing::error!("{line}");
+            }
+            Ok(Initial::Restored(Arc::new(snapshot), errors))
+        }
+        Ok(None) => Err(invalid()),
+        Err(damaged) => {
+            tracing::error!("ignoring the saved set: {damaged}");
+            Err(invalid())
+        }
+    }
+}
+
+/// Where a new set goes: the clients, the admin API and `--state-dir`.
+struct Publisher {
+    snapshots: channel::Sender<Arc<Snapshot>>,
+    health: Arc<Health>,
+    state: Option<StateDir>,
+}
+
+/// Saves `snapshot` as the last good set, when `--state-dir` is set; a
+/// failure is logged (serving goes on).
+async fn save(state: Option<&StateDir>, snapshot: &Arc<Snapshot>) {
+    let Some(state) = state.cloned() else {
+        return;
+    };
+    let snapshot = Arc::clone(snapshot);
+    let saved = tokio::task::spawn_blocking(move || state.save(&snapshot)).await;
+    match saved {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("{e}"),
+        Err(e) => tracing::warn!("saving the last good set failed: {e}"),
+    }
+}
+
 /// Acts on triggers one at a time: starts the loader when files begin to
 /// change, reloads when they settle, and stops the loader once idle.
 async fn reload_loop(
     mut loader: Loader,
     mut triggers: mpsc::Receiver<Trigger>,
-    snapshots: channel::Sender<Arc<Snapshot>>,
-    health: Arc<Health>,
+    publisher: Publisher,
     systemd: Arc<Notifier>,
 ) {
     loop {
@@ -181,7 +265,7 @@ async fn reload_loop(
                 }
             }
             Some(Trigger::Reload) => {
-                let outcome = reload(&mut loader, &snapshots, &health).await;
+                let outcome = reload(&mut loader, &publisher).await;
                 systemd.status(&outcome);
             }
         }
@@ -199,11 +283,10 @@ fn serving_status(snapshot: &Snapshot) -> String {
 
 /// Reloads; on any error keeps serving the last good snapshot. Returns the
 /// outcome as one status line.
-async fn reload(
-    loader: &mut Loader,
-    snapshots: &channel::Sender<Arc<Snapshot>>,
-    health: &Health,
-) -> String {
+async fn reload(loader: &mut Loader, publisher: &Publisher) -> String {
+    let Publisher {
+        snapshots, health, ..
+    } = publisher;
     let started = std::time::Instant::now();
     let loaded = load(loader).await;
     // Read, validate and build the snapshot: what a reload costs before any push.
@@ -239,7 +322,9 @@ async fn reload(
             );
             let status = serving_status(&snapshot);
             health.record_load(LoadOutcome::Applied(&snapshot, changes));
-            snapshots.send_replace(Arc::new(snapshot));
+            let snapshot = Arc::new(snapshot);
+            snapshots.send_replace(Arc::clone(&snapshot));
+            save(publisher.state.as_ref(), &snapshot).await;
             status
         }
         Err(errors) => {

@@ -292,6 +292,13 @@ impl Fnv {
     }
 }
 
+/// The 64-bit FNV-1a hash of raw bytes, as 16 hex digits (a checksum).
+pub fn bytes_hash(bytes: &[u8]) -> String {
+    let mut hash = Fnv::new();
+    hash.write(bytes);
+    hash.hex()
+}
+
 /// A stable 64-bit FNV-1a hash of the parts, as 16 hex digits. Stable across
 /// builds and machines (unlike std's hasher), which versions need.
 pub fn content_hash(parts: &[&str]) -> String {

@@ -319,7 +319,7 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__serve)
-            opts="-h -V --dir --listen --admin --tls-cert --tls-key --tls-client-ca --authorize-node --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --log-format --log-level --help --version"
+            opts="-h -V --dir --listen --admin --tls-cert --tls-key --tls-client-ca --authorize-node --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --state-dir --log-format --log-level --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -366,6 +366,10 @@ _xdsd() {
                     return 0
                     ;;
                 --load-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

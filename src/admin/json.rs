@@ -87,6 +87,7 @@ pub fn status(status: &LoadStatus) -> Value {
         .collect();
     json!({
         "served_version": status.served_version,
+        "source": if status.serving_saved_state { "state-dir" } else { "directory" },
         "loaded_at": status.loaded_at.map(unix_seconds),
         "resources": counts,
         "last_change": changes,

@@ -177,6 +177,15 @@ fn loads(out: &mut Families, status: &LoadStatus) {
         "When the served set was last loaded (Unix time).",
         &[(String::new(), status.loaded_at.map_or(0.0, unix_seconds))],
     );
+    out.family(
+        "xdsd_serving_saved_state",
+        "gauge",
+        "1 while the served set is the one saved in --state-dir (the directory was invalid at start).",
+        &[(
+            String::new(),
+            if status.serving_saved_state { 1.0 } else { 0.0 },
+        )],
+    );
     out.per_type(
         "xdsd_snapshot_resources",
         "gauge",

@@ -33,6 +33,25 @@ pub struct LoadStatus {
     pub counts: BTreeMap<ResourceType, usize>,
     /// What the last applied change did, per type.
     pub last_changes: BTreeMap<ResourceType, Changes>,
+    /// The served set came from `--state-dir` (the directory was invalid at
+    /// start), not from the directory.
+    pub serving_saved_state: bool,
+}
+
+impl LoadStatus {
+    fn serve(
+        &mut self,
+        snapshot: &Snapshot,
+        changes: BTreeMap<ResourceType, Changes>,
+        now: SystemTime,
+        saved_state: bool,
+    ) {
+        self.served_version = snapshot.version.clone();
+        self.loaded_at = Some(now);
+        self.counts = snapshot.counts();
+        self.last_changes = changes;
+        self.serving_saved_state = saved_state;
+    }
 }
 
 /// How a load attempt ended.
@@ -44,6 +63,9 @@ pub enum LoadOutcome<'a> {
     Unchanged,
     /// Rejected with these errors; the served set stays.
     Rejected(Vec<String>),
+    /// At start: the directory was rejected with these errors, and the last
+    /// good set saved in `--state-dir` is served instead.
+    Restored(&'a Snapshot, BTreeMap<ResourceType, Changes>, Vec<String>),
 }
 
 /// Shared state the admin endpoint reports on.
@@ -80,14 +102,20 @@ impl Health {
         status.attempts += 1;
         let errors = match outcome {
             LoadOutcome::Applied(snapshot, changes) => {
-                status.served_version = snapshot.version.clone();
-                status.loaded_at = Some(now);
-                status.counts = snapshot.counts();
-                status.last_changes = changes;
+                status.serve(snapshot, changes, now, false);
                 Vec::new()
             }
-            // What is served, and when it was loaded, stay as they are.
-            LoadOutcome::Unchanged => Vec::new(),
+            LoadOutcome::Restored(snapshot, changes, errors) => {
+                status.serve(snapshot, changes, now, true);
+                status.failures += 1;
+                errors
+            }
+            // What is served, and when it was loaded, stay as they are; a
+            // set restored from --state-dir is now also the directory's.
+            LoadOutcome::Unchanged => {
+                status.serving_saved_state = false;
+                Vec::new()
+            }
             LoadOutcome::Rejected(errors) => {
                 status.failures += 1;
                 errors

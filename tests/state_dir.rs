@@ -1,0 +1,192 @@
+//! `--state-dir`: the last good set survives a restart. A daemon started
+//! while its directory is invalid serves the saved set (and says so in the
+//! log, `/status` and `/metrics`) instead of refusing to start; a damaged
+//! state file is never served.
+
+mod common;
+
+use common::{ScratchDir, Xdsd, free_port, wait_for};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+
+fn cluster(name: &str) -> String {
+    format!("\"@type\": {CLUSTER}\nname: {name}\nconnect_timeout: 1s\n")
+}
+
+/// A scratch folder with the config directory, the state directory and logs.
+struct Work(ScratchDir);
+
+impl Work {
+    fn new(tag: &str) -> Work {
+        let work = ScratchDir::new(tag);
+        std::fs::create_dir_all(work.path().join("config")).expect("mkdir");
+        Work(work)
+    }
+
+    fn config(&self) -> PathBuf {
+        self.0.path().join("config")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.0.path().join("state")
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.state().join("last-good.xdsd")
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+
+    fn put(&self, rel: &str, text: &str) {
+        let tmp = self.config().join(format!(".{rel}.tmp"));
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, self.config().join(rel)).expect("rename");
+    }
+
+    fn state_arg(&self) -> String {
+        self.state().display().to_string()
+    }
+}
+
+/// Starts xdsd on a valid set with `--state-dir`, waits until the set is
+/// saved, then kills it (SIGKILL: no chance to write anything more). Returns
+/// the version it served and the state file's bytes.
+fn serve_once_and_kill(work: &Work) -> (String, Vec<u8>) {
+    work.put("a.yaml", &cluster("a"));
+    work.put("b.yaml", &cluster("b"));
+    let state = work.state_arg();
+    let mut xdsd = Xdsd::start_with(
+        &work.config(),
+        &work.log("first.log"),
+        &["--state-dir", &state],
+    );
+    let version = xdsd.admin_json("/status")["served_version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let saved = wait_for(Duration::from_secs(10), Duration::from_millis(25), || {
+        std::fs::read(work.state_file()).ok()
+    })
+    .unwrap_or_else(|| panic!("no state file saved:\n{}", xdsd.log()));
+    xdsd.guard.signal("KILL");
+    xdsd.guard.wait_exit(Duration::from_secs(5));
+    (version, saved)
+}
+
+/// An unknown field on line 3, column 1 of bad.yaml.
+fn break_the_directory(work: &Work) {
+    work.put(
+        "bad.yaml",
+        &format!("\"@type\": {CLUSTER}\nname: c\nconnect_timeoutt: 1s\n"),
+    );
+}
+
+fn metric(xdsd: &Xdsd, name: &str) -> Option<f64> {
+    let body = xdsd.admin_get("/metrics").body;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[test]
+fn a_restart_with_an_invalid_directory_serves_the_saved_set() {
+    let work = Work::new("state-restore");
+    let (version, _) = serve_once_and_kill(&work);
+    break_the_directory(&work);
+
+    let state = work.state_arg();
+    let xdsd = Xdsd::start_with(
+        &work.config(),
+        &work.log("second.log"),
+        &["--state-dir", &state],
+    );
+    let status: Value = xdsd.admin_json("/status");
+    assert_eq!(status["served_version"], version.as_str(), "{status:#}");
+    assert_eq!(status["source"], "state-dir", "{status:#}");
+    assert_eq!(status["last_load"]["ok"], false, "{status:#}");
+    let errors = status["last_load"]["errors"].to_string();
+    assert!(
+        errors.contains("bad.yaml:3:1"),
+        "located errors kept: {errors}"
+    );
+    assert_eq!(metric(&xdsd, "xdsd_serving_saved_state"), Some(1.0));
+    assert!(
+        xdsd.log().contains("serving the last good set saved in"),
+        "said loudly in the log:\n{}",
+        xdsd.log()
+    );
+    // What is served is the saved set, resource for resource.
+    let config = xdsd.admin_get("/config?node_id=any").body;
+    assert!(
+        config.contains("\"name\": \"a\"") && config.contains("\"name\": \"b\""),
+        "the saved clusters are served:\n{config}"
+    );
+
+    // Fixing the directory makes it the source again (same content: same version).
+    std::fs::remove_file(work.config().join("bad.yaml")).expect("rm");
+    let mut last = Value::Null;
+    wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        last = xdsd.admin_json("/status");
+        (last["source"] == "directory").then_some(())
+    })
+    .unwrap_or_else(|| panic!("the fixed directory is not the source: {last:#}"));
+    assert_eq!(last["served_version"], version.as_str(), "{last:#}");
+    assert_eq!(metric(&xdsd, "xdsd_serving_saved_state"), Some(0.0));
+}
+
+#[test]
+fn a_damaged_state_file_is_ignored() {
+    let work = Work::new("state-damaged");
+    let (_, saved) = serve_once_and_kill(&work);
+    break_the_directory(&work);
+    let mut damaged = saved.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x20;
+    std::fs::write(work.state_file(), &damaged).expect("damage");
+
+    let output = start_and_collect(&work.config(), &work.state());
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "refuses to start: {output:?}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.yaml:3:1"), "names the error: {stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        format!("{stdout}{stderr}").contains("corrupt state file (checksum mismatch)"),
+        "says the saved set was ignored and why:\n{stdout}\n{stderr}"
+    );
+}
+
+#[test]
+fn without_a_saved_set_an_invalid_directory_still_refuses_to_start() {
+    let work = Work::new("state-empty");
+    break_the_directory(&work);
+    let output = start_and_collect(&work.config(), &work.state());
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("bad.yaml:3:1"));
+}
+
+/// Runs `xdsd serve` expecting it to exit at once; its output.
+fn start_and_collect(config: &Path, state: &Path) -> std::process::Output {
+    let mut command = Xdsd::command(config, free_port(), free_port(), &[]);
+    command.arg("--state-dir").arg(state);
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn xdsd");
+    // A daemon that wrongly started would never exit: stop it after 20 s.
+    let exited = wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
+        child.try_wait().ok().flatten()
+    });
+    if exited.is_none() {
+        let _ = child.kill();
+    }
+    child.wait_with_output().expect("xdsd output")
+}
