@@ -105,7 +105,17 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     health.ready.store(true, Ordering::Relaxed);
     systemd.ready(&serving_status(&health.snapshots.borrow()));
     tokio::spawn(Arc::clone(&systemd).watchdog());
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+    // xDS messages are small and latency-bound: no Nagle delay on any of them.
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(grpc),
+        |accepted| {
+            accepted.inspect(|socket| {
+                if let Err(e) = socket.set_nodelay(true) {
+                    tracing::debug!("TCP_NODELAY: {e}");
+                }
+            })
+        },
+    );
     // One signal listener; the server and the drain timer both follow it.
     let (stop, stopping) = channel::channel(false);
     let stop_systemd = Arc::clone(&systemd);
@@ -305,7 +315,7 @@ async fn reload(loader: &mut Loader, publisher: &Publisher) -> String {
         }
     });
     match loaded {
-        Ok(snapshot) => {
+        Ok(mut snapshot) => {
             if snapshot.version == serving.version {
                 health.record_load(LoadOutcome::Unchanged);
                 tracing::info!(version = %snapshot.version, load_ms, "reload: no change");
@@ -322,6 +332,7 @@ async fn reload(loader: &mut Loader, publisher: &Publisher) -> String {
             );
             let status = serving_status(&snapshot);
             health.record_load(LoadOutcome::Applied(&snapshot, changes));
+            snapshot.reuse_maps_of(&serving);
             let snapshot = Arc::new(snapshot);
             snapshots.send_replace(Arc::clone(&snapshot));
             save(publisher.state.as_ref(), &snapshot).await;

@@ -8,7 +8,7 @@ use crate::selector::{NodeIdentity, NodeSelector};
 use crate::validate::canonical_json;
 use crate::xds::messages::SharedAny;
 use prost::Message;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -108,6 +108,132 @@ pub struct Snapshot {
     pub created: Instant,
     entries: Vec<Arc<Entry>>,
     views: Mutex<HashMap<Vec<usize>, Arc<View>>>,
+    /// Per type and set version, the maps this snapshot's views hold.
+    maps: Mutex<HashMap<(ResourceType, String), Resources>>,
+    /// The previous snapshot's maps: a view whose type content did not
+    /// change gets the very same map, so streams see "unchanged" by
+    /// pointer instead of comparing every resource.
+    inherited: HashMap<(ResourceType, String), Resources>,
+    /// No resource has a node selector: every node sees everything.
+    for_everyone: bool,
+    /// Moves from a previous snapshot's views to this one's, by the two views' addresses.
+    transitions: Mutex<HashMap<(usize, usize), Arc<Transition>>>,
+}
+
+/// How one type's resources differ between two maps, by name.
+#[derive(Debug, Default)]
+pub struct TypeDiff {
+    /// Only in the new map.
+    pub added: Vec<String>,
+    /// In both, with another version.
+    pub changed: Vec<String>,
+    /// Only in the old map.
+    pub removed: Vec<String>,
+}
+
+/// A move from one view to another: per type, how the new maps differ
+/// from the old, and which endpoints must be re-sent so that new or changed
+/// clusters can warm. Computed once per pair of views and shared by every
+/// stream making that move, so a stream's part of a change is proportional
+/// to what changed, not to the size of the set.
+#[derive(Debug)]
+pub struct Transition {
+    from: Arc<View>,
+    to: Arc<View>,
+    diffs: BTreeMap<ResourceType, TypeDiff>,
+    /// The ClusterLoadAssignments of clusters that are new or changed.
+    pub rewarm: Arc<BTreeSet<String>>,
+}
+
+static NO_DIFF: TypeDiff = TypeDiff {
+    added: Vec::new(),
+    changed: Vec::new(),
+    removed: Vec::new(),
+};
+
+impl Transition {
+    fn between(from: Arc<View>, to: Arc<View>) -> Transition {
+        let empty = Resources::default();
+        let map = |view: &View, rtype| {
+            view.of(rtype)
+                .map_or_else(|| Arc::clone(&empty), |t| Arc::clone(&t.resources))
+        };
+        let mut diffs = BTreeMap::new();
+        let mut rewarm = BTreeSet::new();
+        for rtype in ResourceType::ALL {
+            let (old, new) = (map(&from, rtype), map(&to, rtype));
+            if Arc::ptr_eq(&old, &new) {
+                continue;
+            }
+            let diff = TypeDiff::between(&old, &new);
+            if rtype == ResourceType::Cluster {
+                let touched = diff.added.iter().chain(&diff.changed);
+                rewarm.extend(touched.filter_map(|name| new.get(name)?.warms_with.clone()));
+            }
+            diffs.insert(rtype, diff);
+        }
+        Transition {
+            from,
+            to,
+            diffs,
+            rewarm: Arc::new(rewarm),
+        }
+    }
+
+    /// How `to_map` differs from `from_map`, when they are exactly this
+    /// move's old and new maps of `rtype` (otherwise the caller compares).
+    pub fn diff(
+        &self,
+        rtype: ResourceType,
+        from_map: &Resources,
+        to_map: &Resources,
+    ) -> Option<&TypeDiff> {
+        let is = |view: &View, map: &Resources| {
+            view.of(rtype)
+                .is_some_and(|t| Arc::ptr_eq(&t.resources, map))
+        };
+        if !(is(&self.from, from_map) && is(&self.to, to_map)) {
+            return None;
+        }
+        Some(self.diffs.get(&rtype).unwrap_or(&NO_DIFF))
+    }
+}
+
+impl TypeDiff {
+    fn between(old: &BTreeMap<String, Arc<Entry>>, new: &BTreeMap<String, Arc<Entry>>) -> TypeDiff {
+        let mut diff = TypeDiff::default();
+        let (mut old, mut new) = (old.iter().peekable(), new.iter().peekable());
+        loop {
+            match (old.peek(), new.peek()) {
+                (None, None) => return diff,
+                (Some((name, _)), None) => {
+                    diff.removed.push((*name).clone());
+                    old.next();
+                }
+                (None, Some((name, _))) => {
+                    diff.added.push((*name).clone());
+                    new.next();
+                }
+                (Some((o, oe)), Some((n, ne))) => match o.cmp(n) {
+                    std::cmp::Ordering::Less => {
+                        diff.removed.push((*o).clone());
+                        old.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        diff.added.push((*n).clone());
+                        new.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if oe.version != ne.version {
+                            diff.changed.push((*n).clone());
+                        }
+                        old.next();
+                        new.next();
+                    }
+                },
+            }
+        }
+    }
 }
 
 impl Snapshot {
@@ -134,12 +260,24 @@ impl Snapshot {
             .collect();
         parts.sort();
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let for_everyone = entries.iter().all(|e| e.selector.is_everyone());
         Snapshot {
             version: content_hash(&refs),
             created: Instant::now(),
             entries,
             views: Mutex::new(HashMap::new()),
+            maps: Mutex::new(HashMap::new()),
+            inherited: HashMap::new(),
+            for_everyone,
+            transitions: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Lets this snapshot's views reuse `previous`'s per-type maps where
+    /// their content is the same (only one generation back, so nothing
+    /// accumulates).
+    pub fn reuse_maps_of(&mut self, previous: &Snapshot) {
+        self.inherited = lock(&previous.maps).clone();
     }
 
     /// Every resource, in load order.
@@ -149,12 +287,7 @@ impl Snapshot {
 
     /// An empty snapshot (before the first valid load).
     pub fn empty() -> Snapshot {
-        Snapshot {
-            version: content_hash(&[]),
-            created: Instant::now(),
-            entries: Vec::new(),
-            views: Mutex::new(HashMap::new()),
-        }
+        Snapshot::from_entries(Vec::new())
     }
 
     /// Number of resources per type.
@@ -207,38 +340,82 @@ impl Snapshot {
 
     /// What `node` sees; computed once per distinct visible set.
     pub fn view(&self, node: &NodeIdentity) -> Arc<View> {
-        let visible: Vec<usize> = self
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.selector.matches(node))
-            .map(|(i, _)| i)
-            .collect();
-        let mut views = match self.views.lock() {
-            Ok(views) => views,
-            Err(poisoned) => poisoned.into_inner(),
+        let visible: Vec<usize> = if self.for_everyone {
+            // One view for all: no need to test each resource against the node.
+            Vec::new()
+        } else {
+            self.entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.selector.matches(node))
+                .map(|(i, _)| i)
+                .collect()
         };
-        let entries = &self.entries;
-        Arc::clone(views.entry(visible).or_insert_with_key(|visible| {
-            let mut by_type: BTreeMap<ResourceType, BTreeMap<String, Arc<Entry>>> = BTreeMap::new();
-            for &i in visible {
-                let e = &entries[i];
-                by_type
-                    .entry(e.rtype)
-                    .or_default()
-                    .insert(e.name.clone(), Arc::clone(e));
-            }
-            let types = by_type
-                .into_iter()
-                .map(|(rtype, resources)| {
-                    let version = set_version(&resources);
-                    let resources = Arc::new(resources);
-                    (rtype, TypeView { resources, version })
-                })
-                .collect();
-            Arc::new(View { types })
-        }))
+        let mut views = lock(&self.views);
+        if let Some(view) = views.get(&visible) {
+            return Arc::clone(view);
+        }
+        let view = Arc::new(self.build_view(&visible));
+        views.insert(visible, Arc::clone(&view));
+        view
     }
+
+    /// The move from `from` (a view of an earlier snapshot) to `to` (one of
+    /// this snapshot's), computed on first use.
+    pub fn transition(&self, from: &Arc<View>, to: &Arc<View>) -> Arc<Transition> {
+        let key = (Arc::as_ptr(from) as usize, Arc::as_ptr(to) as usize);
+        // The cached transition holds both views: their addresses cannot be reused meanwhile.
+        let mut transitions = lock(&self.transitions);
+        Arc::clone(
+            transitions
+                .entry(key)
+                .or_insert_with(|| Arc::new(Transition::between(Arc::clone(from), Arc::clone(to)))),
+        )
+    }
+
+    fn build_view(&self, visible: &[usize]) -> View {
+        let mut by_type: BTreeMap<ResourceType, BTreeMap<String, Arc<Entry>>> = BTreeMap::new();
+        let chosen: Box<dyn Iterator<Item = &Arc<Entry>>> = if self.for_everyone {
+            Box::new(self.entries.iter())
+        } else {
+            Box::new(visible.iter().filter_map(|&i| self.entries.get(i)))
+        };
+        for e in chosen {
+            by_type
+                .entry(e.rtype)
+                .or_default()
+                .insert(e.name.clone(), Arc::clone(e));
+        }
+        let mut maps = lock(&self.maps);
+        let types = by_type
+            .into_iter()
+            .map(|(rtype, resources)| {
+                let version = set_version(&resources);
+                let key = (rtype, version);
+                let shared = maps
+                    .get(&key)
+                    .or_else(|| self.inherited.get(&key))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(resources));
+                maps.insert(key.clone(), Arc::clone(&shared));
+                let (_, version) = key;
+                (
+                    rtype,
+                    TypeView {
+                        resources: shared,
+                        version,
+                    },
+                )
+            })
+            .collect();
+        View { types }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The ClusterLoadAssignment an EDS cluster is served: its
@@ -316,6 +493,104 @@ mod tests {
     use crate::loader::load_str;
 
     const SET: &str = "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: a\n---\nkind: Cluster\nnodes: {cluster: [edge]}\nspec: {name: b}\n";
+
+    /// Clusters a, b, c (EDS) with their assignments; `c_timeout` changes c.
+    fn eds_set(c_timeout: &str, with_b: bool) -> Snapshot {
+        let cluster = |name: &str, timeout: &str| {
+            format!(
+                "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: {name}\ntype: EDS\neds_cluster_config: {{eds_config: {{ads: {{}}}}}}\nconnect_timeout: {timeout}\n"
+            )
+        };
+        let cla = |name: &str| {
+            format!(
+                "\"@type\": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\ncluster_name: {name}\n"
+            )
+        };
+        let mut docs = vec![
+            cluster("a", "1s"),
+            cla("a"),
+            cluster("c", c_timeout),
+            cla("c"),
+        ];
+        if with_b {
+            docs.extend([cluster("b", "1s"), cla("b")]);
+        }
+        let loaded = load_str("x.yaml", &docs.join("---\n"));
+        assert!(loaded.diagnostics.is_ok(), "{:?}", loaded.diagnostics);
+        Snapshot::build(&loaded.resources)
+    }
+
+    #[test]
+    fn a_transition_is_shared_and_names_only_what_changed() {
+        let node = NodeIdentity::default();
+        let old = eds_set("1s", true);
+        let mut new = eds_set("2s", false);
+        new.reuse_maps_of(&old);
+        let (from, to) = (old.view(&node), new.view(&node));
+        let t = new.transition(&from, &to);
+        assert!(
+            Arc::ptr_eq(&t, &new.transition(&from, &to)),
+            "computed once"
+        );
+        let maps = |v: &View, rtype| Arc::clone(&v.of(rtype).expect("type").resources);
+        let clusters = t
+            .diff(
+                ResourceType::Cluster,
+                &maps(&from, ResourceType::Cluster),
+                &maps(&to, ResourceType::Cluster),
+            )
+            .expect("the move's own maps");
+        assert_eq!(clusters.changed, vec!["c".to_string()]);
+        assert_eq!(clusters.removed, vec!["b".to_string()]);
+        assert!(clusters.added.is_empty());
+        let endpoints = t
+            .diff(
+                ResourceType::ClusterLoadAssignment,
+                &maps(&from, ResourceType::ClusterLoadAssignment),
+                &maps(&to, ResourceType::ClusterLoadAssignment),
+            )
+            .expect("the move's own maps");
+        assert_eq!(endpoints.removed, vec!["b".to_string()]);
+        assert_eq!(
+            *t.rewarm,
+            BTreeSet::from(["c".to_string()]),
+            "the changed cluster re-warms"
+        );
+        // Another map than the move's: the caller must compare for itself.
+        let other = Resources::default();
+        assert!(
+            t.diff(
+                ResourceType::Cluster,
+                &other,
+                &maps(&to, ResourceType::Cluster)
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn an_unchanged_type_keeps_the_very_same_map() {
+        let node = NodeIdentity::default();
+        let old = eds_set("1s", false);
+        // Streams have built the served snapshot's views before a new one comes.
+        let from = old.view(&node);
+        let mut new = eds_set("2s", false);
+        new.reuse_maps_of(&old);
+        let to = new.view(&node);
+        let endpoints = |v: &View| {
+            Arc::clone(
+                &v.of(ResourceType::ClusterLoadAssignment)
+                    .expect("eds")
+                    .resources,
+            )
+        };
+        assert!(
+            Arc::ptr_eq(&endpoints(&from), &endpoints(&to)),
+            "same content, same map"
+        );
+        let clusters = |v: &View| Arc::clone(&v.of(ResourceType::Cluster).expect("cds").resources);
+        assert!(!Arc::ptr_eq(&clusters(&from), &clusters(&to)));
+    }
 
     #[test]
     fn changes_count_added_removed_and_changed_per_type() {

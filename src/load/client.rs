@@ -122,8 +122,16 @@ impl Subscriptions {
         all
     }
 
-    /// The names each dependent type should now ask for; returns the types whose names changed.
-    fn follow(&mut self, mode: &Mode) -> Vec<&'static str> {
+    /// After a response of `answered`: the names each dependent type should
+    /// now ask for; returns the types whose names changed. Endpoints (and,
+    /// for Envoy-like clients, routes) reference nothing, so a response of
+    /// theirs costs no recomputation: the generator stays cheaper than the
+    /// server it measures.
+    fn follow(&mut self, answered: &str, mode: &Mode) -> Vec<&'static str> {
+        let named = matches!(mode, Mode::Named(_));
+        if !(answered == CDS || answered == LDS || answered == RDS && named) {
+            return Vec::new();
+        }
         let clusters = self.refs(CDS);
         let listeners = self.refs(LDS);
         let routes = self.refs(RDS);
@@ -281,7 +289,7 @@ impl Client {
                     let _ = tx.send(request(&subs, type_url, Some(nack(&e))));
                 }
             }
-            for dependent in subs.follow(&self.mode) {
+            for dependent in subs.follow(type_url, &self.mode) {
                 let _ = tx.send(request(&subs, dependent, None));
             }
             self.mark_synced(&subs);
@@ -348,7 +356,7 @@ impl Client {
                 error_detail: error,
                 ..DeltaDiscoveryRequest::default()
             });
-            for dependent in subs.follow(&self.mode) {
+            for dependent in subs.follow(type_url, &self.mode) {
                 let wanted = subs
                     .types
                     .get(dependent)
@@ -388,9 +396,16 @@ mod tests {
         let cds = subs.types.entry(CDS).or_default();
         cds.refs.endpoints.insert("a".into());
         cds.answered = true;
-        assert_eq!(subs.follow(&Mode::Sotw), vec![EDS]);
+        assert!(
+            subs.follow(EDS, &Mode::Sotw).is_empty(),
+            "an endpoints response references nothing: nothing is recomputed"
+        );
+        assert_eq!(subs.follow(CDS, &Mode::Sotw), vec![EDS]);
         assert!(!subs.synced(), "EDS not answered yet");
-        assert!(subs.follow(&Mode::Sotw).is_empty(), "no change, no request");
+        assert!(
+            subs.follow(CDS, &Mode::Sotw).is_empty(),
+            "no change, no request"
+        );
     }
 
     #[test]
@@ -402,7 +417,7 @@ mod tests {
         let rds = subs.types.entry(RDS).or_default();
         rds.refs.clusters.insert("c".into());
         let mode = Mode::Named("greeter".into());
-        let changed = subs.follow(&mode);
+        let changed = subs.follow(RDS, &mode);
         assert!(
             changed.contains(&RDS) && changed.contains(&CDS),
             "{changed:?}"

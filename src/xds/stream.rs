@@ -12,7 +12,7 @@
 use super::{Caller, Ledger, Resources};
 use crate::schema::ResourceType;
 use crate::selector::NodeIdentity;
-use crate::snapshot::{Entry, Snapshot, View, set_version};
+use crate::snapshot::{Entry, Snapshot, Transition, TypeDiff, View, set_version};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -119,6 +119,9 @@ struct TypeState {
     sent_version: String,
     /// What the client has, as far as xdsd knows: name → version.
     has: BTreeMap<String, String>,
+    /// `has` is exactly `sent` (names and versions): a shared
+    /// [`Transition`] diff from `sent` is then the client's delta too.
+    has_is_sent: bool,
     /// The entries last chosen for the client.
     sent: Resources,
     /// The last response is not answered yet.
@@ -187,9 +190,11 @@ pub struct Stream<W: Wire> {
     peer_wait: Option<Instant>,
     /// The stage last run, reported to peers once it is done.
     last_stage: Option<Stage>,
-    /// Endpoints re-sent in the transition: those of clusters that are new
-    /// or changed, since Envoy warms such a cluster only on a fresh assignment.
-    rewarm: BTreeSet<String>,
+    /// The move from the previous view to the current one, shared with every
+    /// stream making it; its `rewarm` names the endpoints re-sent in the
+    /// transition (those of clusters that are new or changed, since Envoy
+    /// warms such a cluster only on a fresh assignment).
+    transition: Option<Arc<Transition>>,
     next_nonce: u64,
     ledger: Arc<Ledger>,
     out: mpsc::Sender<Result<W::Response, Status>>,
@@ -224,7 +229,7 @@ impl<W: Wire> Stream<W> {
             only,
             peer_wait: None,
             last_stage: None,
-            rewarm: BTreeSet::new(),
+            transition: None,
             next_nonce: 0,
             ledger,
             out,
@@ -363,7 +368,7 @@ impl<W: Wire> Stream<W> {
             return Ok(());
         };
         let old = std::mem::replace(&mut self.view, self.snapshot.view(node));
-        self.rewarm = rewarmed(&old, &self.view);
+        self.transition = Some(self.snapshot.transition(&old, &self.view));
         self.modes = ResourceType::ALL.iter().map(|t| (*t, Mode::Hold)).collect();
         let only = self.only;
         self.stages = transition_stages()
@@ -392,10 +397,9 @@ impl<W: Wire> Stream<W> {
             self.stages.pop_front();
             self.last_stage = Some(stage);
             self.modes.insert(stage.rtype, stage.mode);
-            let force = if stage.rewarm {
-                Force::Names(self.rewarm.clone())
-            } else {
-                Force::Nothing
+            let force = match (&self.transition, stage.rewarm) {
+                (Some(t), true) => Force::Names(Arc::clone(&t.rewarm)),
+                _ => Force::Nothing,
             };
             if let Some(nonce) = self.respond(stage.rtype, &force).await? {
                 self.waiting = Some((stage.rtype, nonce, Instant::now() + STAGE_TIMEOUT));
@@ -475,22 +479,39 @@ impl<W: Wire> Stream<W> {
         let Some(sent) = self.types.get(&rtype).map(|s| &s.sent) else {
             return (new, version);
         };
+        // Shared with every stream that had the previous view's map.
+        let diff = self
+            .transition
+            .as_ref()
+            .and_then(|t| t.diff(rtype, sent, &new));
         match self.modes.get(&rtype).copied().unwrap_or(Mode::New) {
+            // The client was given this very map: the type did not change.
+            _ if Arc::ptr_eq(sent, &new) => (new, version),
             Mode::New => (new, version),
             // Old plus new is new when nothing old is going away.
             Mode::Union
-                if join(sent.iter(), new.iter(), |_, s, n| {
-                    s.is_none() || n.is_some()
-                }) =>
+                if diff.map_or_else(
+                    || {
+                        join(sent.iter(), new.iter(), |_, s, n| {
+                            s.is_none() || n.is_some()
+                        })
+                    },
+                    |d| d.removed.is_empty(),
+                ) =>
             {
                 (new, version)
             }
             // What the client has plus new names is new when nothing it has changed.
             Mode::Hold
-                if join(sent.iter(), new.iter(), |_, s, n| match (s, n) {
-                    (Some(s), Some(n)) => s.version == n.version,
-                    (s, _) => s.is_none(),
-                }) =>
+                if diff.map_or_else(
+                    || {
+                        join(sent.iter(), new.iter(), |_, s, n| match (s, n) {
+                            (Some(s), Some(n)) => s.version == n.version,
+                            (s, _) => s.is_none(),
+                        })
+                    },
+                    |d| d.removed.is_empty() && d.changed.is_empty(),
+                ) =>
             {
                 (new, version)
             }
@@ -520,9 +541,11 @@ impl<W: Wire> Stream<W> {
             // Same set, same subscription, and the client was given exactly this.
             return Ok(None);
         }
+        let transition = self.transition.as_deref();
         let (chosen, version) = match remembered {
             Some(c) => (Arc::clone(&c.chosen), c.version.clone()),
-            None => choose(state, &desired, whole_version),
+            None => still_covered(state, transition, rtype, &desired, &whole_version)
+                .unwrap_or_else(|| choose(state, &desired, whole_version)),
         };
         state.choice = Some(Choice {
             from: desired,
@@ -531,19 +554,13 @@ impl<W: Wire> Stream<W> {
             version: version.clone(),
         });
         let (changed, removed): (Vec<&Arc<Entry>>, Vec<String>) = if W::INCREMENTAL {
-            let (mut changed, mut removed) = (Vec::new(), Vec::new());
-            let held = state.has.iter();
-            join(chosen.iter(), held, |name, c, h| {
-                match (c, h) {
-                    (Some(e), h) if h != Some(&e.version) || force.includes(name) => {
-                        changed.push(e)
-                    }
-                    (None, Some(_)) => removed.push(name.clone()),
-                    _ => {}
-                }
-                true
-            });
-            (changed, removed)
+            let shared = transition
+                .filter(|_| state.has_is_sent)
+                .and_then(|t| t.diff(rtype, &state.sent, &chosen));
+            match shared {
+                Some(diff) => delta_from_diff(diff, &chosen, force),
+                None => delta_by_comparing(&chosen, &state.has, force),
+            }
         } else {
             (Vec::new(), Vec::new())
         };
@@ -554,6 +571,7 @@ impl<W: Wire> Stream<W> {
         };
         if unchanged {
             // The client has exactly this (it said so, or it was sent it).
+            state.has_is_sent = W::INCREMENTAL;
             if !Arc::ptr_eq(&state.sent, &chosen) {
                 state.sent = Arc::clone(&chosen);
                 self.ledger.holds(self.id, rtype, &state.sent);
@@ -562,6 +580,16 @@ impl<W: Wire> Stream<W> {
         }
         self.next_nonce += 1;
         let nonce = self.next_nonce.to_string();
+        if W::INCREMENTAL {
+            // What the client holds becomes `chosen`: only the difference is applied.
+            for entry in &changed {
+                state.has.insert(entry.name.clone(), entry.version.clone());
+            }
+            for name in &removed {
+                state.has.remove(name);
+            }
+            state.has_is_sent = true;
+        }
         let response = W::outgoing(Outgoing {
             type_url: rtype.type_url(),
             version: &version,
@@ -570,12 +598,6 @@ impl<W: Wire> Stream<W> {
             changed,
             removed,
         });
-        if W::INCREMENTAL {
-            state.has = chosen
-                .iter()
-                .map(|(n, e)| (n.clone(), e.version.clone()))
-                .collect();
-        }
         tracing::debug!(stream = self.id, type_url = %rtype.type_url(), version = %version, resources = chosen.len(), "sent");
         state.nonce = nonce.clone();
         state.sent_version = version.clone();
@@ -589,6 +611,61 @@ impl<W: Wire> Stream<W> {
         self.out.send(Ok(response)).await.map_err(|_| ())?;
         Ok(Some(nonce))
     }
+}
+
+/// A delta response's content from a shared diff: new and changed
+/// resources (and forced ones) from `chosen`, and the removed names.
+fn delta_from_diff<'c>(
+    diff: &TypeDiff,
+    chosen: &'c Resources,
+    force: &Force,
+) -> (Vec<&'c Arc<Entry>>, Vec<String>) {
+    let mut names: BTreeSet<&String> = diff.added.iter().chain(&diff.changed).collect();
+    if let Force::Names(forced) = force {
+        names.extend(forced.iter().filter(|n| chosen.contains_key(*n)));
+    }
+    let changed = names.into_iter().filter_map(|n| chosen.get(n)).collect();
+    (changed, diff.removed.clone())
+}
+
+/// A delta response's content by comparing `chosen` with what the client has.
+fn delta_by_comparing<'c>(
+    chosen: &'c Resources,
+    has: &BTreeMap<String, String>,
+    force: &Force,
+) -> (Vec<&'c Arc<Entry>>, Vec<String>) {
+    let (mut changed, mut removed) = (Vec::new(), Vec::new());
+    join(chosen.iter(), has.iter(), |name, c, h| {
+        match (c, h) {
+            (Some(e), h) if h != Some(&e.version) || force.includes(name) => changed.push(e),
+            (None, Some(_)) => removed.push(name.clone()),
+            _ => {}
+        }
+        true
+    });
+    (changed, removed)
+}
+
+/// When the subscription took the whole previous set and the move to
+/// `desired` added no names, it takes the whole of `desired` too: known
+/// from the shared diff, without checking every name again.
+fn still_covered(
+    state: &TypeState,
+    transition: Option<&Transition>,
+    rtype: ResourceType,
+    desired: &Resources,
+    whole_version: &Option<String>,
+) -> Option<(Resources, String)> {
+    let previous = state.choice.as_ref()?;
+    let took_all =
+        previous.generation == state.generation && Arc::ptr_eq(&previous.chosen, &previous.from);
+    let diff = transition?.diff(rtype, &previous.from, desired)?;
+    (took_all && diff.added.is_empty()).then(|| {
+        let version = whole_version
+            .clone()
+            .unwrap_or_else(|| set_version(desired));
+        (Arc::clone(desired), version)
+    })
 }
 
 /// What `state`'s subscription takes of `desired`, and its version (the
@@ -614,34 +691,13 @@ fn choose(
     (Arc::new(narrowed), version)
 }
 
-/// The endpoints of clusters new or changed from `old` to `new`.
-fn rewarmed(old: &View, new: &View) -> BTreeSet<String> {
-    let Some(clusters) = new.of(ResourceType::Cluster) else {
-        return BTreeSet::new();
-    };
-    let empty = BTreeMap::new();
-    let before = old
-        .of(ResourceType::Cluster)
-        .map_or(&empty, |b| &*b.resources);
-    let mut rewarm = BTreeSet::new();
-    join(before.iter(), clusters.resources.iter(), |_, o, n| {
-        if let Some(n) = n
-            && o.is_none_or(|o| o.version != n.version)
-        {
-            rewarm.extend(n.warms_with.clone());
-        }
-        true
-    });
-    rewarm
-}
-
 /// Walks two sequences sorted by name together, calling `f` with each
 /// name and its item on either side; stops at the first `false`, which it returns.
 /// One comparison per step, where looking each name up would take a dozen.
-fn join<'a, A, B>(
-    left: impl Iterator<Item = (&'a String, A)>,
-    right: impl Iterator<Item = (&'a String, B)>,
-    mut f: impl FnMut(&'a String, Option<A>, Option<B>) -> bool,
+fn join<'l, 'r, A, B>(
+    left: impl Iterator<Item = (&'l String, A)>,
+    right: impl Iterator<Item = (&'r String, B)>,
+    mut f: impl FnMut(&String, Option<A>, Option<B>) -> bool,
 ) -> bool {
     let (mut left, mut right) = (left.peekable(), right.peekable());
     loop {
@@ -673,7 +729,7 @@ enum Force {
     /// A response even when nothing changed (a new delta client's first answer).
     Answer,
     /// These resources again (endpoints of clusters being re-warmed).
-    Names(BTreeSet<String>),
+    Names(Arc<BTreeSet<String>>),
 }
 
 impl Force {
@@ -725,6 +781,9 @@ fn subscribe(state: &mut TypeState, subscription: Subscription) {
             state
                 .names
                 .extend(subscribe.into_iter().filter(|n| n != "*"));
+            if !(unsubscribe.is_empty() && initial.is_empty()) {
+                state.has_is_sent = false;
+            }
             for name in &unsubscribe {
                 state.names.remove(name);
                 state.has.remove(name);
