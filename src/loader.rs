@@ -43,6 +43,34 @@ const DISCOVERY_RESPONSE: &str = "envoy.service.discovery.v3.DiscoveryResponse";
 
 /// Loads every `*.yaml`, `*.yml` and `*.json` below `dir`, skipping names that start with `.`.
 pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
+    load_dir_cached(dir, &mut DocumentCache::default())
+}
+
+/// What documents loaded to, kept by a long-lived loader (the daemon's
+/// loader process) so that a reload parses and decodes only documents whose
+/// text changed. Validation still covers the whole set every time. A
+/// document is known by its file, first line and exact text.
+#[derive(Default)]
+pub struct DocumentCache {
+    parts: std::collections::HashMap<PartKey, Arc<Loaded>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PartKey {
+    file: Arc<str>,
+    first_line: u32,
+    text: String,
+}
+
+/// One document (or a whole file whose documents cannot be split) to load.
+struct Part {
+    key: PartKey,
+    cached: Option<Arc<Loaded>>,
+}
+
+/// [`load_dir`], reusing and then refreshing `cache`: afterwards it holds
+/// exactly the documents of this load.
+pub fn load_dir_cached(dir: &Path, cache: &mut DocumentCache) -> Result<Loaded, LoadError> {
     let meta = std::fs::metadata(dir).map_err(|e| LoadError(format!("{}: {e}", dir.display())))?;
     if !meta.is_dir() {
         return Err(LoadError(format!("{}: not a directory", dir.display())));
@@ -52,49 +80,59 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
     let mut visited = HashSet::new();
     collect_files(dir, &mut files, &mut visited, &mut diagnostics);
     files.sort();
-    // Files are parsed, and documents decoded, on every core; results keep file order.
-    let parsed = crate::parallel::map(&files, |path| {
+    let texts = crate::parallel::map(&files, |path| {
         let shown: Arc<str> = Arc::from(path.display().to_string());
-        let docs = read_text(path)
-            .map_err(|message| (None, message))
-            .and_then(|text| {
-                yaml::parse_documents(&text, yaml::Limits::default())
-                    .map_err(|e| (Some(e.mark), format!("YAML: {}", e.message)))
-            });
-        (shown, docs)
+        (shown, read_text(path))
     });
-    let mut documents = Vec::new();
-    for (file, docs) in parsed {
-        match docs {
-            Ok(docs) => {
-                documents.extend(docs.into_iter().map(|d| (Arc::clone(&file), Arc::new(d))))
+    let mut parts = Vec::new();
+    for (file, text) in texts {
+        let text = match text {
+            Ok(text) => text,
+            Err(message) => {
+                diagnostics.error(Location { file, mark: None }, message);
+                continue;
             }
-            Err((mark, message)) => diagnostics.error(Location { file, mark }, message),
+        };
+        for (first_line, part) in yaml::split_documents(&text) {
+            let key = PartKey {
+                file: Arc::clone(&file),
+                first_line,
+                text: part.to_string(),
+            };
+            let cached = cache.parts.get(&key).cloned();
+            parts.push(Part { key, cached });
         }
     }
     // Small chunks, so that the threads stay busy to the end.
-    let chunk = documents
-        .len()
-        .div_ceil(crate::parallel::threads() * 8)
-        .max(1);
-    let chunks: Vec<&[(Arc<str>, Arc<Node>)]> = documents.chunks(chunk).collect();
-    let mut loaded = Loaded {
-        resources: Vec::new(),
-        diagnostics,
-    };
-    for part in crate::parallel::map(&chunks, |docs| {
+    let chunk = parts.len().div_ceil(crate::parallel::threads() * 8).max(1);
+    let chunks: Vec<&[Part]> = parts.chunks(chunk).collect();
+    let results: Vec<Vec<Arc<Loaded>>> = crate::parallel::map(&chunks, |chunk| {
         let mut loader = FileLoader {
             rules: Rules::default(),
             loaded: Loaded::default(),
         };
-        for (file, doc) in docs.iter() {
-            loader.document(file, Arc::clone(doc));
-        }
-        loader.loaded
-    }) {
-        loaded.resources.extend(part.resources);
-        loaded.diagnostics.extend(part.diagnostics);
+        chunk
+            .iter()
+            .map(|part| match &part.cached {
+                Some(done) => Arc::clone(done),
+                None => {
+                    loader.load_part(&part.key);
+                    Arc::new(std::mem::take(&mut loader.loaded))
+                }
+            })
+            .collect()
+    });
+    let mut loaded = Loaded {
+        resources: Vec::new(),
+        diagnostics,
+    };
+    let mut kept = std::collections::HashMap::with_capacity(parts.len());
+    for (part, result) in parts.into_iter().zip(results.into_iter().flatten()) {
+        loaded.resources.extend(result.resources.iter().cloned());
+        loaded.diagnostics.extend(result.diagnostics.clone());
+        kept.insert(part.key, result);
     }
+    cache.parts = kept;
     Ok(loaded)
 }
 
@@ -182,17 +220,22 @@ struct FileLoader {
 }
 
 impl FileLoader {
+    fn load_part(&mut self, part: &PartKey) {
+        self.load_documents(&part.file, &part.text, part.first_line);
+    }
+
     fn load_text(&mut self, file: &Arc<str>, text: &str) {
-        match yaml::parse_documents(text, yaml::Limits::default()) {
+        self.load_documents(file, text, 1);
+    }
+
+    fn load_documents(&mut self, file: &Arc<str>, text: &str, first_line: u32) {
+        match yaml::parse_documents_at(text, yaml::Limits::default(), first_line) {
             Ok(docs) => {
                 for doc in docs {
                     self.document(file, Arc::new(doc));
                 }
             }
-            Err(e) => self
-                .loaded
-                .diagnostics
-                .error(Location::at(file, e.mark), format!("YAML: {}", e.message)),
+            Err(e) => self.error(file, e.mark, format!("YAML: {}", e.message)),
         }
     }
 
@@ -447,7 +490,7 @@ impl FileLoader {
             rtype,
             name,
             selector,
-            message,
+            message: Arc::new(message),
             file: Arc::clone(file),
             source: node,
         });
@@ -481,6 +524,79 @@ fn listener_name_from_address(listener: &DynamicMessage) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CDS: &str = "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster";
+
+    /// A directory with `a.yaml` holding one document per text.
+    fn dir_with(tag: &str, docs: &[String]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xdsd-doccache-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("a.yaml"), docs.join("---\n")).expect("write");
+        dir
+    }
+
+    fn messages(loaded: &Loaded) -> Vec<Arc<DynamicMessage>> {
+        loaded
+            .resources
+            .iter()
+            .map(|r| Arc::clone(&r.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_reload_decodes_only_changed_documents_and_locates_as_before() {
+        let doc = |name: &str, timeout: &str| {
+            format!("{CDS}\nname: {name}\nconnect_timeout: {timeout}\n")
+        };
+        let bad = format!("{CDS}\nname: bad\nconnect_timeoutt: 1s\n");
+        let dir = dir_with("reuse", &[doc("a", "1s"), doc("b", "1s"), bad.clone()]);
+        let mut cache = DocumentCache::default();
+        let first = load_dir_cached(&dir, &mut cache).expect("loads");
+        let fresh = load_dir(&dir).expect("loads");
+        assert_eq!(
+            format!("{:?}", first.diagnostics),
+            format!("{:?}", fresh.diagnostics)
+        );
+
+        // b changes; a and the bad document keep their text and first line.
+        std::fs::write(
+            dir.join("a.yaml"),
+            [doc("a", "1s"), doc("b", "2s"), bad].join("---\n"),
+        )
+        .expect("write");
+        let second = load_dir_cached(&dir, &mut cache).expect("loads");
+        let (before, after) = (messages(&first), messages(&second));
+        assert!(Arc::ptr_eq(&before[0], &after[0]), "a is reused");
+        assert!(!Arc::ptr_eq(&before[1], &after[1]), "b is decoded again");
+        assert_eq!(
+            format!("{:?}", second.diagnostics),
+            format!("{:?}", load_dir(&dir).expect("loads").diagnostics),
+            "findings of reused documents are the same, at the same place"
+        );
+
+        // A line more above every document: all move, none is reused, marks follow.
+        std::fs::write(
+            dir.join("a.yaml"),
+            format!(
+                "# moved\n{}",
+                std::fs::read_to_string(dir.join("a.yaml")).expect("read")
+            ),
+        )
+        .expect("write");
+        let third = load_dir_cached(&dir, &mut cache).expect("loads");
+        assert!(!Arc::ptr_eq(&after[0], &messages(&third)[0]));
+        assert_eq!(
+            format!("{:?}", third.diagnostics),
+            format!("{:?}", load_dir(&dir).expect("loads").diagnostics)
+        );
+        assert_eq!(
+            cache.parts.len(),
+            3,
+            "the cache holds this load's parts only"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     const CLUSTER: &str = "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: a\nconnect_timeout: 1s\n";
 

@@ -17,7 +17,7 @@ pub struct Resource {
     /// Which nodes see it.
     pub selector: NodeSelector,
     /// The decoded message.
-    pub message: DynamicMessage,
+    pub message: Arc<DynamicMessage>,
     /// The file it came from, as reached from `--dir`.
     pub file: Arc<str>,
     /// The YAML of the resource body, kept to locate findings made later.

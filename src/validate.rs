@@ -45,7 +45,16 @@ pub struct Checked {
 
 /// Loads `dir` and runs every check: what `lint`, `render`, `diff` and `serve` share.
 pub fn check_dir(dir: &std::path::Path) -> Result<Checked, crate::loader::LoadError> {
-    let loaded = crate::loader::load_dir(dir)?;
+    check_dir_cached(dir, &mut crate::loader::DocumentCache::default())
+}
+
+/// [`check_dir`] for a long-lived loader: unchanged documents come from
+/// `cache`; every cross-resource check runs on the whole set.
+pub fn check_dir_cached(
+    dir: &std::path::Path,
+    cache: &mut crate::loader::DocumentCache,
+) -> Result<Checked, crate::loader::LoadError> {
+    let loaded = crate::loader::load_dir_cached(dir, cache)?;
     let mut diagnostics = loaded.diagnostics;
     validate(&loaded.resources, &mut diagnostics);
     Ok(Checked {

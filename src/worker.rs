@@ -18,12 +18,15 @@
 //! little-endian length, then a protobuf [`Reply`]). EOF on stdin ends it.
 
 use crate::diag::Severity;
+use crate::resource::Resource;
 use crate::schema::{self, ResourceType};
 use crate::selector::NodeSelector;
 use crate::snapshot::{Entry, Snapshot};
 use crate::xds::messages::SharedAny;
 use bytes::Bytes;
 use prost::Message;
+use prost_reflect::DynamicMessage;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -332,10 +335,45 @@ impl WireEntry {
     }
 }
 
+/// What a loader keeps from one load to the next: the documents as loaded,
+/// and each resource's encoding (known by its decoded message, which an
+/// unchanged document hands back as the same shared value).
+#[derive(Default)]
+pub struct LoadCache {
+    documents: crate::loader::DocumentCache,
+    encoded: HashMap<usize, (Arc<DynamicMessage>, Arc<Entry>)>,
+}
+
+impl LoadCache {
+    fn encode(&self, r: &Resource) -> Arc<Entry> {
+        let key = Arc::as_ptr(&r.message) as usize;
+        match self.encoded.get(&key) {
+            Some((_, e)) if e.rtype == r.rtype && e.name == r.name && e.selector == r.selector => {
+                Arc::clone(e)
+            }
+            _ => Arc::new(Entry::encode(r)),
+        }
+    }
+
+    /// Keeps exactly this load's encodings (the map holds each message, so
+    /// its address cannot be reused while it is a key).
+    fn keep(&mut self, resources: &[Resource], entries: &[Arc<Entry>]) {
+        self.encoded = resources
+            .iter()
+            .zip(entries)
+            .map(|(r, e)| {
+                let key = Arc::as_ptr(&r.message) as usize;
+                (key, (Arc::clone(&r.message), Arc::clone(e)))
+            })
+            .collect();
+    }
+}
+
 /// Loads `dir` in this process: errors and warnings as located lines, and
-/// the encoded set when there are no errors.
-pub fn load_here(dir: &Path) -> Reply {
-    let checked = match crate::validate::check_dir(dir) {
+/// the encoded set when there are no errors. `cache` carries what an
+/// earlier load of the same process can share with this one.
+pub fn load_here(dir: &Path, cache: &mut LoadCache) -> Reply {
+    let checked = match crate::validate::check_dir_cached(dir, &mut cache.documents) {
         Ok(checked) => checked,
         Err(e) => {
             return Reply {
@@ -361,7 +399,8 @@ pub fn load_here(dir: &Path) -> Reply {
             entries: Vec::new(),
         };
     }
-    let entries = crate::parallel::map(&checked.resources, |r| Arc::new(Entry::encode(r)));
+    let entries = crate::parallel::map(&checked.resources, |r| cache.encode(r));
+    cache.keep(&checked.resources, &entries);
     Reply::from_entries(&entries, warnings)
 }
 
@@ -390,12 +429,13 @@ fn run_child(dir: &Path, memory_limit_bytes: Option<u64>) -> ExitCode {
     let mut requests = std::io::stdin().lock();
     let mut replies = std::io::stdout().lock();
     let mut request = [0u8; 1];
+    let mut cache = LoadCache::default();
     loop {
         match requests.read(&mut request) {
             Ok(0) | Err(_) => return ExitCode::SUCCESS,
             Ok(_) => {}
         }
-        let mut reply = load_here(dir);
+        let mut reply = load_here(dir, &mut cache);
         reply.warnings.append(&mut notes);
         let frame = reply.encode_to_vec();
         let length = (frame.len() as u64).to_le_bytes();

@@ -251,13 +251,24 @@ impl Default for Limits {
 
 /// Parses every document of a YAML (or JSON) text. Empty documents come back as null nodes.
 pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Node>, YamlError> {
+    parse_documents_at(text, limits, 1)
+}
+
+/// [`parse_documents`] of a part of a file that starts on line `first_line`:
+/// every mark is that file's line and column.
+pub fn parse_documents_at(
+    text: &str,
+    limits: Limits,
+    first_line: u32,
+) -> Result<Vec<Node>, YamlError> {
     let mut builder = TreeBuilder {
         limits,
+        lines_before: first_line.saturating_sub(1),
         ..TreeBuilder::default()
     };
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| YamlError {
-            mark: mark_of(*e.marker()),
+            mark: mark_of(*e.marker(), builder.lines_before),
             message: e.info().to_string(),
         })?;
         builder.push(event, span)?;
@@ -265,10 +276,38 @@ pub fn parse_documents(text: &str, limits: Limits) -> Result<Vec<Node>, YamlErro
     Ok(builder.documents)
 }
 
-fn mark_of(m: saphyr_parser::Marker) -> Mark {
+/// Where the documents of a file start, split at `---` lines, so that each
+/// can be parsed (and its result kept) on its own: `(first line, text)`.
+/// The whole text is one part when it has directives or `...` end markers,
+/// whose meaning spans documents.
+pub fn split_documents(text: &str) -> Vec<(u32, &str)> {
+    let mut parts = Vec::new();
+    let (mut start, mut start_line, mut line) = (0, 1u32, 1u32);
+    let mut offset = 0;
+    for raw in text.split_inclusive('\n') {
+        if raw.starts_with('%') || raw.starts_with("...") {
+            return vec![(1, text)];
+        }
+        let marker = raw
+            .strip_prefix("---")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']));
+        if marker && offset > start {
+            parts.push((start_line, &text[start..offset]));
+            (start, start_line) = (offset, line);
+        }
+        offset += raw.len();
+        line = line.saturating_add(1);
+    }
+    if offset > start || parts.is_empty() {
+        parts.push((start_line, &text[start..]));
+    }
+    parts
+}
+
+fn mark_of(m: saphyr_parser::Marker, lines_before: u32) -> Mark {
     let clamp = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
     Mark {
-        line: clamp(m.line()),
+        line: clamp(m.line()).saturating_add(lines_before),
         col: clamp(m.col() + 1),
     }
 }
@@ -285,12 +324,14 @@ struct TreeBuilder {
     anchors: HashMap<usize, (Node, usize)>,
     documents: Vec<Node>,
     documents_before: usize,
+    /// Lines of the file before the text being parsed.
+    lines_before: u32,
     nodes: usize,
 }
 
 impl TreeBuilder {
     fn push(&mut self, event: Event<'_>, span: Span) -> Result<(), YamlError> {
-        let mark = mark_of(span.start);
+        let mark = mark_of(span.start, self.lines_before);
         match event {
             Event::Scalar(text, style, anchor, _tag) => {
                 let plain = matches!(style, ScalarStyle::Plain);
@@ -593,6 +634,73 @@ mod tests {
         let docs = parse_documents("a: 1\n---\n---\nb: 2\n", Limits::default()).expect("parses");
         assert_eq!(docs.len(), 3);
         assert!(docs[1].is_null());
+    }
+
+    /// Parsing a file part by part gives the same documents, marks
+    /// included, as parsing it whole.
+    fn assert_split_parse_is_whole_parse(text: &str, what: &str) {
+        let whole = parse_documents(text, Limits::default());
+        let parts: Result<Vec<Node>, YamlError> = split_documents(text)
+            .into_iter()
+            .map(|(line, part)| parse_documents_at(part, Limits::default(), line))
+            .collect::<Result<Vec<Vec<Node>>, _>>()
+            .map(|docs| docs.into_iter().flatten().collect());
+        match (&whole, &parts) {
+            (Ok(w), Ok(p)) => assert!(w == p, "{what}: split parse differs"),
+            (Err(w), Err(p)) => assert_eq!(w.mark, p.mark, "{what}: error at another place"),
+            _ => panic!(
+                "{what}: whole {:?} vs parts {:?}",
+                whole.is_ok(),
+                parts.is_ok()
+            ),
+        }
+    }
+
+    #[test]
+    fn documents_parse_the_same_split_or_whole() {
+        let cases = [
+            "",
+            "a: 1\n",
+            "---\na: 1\n",
+            "# lead\n---\na: 1\n---\n---\nb: [1,\n  2]\n--- # c\nc: |\n  x\n  ---y\n",
+            "a: 1\n---\r\nb: 2\r\n",
+            "--- {a: 1}\n--- !!str x\n",
+            "a: &x 1\nb: *x\n---\nc: *x\n",
+            "%YAML 1.2\n---\na: 1\n...\n---\nb: 2\n",
+            "a: 1\n---\nb: [\n",
+            "---\n",
+        ];
+        for (i, text) in cases.iter().enumerate() {
+            assert_split_parse_is_whole_parse(text, &format!("case {i}"));
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in [
+            "config-examples",
+            "tests/fixtures",
+            "../shared/corpus/envoy-configs",
+        ] {
+            collect_yaml(&root.join(dir), &mut files);
+        }
+        assert!(files.len() > 20, "found {} files", files.len());
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            assert_split_parse_is_whole_parse(&text, &file.display().to_string());
+        }
+    }
+
+    fn collect_yaml(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                collect_yaml(&path, out);
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+            {
+                out.push(path);
+            }
+        }
     }
 
     #[test]

@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{ScratchDir, Xdsd, wait_for};
+use common::{WorkDir, Xdsd, wait_for};
 use serde_json::Value;
-use std::path::Path;
 use std::time::Duration;
 
 const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
@@ -26,14 +25,6 @@ fn many_clusters(prefix: &str, count: usize) -> String {
         .map(|i| cluster(&format!("{prefix}-{i}")))
         .collect::<Vec<_>>()
         .join("---\n")
-}
-
-/// Writes `text` to `dir/rel` in one step (a dot-named temporary, then a
-/// rename), so the watcher never sees half a file.
-fn put(dir: &Path, rel: &str, text: &str) {
-    let tmp = dir.join(format!(".{rel}.tmp"));
-    std::fs::write(&tmp, text).expect("write");
-    std::fs::rename(&tmp, dir.join(rel)).expect("rename");
 }
 
 fn status(xdsd: &Xdsd) -> Value {
@@ -64,25 +55,10 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// A scratch folder holding the config directory (`config/`) and the log.
-struct Work(ScratchDir);
-
-impl Work {
-    fn new(tag: &str) -> Work {
-        let work = ScratchDir::new(tag);
-        std::fs::create_dir_all(work.path().join("config")).expect("mkdir");
-        Work(work)
-    }
-
-    fn path(&self) -> std::path::PathBuf {
-        self.0.path().join("config")
-    }
-}
-
 /// Starts xdsd on one small cluster and returns it with its version.
-fn start(dir: &Work, extra: &[&str]) -> (Xdsd, String) {
-    put(&dir.path(), "a.yaml", &cluster("a"));
-    let xdsd = Xdsd::start_with(&dir.path(), &dir.0.path().join("xdsd.log"), extra);
+fn start(dir: &WorkDir, extra: &[&str]) -> (Xdsd, String) {
+    dir.put("a.yaml", &cluster("a"));
+    let xdsd = Xdsd::start_with(&dir.config(), &dir.beside("xdsd.log"), extra);
     let version = status(&xdsd)["served_version"]
         .as_str()
         .unwrap_or_default()
@@ -93,7 +69,7 @@ fn start(dir: &Work, extra: &[&str]) -> (Xdsd, String) {
 /// A rejected load, then recovery: the set served meanwhile is `version`,
 /// and a small valid edit afterwards is applied by a fresh child.
 fn assert_rejected_then_recovers(
-    dir: &Work,
+    dir: &WorkDir,
     xdsd: &Xdsd,
     version: &str,
     rejected: &Value,
@@ -112,9 +88,9 @@ fn assert_rejected_then_recovers(
     );
     assert!(xdsd.admin_get("/healthz").status == 200);
 
-    std::fs::remove_file(dir.path().join("big.yaml")).expect("remove big.yaml");
+    std::fs::remove_file(dir.config().join("big.yaml")).expect("remove big.yaml");
     let before = status(xdsd)["reloads"].as_u64().unwrap_or_default();
-    put(&dir.path(), "b.yaml", &cluster("b"));
+    dir.put("b.yaml", &cluster("b"));
     let mut last = Value::Null;
     wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
         last = status(xdsd);
@@ -128,11 +104,11 @@ fn assert_rejected_then_recovers(
 
 #[test]
 fn a_load_over_the_memory_limit_is_stopped_and_rejected() {
-    let dir = Work::new("loader-memory");
+    let dir = WorkDir::new("loader-memory");
     let (xdsd, version) = start(&dir, &["--load-memory-limit-mb", "128"]);
     let before = status(&xdsd)["reloads"].as_u64().unwrap_or_default();
     // 6 MB of YAML, read within the limit, but decoded it needs ~1 GB.
-    put(&dir.path(), "big.yaml", &many_clusters("big", 20_000));
+    dir.put("big.yaml", &many_clusters("big", 20_000));
     let rejected = next_load(&xdsd, before, Duration::from_secs(60));
     assert_rejected_then_recovers(
         &dir,
@@ -145,11 +121,11 @@ fn a_load_over_the_memory_limit_is_stopped_and_rejected() {
 
 #[test]
 fn a_load_past_its_deadline_is_stopped_and_rejected() {
-    let dir = Work::new("loader-deadline");
+    let dir = WorkDir::new("loader-deadline");
     let (xdsd, version) = start(&dir, &["--load-timeout-secs", "1"]);
     let before = status(&xdsd)["reloads"].as_u64().unwrap_or_default();
     // Tens of seconds of work for a debug build; the deadline is one.
-    put(&dir.path(), "big.yaml", &many_clusters("big", 60_000));
+    dir.put("big.yaml", &many_clusters("big", 60_000));
     let rejected = next_load(&xdsd, before, Duration::from_secs(30));
     assert_rejected_then_recovers(
         &dir,
@@ -162,7 +138,7 @@ fn a_load_past_its_deadline_is_stopped_and_rejected() {
 
 #[test]
 fn the_loader_process_exits_when_idle_and_comes_back_for_an_edit() {
-    let dir = Work::new("loader-idle");
+    let dir = WorkDir::new("loader-idle");
     let (xdsd, _) = start(&dir, &[]);
     let pid = xdsd.guard.pid();
     assert_eq!(children(pid).len(), 1, "one loader after the first load");
@@ -174,7 +150,7 @@ fn the_loader_process_exits_when_idle_and_comes_back_for_an_edit() {
         "the loader is still running after 20 s idle"
     );
     let before = status(&xdsd)["reloads"].as_u64().unwrap_or_default();
-    put(&dir.path(), "b.yaml", &cluster("b"));
+    dir.put("b.yaml", &cluster("b"));
     let loaded = next_load(&xdsd, before, Duration::from_secs(10));
     assert_eq!(loaded["last_load"]["ok"], true, "{loaded:#}");
     assert_eq!(loaded["resources"]["Cluster"], 2, "{loaded:#}");

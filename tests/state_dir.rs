@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ScratchDir, Xdsd, free_port, wait_for};
+use common::{WorkDir, Xdsd, free_port, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,53 +16,29 @@ fn cluster(name: &str) -> String {
     format!("\"@type\": {CLUSTER}\nname: {name}\nconnect_timeout: 1s\n")
 }
 
-/// A scratch folder with the config directory, the state directory and logs.
-struct Work(ScratchDir);
+/// The state directory beside the config directory.
+fn state(work: &WorkDir) -> PathBuf {
+    work.beside("state")
+}
 
-impl Work {
-    fn new(tag: &str) -> Work {
-        let work = ScratchDir::new(tag);
-        std::fs::create_dir_all(work.path().join("config")).expect("mkdir");
-        Work(work)
-    }
+fn state_file(work: &WorkDir) -> PathBuf {
+    state(work).join("last-good.xdsd")
+}
 
-    fn config(&self) -> PathBuf {
-        self.0.path().join("config")
-    }
-
-    fn state(&self) -> PathBuf {
-        self.0.path().join("state")
-    }
-
-    fn state_file(&self) -> PathBuf {
-        self.state().join("last-good.xdsd")
-    }
-
-    fn log(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-
-    fn put(&self, rel: &str, text: &str) {
-        let tmp = self.config().join(format!(".{rel}.tmp"));
-        std::fs::write(&tmp, text).expect("write");
-        std::fs::rename(&tmp, self.config().join(rel)).expect("rename");
-    }
-
-    fn state_arg(&self) -> String {
-        self.state().display().to_string()
-    }
+fn state_arg(work: &WorkDir) -> String {
+    state(work).display().to_string()
 }
 
 /// Starts xdsd on a valid set with `--state-dir`, waits until the set is
 /// saved, then kills it (SIGKILL: no chance to write anything more). Returns
 /// the version it served and the state file's bytes.
-fn serve_once_and_kill(work: &Work) -> (String, Vec<u8>) {
+fn serve_once_and_kill(work: &WorkDir) -> (String, Vec<u8>) {
     work.put("a.yaml", &cluster("a"));
     work.put("b.yaml", &cluster("b"));
-    let state = work.state_arg();
+    let state = state_arg(work);
     let mut xdsd = Xdsd::start_with(
         &work.config(),
-        &work.log("first.log"),
+        &work.beside("first.log"),
         &["--state-dir", &state],
     );
     let version = xdsd.admin_json("/status")["served_version"]
@@ -70,7 +46,7 @@ fn serve_once_and_kill(work: &Work) -> (String, Vec<u8>) {
         .unwrap_or_default()
         .to_string();
     let saved = wait_for(Duration::from_secs(10), Duration::from_millis(25), || {
-        std::fs::read(work.state_file()).ok()
+        std::fs::read(state_file(work)).ok()
     })
     .unwrap_or_else(|| panic!("no state file saved:\n{}", xdsd.log()));
     xdsd.guard.signal("KILL");
@@ -79,7 +55,7 @@ fn serve_once_and_kill(work: &Work) -> (String, Vec<u8>) {
 }
 
 /// An unknown field on line 3, column 1 of bad.yaml.
-fn break_the_directory(work: &Work) {
+fn break_the_directory(work: &WorkDir) {
     work.put(
         "bad.yaml",
         &format!("\"@type\": {CLUSTER}\nname: c\nconnect_timeoutt: 1s\n"),
@@ -94,14 +70,14 @@ fn metric(xdsd: &Xdsd, name: &str) -> Option<f64> {
 
 #[test]
 fn a_restart_with_an_invalid_directory_serves_the_saved_set() {
-    let work = Work::new("state-restore");
+    let work = WorkDir::new("state-restore");
     let (version, _) = serve_once_and_kill(&work);
     break_the_directory(&work);
 
-    let state = work.state_arg();
+    let state = state_arg(&work);
     let xdsd = Xdsd::start_with(
         &work.config(),
-        &work.log("second.log"),
+        &work.beside("second.log"),
         &["--state-dir", &state],
     );
     let status: Value = xdsd.admin_json("/status");
@@ -140,15 +116,15 @@ fn a_restart_with_an_invalid_directory_serves_the_saved_set() {
 
 #[test]
 fn a_damaged_state_file_is_ignored() {
-    let work = Work::new("state-damaged");
+    let work = WorkDir::new("state-damaged");
     let (_, saved) = serve_once_and_kill(&work);
     break_the_directory(&work);
     let mut damaged = saved.clone();
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0x20;
-    std::fs::write(work.state_file(), &damaged).expect("damage");
+    std::fs::write(state_file(&work), &damaged).expect("damage");
 
-    let output = start_and_collect(&work.config(), &work.state());
+    let output = start_and_collect(&work.config(), &state(&work));
     assert_eq!(
         output.status.code(),
         Some(1),
@@ -165,9 +141,9 @@ fn a_damaged_state_file_is_ignored() {
 
 #[test]
 fn without_a_saved_set_an_invalid_directory_still_refuses_to_start() {
-    let work = Work::new("state-empty");
+    let work = WorkDir::new("state-empty");
     break_the_directory(&work);
-    let output = start_and_collect(&work.config(), &work.state());
+    let output = start_and_collect(&work.config(), &state(&work));
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("bad.yaml:3:1"));
 }

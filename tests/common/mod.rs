@@ -62,6 +62,36 @@ pub fn xdsd(args: &[&str]) -> Output {
         .expect("xdsd runs")
 }
 
+/// A scratch folder holding a config directory (`config/`) and whatever a
+/// test keeps beside it (logs, a state directory); removed on drop.
+pub struct WorkDir(ScratchDir);
+
+impl WorkDir {
+    pub fn new(tag: &str) -> WorkDir {
+        let work = ScratchDir::new(tag);
+        std::fs::create_dir_all(work.path().join("config")).expect("mkdir");
+        WorkDir(work)
+    }
+
+    /// `rel` inside the scratch folder (not the config directory).
+    pub fn beside(&self, rel: &str) -> PathBuf {
+        self.0.path().join(rel)
+    }
+
+    /// The config directory.
+    pub fn config(&self) -> PathBuf {
+        self.beside("config")
+    }
+
+    /// Writes `config/rel` in one step (a dot-named temporary, then a
+    /// rename), so a watcher never sees half a file.
+    pub fn put(&self, rel: &str, text: &str) {
+        let tmp = self.config().join(format!(".{rel}.tmp"));
+        std::fs::write(&tmp, text).expect("write");
+        std::fs::rename(&tmp, self.config().join(rel)).expect("rename");
+    }
+}
+
 /// A temporary directory removed on drop (also when a test fails).
 pub struct ScratchDir(PathBuf);
 
