@@ -118,6 +118,26 @@ pub struct DirArg {
     /// Directory of *.yaml, *.yml and *.json resource files, read recursively.
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub limits: FileLimitArg,
+}
+
+/// How large a config file may be.
+#[derive(Debug, Args)]
+pub struct FileLimitArg {
+    /// Largest config file read, in MiB; a larger file is an error at that
+    /// file (and, for serve, the whole change is rejected).
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub max_file_mb: u64,
+}
+
+impl FileLimitArg {
+    /// As the loader takes it.
+    pub fn limits(&self) -> crate::loader::Limits {
+        crate::loader::Limits {
+            max_file_bytes: self.max_file_mb.saturating_mul(1024 * 1024),
+        }
+    }
 }
 
 /// Which node's view to use.
@@ -349,6 +369,8 @@ pub struct DiffArgs {
     new: PathBuf,
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    limits: FileLimitArg,
 }
 
 fn parse_type(s: &str) -> Result<ResourceType, String> {
@@ -417,6 +439,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
             memory_bytes: (args.load_memory_limit_mb > 0)
                 .then(|| args.load_memory_limit_mb.saturating_mul(1024 * 1024)),
             timeout: std::time::Duration::from_secs(args.load_timeout_secs),
+            files: args.dir.limits.limits(),
         },
         state_dir: args.state_dir.clone(),
     };
@@ -484,8 +507,8 @@ fn bootstrap(args: &BootstrapArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn load(dir: &Path) -> Result<Checked, ExitCode> {
-    validate::check_dir(dir).map_err(|e| {
+fn load(dir: &Path, limits: &FileLimitArg) -> Result<Checked, ExitCode> {
+    validate::check_dir_with(dir, limits.limits()).map_err(|e| {
         eprintln!("xdsd: {e}");
         ExitCode::from(EXIT_TROUBLE)
     })
@@ -501,7 +524,7 @@ fn print_errors(diags: &Diagnostics) {
 }
 
 fn lint(args: &LintArgs) -> ExitCode {
-    let checked = match load(&args.dir.dir) {
+    let checked = match load(&args.dir.dir, &args.dir.limits) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -526,8 +549,8 @@ fn lint(args: &LintArgs) -> ExitCode {
 }
 
 /// Loads and validates, printing errors; `None` when the set is invalid.
-fn load_valid(dir: &Path) -> Result<Checked, ExitCode> {
-    let checked = load(dir)?;
+fn load_valid(dir: &Path, limits: &FileLimitArg) -> Result<Checked, ExitCode> {
+    let checked = load(dir, limits)?;
     if !checked.diagnostics.is_ok() {
         print_errors(&checked.diagnostics);
         eprintln!(
@@ -541,7 +564,7 @@ fn load_valid(dir: &Path) -> Result<Checked, ExitCode> {
 }
 
 fn render_cmd(args: &RenderArgs) -> ExitCode {
-    let checked = match load_valid(&args.dir.dir) {
+    let checked = match load_valid(&args.dir.dir, &args.dir.limits) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -561,7 +584,10 @@ fn render_cmd(args: &RenderArgs) -> ExitCode {
 
 fn diff_cmd(args: &DiffArgs) -> ExitCode {
     let node = args.node.identity();
-    let (old, new) = match (load_valid(&args.old), load_valid(&args.new)) {
+    let (old, new) = match (
+        load_valid(&args.old, &args.limits),
+        load_valid(&args.new, &args.limits),
+    ) {
         (Ok(o), Ok(n)) => (o, n),
         // Invalid input is trouble for diff, as for diff(1).
         _ => return ExitCode::from(EXIT_TROUBLE),

@@ -36,14 +36,26 @@ impl std::fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// Largest file read; larger ones are reported, not read.
-pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// What loading may read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest file read; larger ones are reported (at the file), not read.
+    pub max_file_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_file_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
 
 const DISCOVERY_RESPONSE: &str = "envoy.service.discovery.v3.DiscoveryResponse";
 
 /// Loads every `*.yaml`, `*.yml` and `*.json` below `dir`, skipping names that start with `.`.
 pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
-    load_dir_cached(dir, &mut DocumentCache::default())
+    load_dir_cached(dir, Limits::default(), &mut DocumentCache::default())
 }
 
 /// What documents loaded to, kept by a long-lived loader (the daemon's
@@ -70,7 +82,11 @@ struct Part {
 
 /// [`load_dir`], reusing and then refreshing `cache`: afterwards it holds
 /// exactly the documents of this load.
-pub fn load_dir_cached(dir: &Path, cache: &mut DocumentCache) -> Result<Loaded, LoadError> {
+pub fn load_dir_cached(
+    dir: &Path,
+    limits: Limits,
+    cache: &mut DocumentCache,
+) -> Result<Loaded, LoadError> {
     let meta = std::fs::metadata(dir).map_err(|e| LoadError(format!("{}: {e}", dir.display())))?;
     if !meta.is_dir() {
         return Err(LoadError(format!("{}: not a directory", dir.display())));
@@ -82,14 +98,14 @@ pub fn load_dir_cached(dir: &Path, cache: &mut DocumentCache) -> Result<Loaded, 
     files.sort();
     let texts = crate::parallel::map(&files, |path| {
         let shown: Arc<str> = Arc::from(path.display().to_string());
-        (shown, read_text(path))
+        (shown, read_text(path, limits))
     });
     let mut parts = Vec::new();
     for (file, text) in texts {
         let text = match text {
             Ok(text) => text,
-            Err(message) => {
-                diagnostics.error(Location { file, mark: None }, message);
+            Err((mark, message)) => {
+                diagnostics.error(Location { file, mark }, message);
                 continue;
             }
         };
@@ -146,17 +162,53 @@ pub fn load_str(shown: &str, text: &str) -> Loaded {
     loader.loaded
 }
 
-fn read_text(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(format!(
-            "file is {} bytes, larger than the limit of {MAX_FILE_BYTES}",
-            meta.len()
+fn read_text(path: &Path, limits: Limits) -> Result<String, (Option<Mark>, String)> {
+    use std::io::Read;
+    let limit = limits.max_file_bytes;
+    let too_large = |size: u64| {
+        format!("file is {size} bytes, larger than the limit of {limit} (--max-file-mb)")
+    };
+    // Checked before opening: opening a FIFO would wait for a writer.
+    let meta = std::fs::metadata(path).map_err(|e| (None, format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err((
+            None,
+            "not a regular file (a FIFO, socket or device is never read)".into(),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    String::from_utf8(bytes)
-        .map_err(|e| format!("not valid UTF-8 (byte {})", e.utf8_error().valid_up_to()))
+    if meta.len() > limit {
+        return Err((None, too_large(meta.len())));
+    }
+    let file = std::fs::File::open(path).map_err(|e| (None, format!("cannot read: {e}")))?;
+    // The size may change between the check and the read: never read more than the limit.
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| (None, format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > limit {
+        return Err((None, too_large(bytes.len() as u64)));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let at = utf8_error_mark(e.as_bytes(), valid);
+        (
+            Some(at),
+            format!("not valid UTF-8 (byte {valid}): config files are UTF-8 text"),
+        )
+    })
+}
+
+/// Line and column (in characters) of byte `valid_up_to`, the first that is
+/// not UTF-8, in `bytes`, whose bytes before it are valid.
+fn utf8_error_mark(bytes: &[u8], valid_up_to: usize) -> Mark {
+    let prefix =
+        std::str::from_utf8(bytes.get(..valid_up_to).unwrap_or_default()).unwrap_or_default();
+    let line_start = prefix.rfind('\n').map_or(0, |i| i + 1);
+    let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    Mark {
+        line: clamp(prefix.matches('\n').count() + 1),
+        col: clamp(prefix[line_start..].chars().count() + 1),
+    }
 }
 
 fn is_config_file(path: &Path) -> bool {
@@ -552,7 +604,7 @@ mod tests {
         let bad = format!("{CDS}\nname: bad\nconnect_timeoutt: 1s\n");
         let dir = dir_with("reuse", &[doc("a", "1s"), doc("b", "1s"), bad.clone()]);
         let mut cache = DocumentCache::default();
-        let first = load_dir_cached(&dir, &mut cache).expect("loads");
+        let first = load_dir_cached(&dir, Limits::default(), &mut cache).expect("loads");
         let fresh = load_dir(&dir).expect("loads");
         assert_eq!(
             format!("{:?}", first.diagnostics),
@@ -565,7 +617,7 @@ mod tests {
             [doc("a", "1s"), doc("b", "2s"), bad].join("---\n"),
         )
         .expect("write");
-        let second = load_dir_cached(&dir, &mut cache).expect("loads");
+        let second = load_dir_cached(&dir, Limits::default(), &mut cache).expect("loads");
         let (before, after) = (messages(&first), messages(&second));
         assert!(Arc::ptr_eq(&before[0], &after[0]), "a is reused");
         assert!(!Arc::ptr_eq(&before[1], &after[1]), "b is decoded again");
@@ -584,7 +636,7 @@ mod tests {
             ),
         )
         .expect("write");
-        let third = load_dir_cached(&dir, &mut cache).expect("loads");
+        let third = load_dir_cached(&dir, Limits::default(), &mut cache).expect("loads");
         assert!(!Arc::ptr_eq(&after[0], &messages(&third)[0]));
         assert_eq!(
             format!("{:?}", third.diagnostics),

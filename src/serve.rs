@@ -57,7 +57,10 @@ pub async fn run(options: Options) -> Result<(), StartError> {
         Some(dir) => Some(StateDir::open(dir).map_err(StartError)?),
         None => None,
     };
+    let started = std::time::Instant::now();
     let initial = initial_set(&mut loader, state.as_ref()).await?;
+    // A first load parses everything; later ones only what changed.
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let mut builder = server_builder(options.tls.as_ref())?;
     let grpc = TcpListener::bind(options.listen)
         .await
@@ -66,7 +69,7 @@ pub async fn run(options: Options) -> Result<(), StartError> {
         .await
         .map_err(|e| StartError(format!("cannot listen on {} (admin): {e}", options.admin)))?;
     let snapshot = initial.snapshot();
-    tracing::info!(version = %snapshot.version, resources = ?snapshot.counts(), "loaded");
+    tracing::info!(version = %snapshot.version, resources = ?snapshot.counts(), load_ms, "loaded");
     let (snapshots_tx, snapshots) = channel::channel(Arc::clone(snapshot));
     let ledger = Arc::new(Ledger::default());
     let health = Arc::new(Health::new(Arc::clone(&ledger), snapshots.clone()));

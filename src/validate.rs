@@ -45,16 +45,25 @@ pub struct Checked {
 
 /// Loads `dir` and runs every check: what `lint`, `render`, `diff` and `serve` share.
 pub fn check_dir(dir: &std::path::Path) -> Result<Checked, crate::loader::LoadError> {
-    check_dir_cached(dir, &mut crate::loader::DocumentCache::default())
+    check_dir_with(dir, crate::loader::Limits::default())
+}
+
+/// [`check_dir`] with other limits.
+pub fn check_dir_with(
+    dir: &std::path::Path,
+    limits: crate::loader::Limits,
+) -> Result<Checked, crate::loader::LoadError> {
+    check_dir_cached(dir, limits, &mut crate::loader::DocumentCache::default())
 }
 
 /// [`check_dir`] for a long-lived loader: unchanged documents come from
 /// `cache`; every cross-resource check runs on the whole set.
 pub fn check_dir_cached(
     dir: &std::path::Path,
+    limits: crate::loader::Limits,
     cache: &mut crate::loader::DocumentCache,
 ) -> Result<Checked, crate::loader::LoadError> {
-    let loaded = crate::loader::load_dir_cached(dir, cache)?;
+    let loaded = crate::loader::load_dir_cached(dir, limits, cache)?;
     let mut diagnostics = loaded.diagnostics;
     validate(&loaded.resources, &mut diagnostics);
     Ok(Checked {

@@ -41,6 +41,8 @@ pub struct Limits {
     pub memory_bytes: Option<u64>,
     /// Longest a load may take.
     pub timeout: Duration,
+    /// What the child may read.
+    pub files: crate::loader::Limits,
 }
 
 /// A validated set, as the child loaded it.
@@ -69,7 +71,8 @@ struct Child {
 /// disk was replaced since the daemon started.
 const SELF_EXE: &str = "/proc/self/exe";
 
-/// The program name the child is started with: `xdsd-loader DIR [LIMIT]`.
+/// The program name the child is started with:
+/// `xdsd-loader DIR MAX_FILE_BYTES [MEMORY_LIMIT_BYTES]`.
 pub const CHILD_ARGV0: &str = "xdsd-loader";
 
 /// The most a child's stderr contributes to an error message.
@@ -138,6 +141,7 @@ impl Loader {
         command
             .arg0(CHILD_ARGV0)
             .arg(&self.dir)
+            .arg(self.limits.files.max_file_bytes.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -340,6 +344,8 @@ impl WireEntry {
 /// unchanged document hands back as the same shared value).
 #[derive(Default)]
 pub struct LoadCache {
+    /// What may be read.
+    pub files: crate::loader::Limits,
     documents: crate::loader::DocumentCache,
     encoded: HashMap<usize, (Arc<DynamicMessage>, Arc<Entry>)>,
 }
@@ -373,7 +379,7 @@ impl LoadCache {
 /// the encoded set when there are no errors. `cache` carries what an
 /// earlier load of the same process can share with this one.
 pub fn load_here(dir: &Path, cache: &mut LoadCache) -> Reply {
-    let checked = match crate::validate::check_dir_cached(dir, &mut cache.documents) {
+    let checked = match crate::validate::check_dir_cached(dir, cache.files, &mut cache.documents) {
         Ok(checked) => checked,
         Err(e) => {
             return Reply {
@@ -412,12 +418,20 @@ pub fn run_if_child() -> Option<ExitCode> {
         return None;
     }
     let dir = PathBuf::from(args.next()?);
-    let limit = args.next().and_then(|l| l.to_str()?.parse().ok());
-    Some(run_child(&dir, limit))
+    let mut number = || args.next().and_then(|n| n.to_str()?.parse::<u64>().ok());
+    let files = crate::loader::Limits {
+        max_file_bytes: number()?,
+    };
+    let memory = number();
+    Some(run_child(&dir, files, memory))
 }
 
 /// The child's main loop: one reply per request byte until stdin ends.
-fn run_child(dir: &Path, memory_limit_bytes: Option<u64>) -> ExitCode {
+fn run_child(
+    dir: &Path,
+    files: crate::loader::Limits,
+    memory_limit_bytes: Option<u64>,
+) -> ExitCode {
     // Said once, with the first reply: a load without its limit still loads.
     let mut notes: Vec<String> = memory_limit_bytes
         .and_then(|bytes| rlimit::setrlimit(rlimit::Resource::AS, bytes, bytes).err())
@@ -429,7 +443,10 @@ fn run_child(dir: &Path, memory_limit_bytes: Option<u64>) -> ExitCode {
     let mut requests = std::io::stdin().lock();
     let mut replies = std::io::stdout().lock();
     let mut request = [0u8; 1];
-    let mut cache = LoadCache::default();
+    let mut cache = LoadCache {
+        files,
+        ..LoadCache::default()
+    };
     loop {
         match requests.read(&mut request) {
             Ok(0) | Err(_) => return ExitCode::SUCCESS,

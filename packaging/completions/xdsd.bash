@@ -129,7 +129,7 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__diff)
-            opts="-h -V --node-id --node-cluster --help --version"
+            opts="-h -V --node-id --node-cluster --max-file-mb --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -140,6 +140,10 @@ _xdsd() {
                     return 0
                     ;;
                 --node-cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-file-mb)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -263,13 +267,17 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__lint)
-            opts="-h -V --dir --format --deny-warnings --help --version"
+            opts="-h -V --dir --max-file-mb --format --deny-warnings --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-file-mb)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -285,13 +293,17 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__render)
-            opts="-h -V --dir --node-id --node-cluster --type --format --envoy-static --help --version"
+            opts="-h -V --dir --max-file-mb --node-id --node-cluster --type --format --envoy-static --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-file-mb)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -319,13 +331,17 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__serve)
-            opts="-h -V --dir --listen --admin --tls-cert --tls-key --tls-client-ca --authorize-node --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --state-dir --log-format --log-level --help --version"
+            opts="-h -V --dir --max-file-mb --listen --admin --tls-cert --tls-key --tls-client-ca --authorize-node --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --state-dir --log-format --log-level --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-file-mb)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

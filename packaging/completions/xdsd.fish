@@ -34,6 +34,7 @@ complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "render" -d 'Print the res
 complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "diff" -d 'Compare two config directories resource by resource'
 complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l dir -d 'Directory of *.yaml, *.yml and *.json resource files, read recursively' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l max-file-mb -d 'Largest config file read, in MiB; a larger file is an error at that file (and, for serve, the whole change is rejected)' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l listen -d 'Address for gRPC xDS' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l admin -d 'Address of the admin HTTP endpoint (/healthz, /readyz, /metrics, /clients, /status, /config)' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-cert -d 'Serve xDS over TLS with this certificate chain (PEM); needs --tls-key' -r -F
@@ -68,6 +69,7 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l tls-server-name 
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -s V -l version -d 'Print version'
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l dir -d 'Directory of *.yaml, *.yml and *.json resource files, read recursively' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l max-file-mb -d 'Largest config file read, in MiB; a larger file is an error at that file (and, for serve, the whole change is rejected)' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l format -d 'Output format: text (path:line:col), json, or github (Actions annotations)' -r -f -a "text\t'`path:line:col: severity: message`, one per line'
 json\t'A JSON array of objects with file, line, column, severity, message'
 github\t'GitHub Actions workflow commands (`::error file=...::message`)'"
@@ -75,6 +77,7 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l deny-warnings -d 'Tre
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -s V -l version -d 'Print version'
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l dir -d 'Directory of *.yaml, *.yml and *.json resource files, read recursively' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l max-file-mb -d 'Largest config file read, in MiB; a larger file is an error at that file (and, for serve, the whole change is rejected)' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l node-id -d 'The node\'s `node.id`, matched against `nodes.id` selectors' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l node-cluster -d 'The node\'s `node.cluster`, matched against `nodes.cluster` selectors' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l type -d 'Only resources of this type (Cluster, ClusterLoadAssignment or Endpoints, Listener, RouteConfiguration, ...)' -r
@@ -85,6 +88,7 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand render" -s h -l help -d 'Print
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -s V -l version -d 'Print version'
 complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l node-id -d 'The node\'s `node.id`, matched against `nodes.id` selectors' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l node-cluster -d 'The node\'s `node.cluster`, matched against `nodes.cluster` selectors' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l max-file-mb -d 'Largest config file read, in MiB; a larger file is an error at that file (and, for serve, the whole change is rejected)' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -s V -l version -d 'Print version'
 complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "serve" -d 'Serve a config directory over xDS (ADS), reloading it when it changes'

@@ -200,9 +200,38 @@ where
         only,
         wire: PhantomData,
     };
-    Grpc::new(ProstCodec::<W::Response, W::Request>::default())
+    Grpc::new(SmallBuffers::<W::Response, W::Request>(PhantomData))
         .streaming(method, request)
         .await
+}
+
+/// Protobuf over gRPC, like `ProstCodec`, but starting each stream's encode
+/// and decode buffers at 1 KiB instead of 8 KiB: a fleet holds one stream per
+/// client, most xDS requests are far smaller than 8 KiB, and a buffer grows
+/// when a message needs it.
+struct SmallBuffers<T, U>(PhantomData<(T, U)>);
+
+fn stream_buffers() -> tonic::codec::BufferSettings {
+    tonic::codec::BufferSettings::new(1024, 32 * 1024)
+}
+
+impl<T, U> tonic::codec::Codec for SmallBuffers<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = tonic_prost::ProstEncoder<T>;
+    type Decoder = tonic_prost::ProstDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::new(stream_buffers())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::new(stream_buffers())
+    }
 }
 
 impl<N: Named> tonic::codegen::Service<http::Request<tonic::body::Body>> for Service<N> {
