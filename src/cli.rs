@@ -194,6 +194,14 @@ pub struct ServeArgs {
     /// Seconds a load may take before it is stopped and rejected.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     load_timeout_secs: u64,
+    /// Most xDS streams open at once (an Envoy on ADS holds one; per-type
+    /// services one per type); more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    max_clients: usize,
+    /// Largest request a client may send, in MiB; a larger one ends its
+    /// stream with RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "MIB", default_value_t = 4)]
+    max_request_mb: usize,
     /// Keep the last good set in this directory (created if missing;
     /// replaced atomically after each applied load). When --dir is invalid
     /// at start, that set is served instead of refusing to start, and
@@ -442,6 +450,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
             files: args.dir.limits.limits(),
         },
         state_dir: args.state_dir.clone(),
+        client_limits: crate::xds::Limits {
+            max_streams: args.max_clients,
+            max_request_bytes: args.max_request_mb.saturating_mul(1024 * 1024),
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

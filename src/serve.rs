@@ -37,6 +37,8 @@ pub struct Options {
     pub load_limits: Limits,
     /// Where the last good set is saved, for restarts with an invalid directory.
     pub state_dir: Option<PathBuf>,
+    /// What clients may open and send.
+    pub client_limits: crate::xds::Limits,
 }
 
 /// Why `serve` could not start.
@@ -127,7 +129,7 @@ pub async fn run(options: Options) -> Result<(), StartError> {
         stop_systemd.notify("STOPPING=1");
         let _ = stop.send(true);
     });
-    let mut ads = Ads::new(snapshots, ledger);
+    let mut ads = Ads::new(snapshots, ledger).with_limits(options.client_limits);
     if let Some(authorization) = options.authorize_node.clone() {
         ads = ads.with_authorization(authorization);
     }

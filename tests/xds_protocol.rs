@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use xdsd::schema::ResourceType;
 use xdsd::snapshot::Snapshot;
-use xdsd::xds::{Ads, Ledger};
+use xdsd::xds::{Ads, Ledger, Limits};
 
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
@@ -48,13 +48,19 @@ struct Server {
 }
 
 async fn start(text: &str) -> Server {
+    start_with(text, Limits::default()).await
+}
+
+async fn start_with(text: &str, limits: Limits) -> Server {
     let (snapshots, rx) = watch::channel(snapshot(text));
     let ledger = Arc::new(Ledger::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let routes = Ads::new(rx, Arc::clone(&ledger)).routes();
+    let routes = Ads::new(rx, Arc::clone(&ledger))
+        .with_limits(limits)
+        .routes();
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_routes(routes)
@@ -583,4 +589,104 @@ async fn csds_reports_what_each_client_was_sent_and_answered() {
         assert_eq!(error.details, "rejected by test");
         assert_eq!(error.version_info, pushed.version_info);
     }
+}
+
+/// Hostile or broken requests are contained: a type xdsd does not serve, a
+/// first request without `node`, a nonce never sent, 100,000 names in one
+/// request; the stream keeps working and so do others.
+#[tokio::test]
+async fn odd_requests_leave_the_stream_working() {
+    let mut server = start(&clusters(&["a", "b"])).await;
+    let mut s = Sotw::open(&mut server).await;
+    let raw = |type_url: &str, names: Vec<String>| DiscoveryRequest {
+        node: None,
+        type_url: type_url.into(),
+        resource_names: names,
+        ..Default::default()
+    };
+    s.requests
+        .send(raw("type.googleapis.com/no.such.Type", Vec::new()))
+        .await
+        .expect("send");
+    assert!(s.recv().await.is_none(), "an unknown type gets nothing");
+    s.send(CDS, &[], "", "12345", false).await;
+    assert!(s.recv().await.is_none(), "a nonce never sent is ignored");
+    let mut many: Vec<String> = (0..100_000).map(|i| format!("missing-{i}")).collect();
+    many.push("a".into());
+    s.requests.send(raw(EDS, many)).await.expect("send");
+    let eds = s.recv().await.expect("EDS for the one name that exists");
+    assert_eq!(names(&eds), ["a"]);
+    s.send(CDS, &[], "", "", false).await;
+    let cds = s.recv().await.expect("the stream still answers");
+    assert_eq!(names(&cds), ["a", "b"]);
+}
+
+/// `--max-clients` and `--max-request-mb`: streams over the limit are
+/// refused (and the place comes back when one ends); a request over the
+/// size limit ends its own stream only.
+#[tokio::test]
+async fn stream_and_request_limits_hold() {
+    let limits = Limits {
+        max_streams: 2,
+        max_request_bytes: 64 * 1024,
+    };
+    let mut server = start_with(&clusters(&["a"]), limits).await;
+    let mut first = Sotw::open(&mut server).await;
+    let mut second = Sotw::open(&mut server).await;
+    for s in [&mut first, &mut second] {
+        s.send(CDS, &[], "", "", false).await;
+        assert!(s.recv().await.is_some(), "within the limit");
+    }
+    let (_requests, rx) = mpsc::channel::<DiscoveryRequest>(1);
+    let refused = server
+        .client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect_err("a third stream is refused");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("--max-clients"), "{refused:?}");
+
+    // A request over the size limit ends that stream, not the other.
+    let huge: Vec<String> = (0..10_000).map(|i| format!("name-{i:06}")).collect();
+    let request = DiscoveryRequest {
+        node: node(),
+        type_url: EDS.into(),
+        resource_names: huge,
+        ..Default::default()
+    };
+    first.requests.send(request).await.expect("send");
+    let ended = tokio::time::timeout(Duration::from_secs(5), first.responses.message()).await;
+    assert!(
+        matches!(ended, Ok(Err(ref status)) if status.code() == tonic::Code::OutOfRange || status.code() == tonic::Code::ResourceExhausted),
+        "the oversized request ends its stream: {ended:?}"
+    );
+    second.send(CDS, &[], "", "", false).await;
+    // The other stream is unaffected (it is answered or, having everything, sent nothing).
+    drop(second.recv().await);
+
+    // The ended stream's place is free again.
+    let reopened = wait_for_stream(&mut server).await;
+    assert!(reopened, "a place came back when a stream ended");
+}
+
+/// Opens a stream until the server accepts one (a place is freed when the
+/// server notices a stream ended), for at most 5 s.
+async fn wait_for_stream(server: &mut Server) -> bool {
+    for _ in 0..50 {
+        let (requests, rx) = mpsc::channel::<DiscoveryRequest>(1);
+        if let Ok(response) = server
+            .client
+            .stream_aggregated_resources(ReceiverStream::new(rx))
+            .await
+        {
+            drop((requests, response));
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }

@@ -331,7 +331,7 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__serve)
-            opts="-h -V --dir --max-file-mb --listen --admin --tls-cert --tls-key --tls-client-ca --authorize-node --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --state-dir --log-format --log-level --help --version"
+            opts="-h -V --dir --max-file-mb --listen --admin --tls-cert --tls-key --tls-client-ca --authorize-node --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --max-clients --max-request-mb --state-dir --log-format --log-level --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -382,6 +382,14 @@ _xdsd() {
                     return 0
                     ;;
                 --load-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-clients)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-request-mb)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -45,6 +45,8 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l debounce-ms -d 'Quie
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l debounce-max-ms -d 'Longest wait, in milliseconds, from a burst\'s first event to the reload' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l load-memory-limit-mb -d 'Memory (address space), in MiB, a load may use before it is stopped and rejected; 0 means no limit. Loads run in a child process, so a file that exhausts this cannot harm the daemon or what it serves' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l load-timeout-secs -d 'Seconds a load may take before it is stopped and rejected' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l max-clients -d 'Most xDS streams open at once (an Envoy on ADS holds one; per-type services one per type); more are refused with RESOURCE_EXHAUSTED' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l max-request-mb -d 'Largest request a client may send, in MiB; a larger one ends its stream with RESOURCE_EXHAUSTED' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l state-dir -d 'Keep the last good set in this directory (created if missing; replaced atomically after each applied load). When --dir is invalid at start, that set is served instead of refusing to start, and /status, the log and xdsd_serving_saved_state say so; a damaged file is ignored' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"

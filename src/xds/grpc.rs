@@ -149,7 +149,7 @@ where
     fn call(&mut self, request: Request<Streaming<W::Request>>) -> Self::Future {
         let peer = peer(&request);
         let stream = self.ads.start::<W>(self.only, peer, request.into_inner());
-        Box::pin(async move { Ok(Response::new(stream)) })
+        Box::pin(async move { stream.map(Response::new) })
     }
 }
 
@@ -200,7 +200,9 @@ where
         only,
         wire: PhantomData,
     };
+    let max_request = method.ads.limits().max_request_bytes;
     Grpc::new(SmallBuffers::<W::Response, W::Request>(PhantomData))
+        .max_decoding_message_size(max_request)
         .streaming(method, request)
         .await
 }
@@ -253,7 +255,9 @@ impl<N: Named> tonic::codegen::Service<http::Request<tonic::body::Body>> for Ser
                 Some(Method::Fetch(rtype)) => {
                     let codec =
                         ProstCodec::<messages::DiscoveryResponse, DiscoveryRequest>::default();
+                    let max_request = ads.limits().max_request_bytes;
                     Grpc::new(codec)
+                        .max_decoding_message_size(max_request)
                         .unary(FetchMethod { ads, rtype }, request)
                         .await
                 }

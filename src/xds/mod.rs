@@ -21,7 +21,7 @@ use crate::snapshot::Snapshot;
 use crate::tls::NodeAuthorization;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
@@ -48,6 +48,26 @@ impl Caller {
     }
 }
 
+/// What one server accepts from its clients.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Streams open at once (every ADS stream, and each per-type stream, is
+    /// one); more are refused with RESOURCE_EXHAUSTED.
+    pub max_streams: usize,
+    /// Largest request message; a larger one ends its stream.
+    pub max_request_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            // The CLI's defaults (`--max-clients`, `--max-request-mb`).
+            max_streams: 50_000,
+            max_request_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
 /// The ADS service (and, through [`Ads::services`], the per-type ones).
 #[derive(Clone)]
 pub struct Ads {
@@ -55,6 +75,17 @@ pub struct Ads {
     ledger: Arc<Ledger>,
     next_id: Arc<AtomicU64>,
     authorization: Option<Arc<NodeAuthorization>>,
+    limits: Limits,
+    open_streams: Arc<AtomicUsize>,
+}
+
+/// A place among the open streams, given back when the stream ends.
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Ads {
@@ -65,7 +96,35 @@ impl Ads {
             ledger,
             next_id: Arc::new(AtomicU64::new(1)),
             authorization: None,
+            limits: Limits::default(),
+            open_streams: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Holds clients to `limits`.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits clients are held to.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// A place for one more stream, unless the server is full.
+    fn claim_slot(&self) -> Result<StreamSlot, Status> {
+        let max = self.limits.max_streams;
+        let taken = self.open_streams.fetch_add(1, Ordering::Relaxed);
+        let slot = StreamSlot(Arc::clone(&self.open_streams));
+        if taken >= max {
+            drop(slot);
+            tracing::warn!(max, "stream refused: the server is full (--max-clients)");
+            return Err(Status::resource_exhausted(format!(
+                "xdsd serves at most {max} streams at once (--max-clients)"
+            )));
+        }
+        Ok(slot)
     }
 
     /// Refuses clients whose certificate does not prove the node they claim.
@@ -144,13 +203,16 @@ impl Ads {
         only: Option<ResourceType>,
         peer: Peer,
         requests: Streaming<W::Request>,
-    ) -> ResponseStream<W::Response>
+    ) -> Result<ResponseStream<W::Response>, Status>
     where
         W::Request: prost::Message + Default,
     {
+        let slot = self.claim_slot()?;
+        // A client that stops reading holds at most this many responses
+        // here (their resource bytes are shared), then its task waits.
         let (tx, rx) = mpsc::channel(16);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(stream::Stream::<W>::run(
+        let run = stream::Stream::<W>::run(
             id,
             only,
             self.caller(peer),
@@ -158,7 +220,11 @@ impl Ads {
             self.snapshots.clone(),
             Arc::clone(&self.ledger),
             tx,
-        ));
-        ReceiverStream::new(rx)
+        );
+        tokio::spawn(async move {
+            let _slot = slot;
+            run.await;
+        });
+        Ok(ReceiverStream::new(rx))
     }
 }
