@@ -4,7 +4,7 @@
 # Envoy-shaped text, and the xDS engine on request sequences. `.ci/run`
 # runs the same tests with proptest's default 256 cases each.
 #
-# usage: bash bench/fuzz.sh [CASES]    (default 20000 per property)
+# usage: bash bench/fuzz.sh [CASES]    (default 200000 per property)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PROPTEST_CASES="${1:-20000}" cargo test --release --lib fuzz -- --nocapture
+PROPTEST_CASES="${1:-200000}" cargo test --release --lib fuzz -- --nocapture
