@@ -16,6 +16,7 @@ use crate::diag::Diagnostics;
 use crate::reflect::{field, string_field, unpack_any};
 use crate::resource::{PathStep, Resource};
 use crate::schema::ResourceType;
+use crate::selector::NodeSelector;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -75,6 +76,7 @@ pub fn check_dir_cached(
 /// Runs every cross-resource check, adding findings to `diags`.
 pub fn validate(resources: &[Resource], diags: &mut Diagnostics) {
     check_duplicate_names(resources, diags);
+    check_response_sizes(resources, diags);
     let mut by_name: HashMap<(ResourceType, &str), Vec<&Resource>> = HashMap::new();
     for r in resources {
         by_name
@@ -114,6 +116,46 @@ pub fn validate(resources: &[Resource], diags: &mut Diagnostics) {
     check_duplicate_addresses(resources, &listener_addresses, diags);
     crate::grpc_rules::check(resources, diags);
     warn_unreferenced(resources, &referenced, diags);
+}
+
+/// What gRPC clients accept in one message by default (Envoy's own limit is higher).
+pub const CLIENT_MESSAGE_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Warns when one type's resources, as one node sees them, would make a
+/// response over [`CLIENT_MESSAGE_LIMIT`]: a SotW response carries them
+/// all, and so does a client's first delta response. A node is estimated
+/// to see the resources for everyone plus those of one selector.
+fn check_response_sizes(resources: &[Resource], diags: &mut Diagnostics) {
+    use prost::Message;
+    let mut shared: HashMap<ResourceType, usize> = HashMap::new();
+    let mut targeted: HashMap<(ResourceType, &NodeSelector), (usize, &Resource)> = HashMap::new();
+    for r in resources {
+        let size = r.message.encoded_len();
+        if r.selector.is_everyone() {
+            *shared.entry(r.rtype).or_default() += size;
+        }
+        let slot = targeted.entry((r.rtype, &r.selector)).or_insert((0, r));
+        if !r.selector.is_everyone() {
+            slot.0 += size;
+        }
+    }
+    let mut warned: HashSet<ResourceType> = HashSet::new();
+    let mut groups: Vec<_> = targeted.into_iter().collect();
+    groups.sort_by_key(|((t, selector), _)| (*t, (*selector).clone()));
+    for ((rtype, selector), (own, first)) in groups {
+        let total = own + shared.get(&rtype).copied().unwrap_or(0);
+        if total > CLIENT_MESSAGE_LIMIT && warned.insert(rtype) {
+            diags.warning(
+                first.location(),
+                format!(
+                    "a node matching {} gets {:.1} MiB of {} resources in one response; gRPC clients refuse messages over 4 MiB by default (GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH), Envoy accepts more",
+                    selector.describe(),
+                    total as f64 / (1024.0 * 1024.0),
+                    rtype.kind_name()
+                ),
+            );
+        }
+    }
 }
 
 fn check_duplicate_names(resources: &[Resource], diags: &mut Diagnostics) {
@@ -632,6 +674,42 @@ mod tests {
             .filter(|d| d.severity == crate::diag::Severity::Error)
             .map(|d| d.to_string())
             .collect()
+    }
+
+    fn warnings(text: &str) -> Vec<String> {
+        let loaded = load_str("c.yaml", text);
+        let mut diags = loaded.diagnostics;
+        validate(&loaded.resources, &mut diags);
+        diags
+            .sorted()
+            .iter()
+            .filter(|d| d.severity == crate::diag::Severity::Warning)
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn responses_over_the_grpc_limit_are_warned_about_once_per_type() {
+        let padded = |name: &str, nodes: &str| {
+            format!(
+                "kind: Cluster\n{nodes}spec: {{name: {name}, alt_stat_name: {}}}\n",
+                "x".repeat(1024 * 1024)
+            )
+        };
+        // Three shared clusters (3 MiB) plus two for edge nodes (2 MiB): 5 MiB for an edge node.
+        let mut docs: Vec<String> = (0..3).map(|i| padded(&format!("s{i}"), "")).collect();
+        docs.extend((0..2).map(|i| padded(&format!("e{i}"), "nodes: {cluster: [edge]}\n")));
+        let found = warnings(&docs.join("---\n"));
+        let big: Vec<&String> = found.iter().filter(|w| w.contains("4 MiB")).collect();
+        assert_eq!(big.len(), 1, "{found:?}");
+        assert!(
+            big[0].contains("cluster [edge]") && big[0].contains("5.0 MiB"),
+            "{}",
+            big[0]
+        );
+        // The shared ones alone stay under the limit.
+        let small = warnings(&docs[..3].join("---\n"));
+        assert!(!small.iter().any(|w| w.contains("4 MiB")), "{small:?}");
     }
 
     const ROUTE: &str = "\"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\nname: r\nvirtual_hosts:\n- name: a\n  domains: [\"*\"]\n  routes:\n  - match: {prefix: /}\n    route: {cluster: missing}\n";

@@ -209,8 +209,9 @@ impl Ads {
     {
         let slot = self.claim_slot()?;
         // A client that stops reading holds at most this many responses
-        // here (their resource bytes are shared), then its task waits.
-        let (tx, rx) = mpsc::channel(16);
+        // here (their resource bytes are shared), then its task waits. A
+        // transition never has more than one response per type unanswered.
+        let (tx, rx) = mpsc::channel(4);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let run = stream::Stream::<W>::run(
             id,
