@@ -1,17 +1,23 @@
-//! Faults under traffic, end to end with a real Envoy and ~200 requests/s:
-//! xdsd killed with SIGKILL in the middle of a make-before-break transition
-//! and started again. Envoy keeps serving what it has, and the restarted
-//! xdsd finishes the move without a failed request.
+//! Faults under traffic, end to end with real Envoys: xdsd killed with
+//! SIGKILL in the middle of a make-before-break transition and started
+//! again (Envoy keeps serving what it has, and the restarted xdsd finishes
+//! the move without a failed request); and two replicas on one directory,
+//! one killed (Envoy fails over and is sent nothing new).
 
 mod common;
 
+use common::config::simple_set;
 use common::config::{
     LISTENER, ROUTE, bare, documents, listener_spec_via, route_spec, service_via,
 };
+use common::stack::{EnvoyState, Traffic};
 use common::stack::{
     Stack, check_load, load_with_change, rejected_updates, settled_state, wait_body,
 };
-use common::{Backend, XdsSource, Xdsd, free_port, wait_for};
+use common::{
+    Backend, Envoy, NodeSpec, WorkDir, XdsSource, Xdsd, envoy_bootstrap_for, free_port, wait_for,
+};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 fn kill_mid_transition_then_restart(tag: &str, source: XdsSource) {
@@ -109,4 +115,96 @@ fn kill_9_mid_transition_sotw() {
 #[test]
 fn kill_9_mid_transition_delta() {
     kill_mid_transition_then_restart("kill9-delta", XdsSource::DELTA);
+}
+
+/// Envoy's `*.update_success` and `*.update_rejected` counters: they move
+/// on every response Envoy accepts or refuses, also one that changes nothing.
+fn update_counters(state: &EnvoyState) -> BTreeMap<String, String> {
+    state
+        .stats
+        .iter()
+        .filter(|(k, _)| k.ends_with(".update_success") || k.ends_with(".update_rejected"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Two xdsd replicas serve one directory; Envoy's bootstrap lists both as
+/// endpoints of its xDS cluster. The one Envoy is connected to is killed:
+/// Envoy reconnects to the other, which has the same content and so the
+/// same versions, and sends it nothing; traffic never fails.
+#[test]
+fn a_killed_replica_is_failed_over_and_nothing_is_resent() {
+    let a = Backend::start("backend-a");
+    let port = free_port();
+    let work = WorkDir::new("replicas");
+    for (name, text) in simple_set(port, &a) {
+        work.put(name, &text);
+    }
+    let mut replicas = [
+        Xdsd::start_with(&work.config(), &work.beside("xdsd-1.log"), &[]),
+        Xdsd::start_with(&work.config(), &work.beside("xdsd-2.log"), &[]),
+    ];
+    let first = replicas[0].listen;
+    let endpoint = |xds: u16| {
+        format!(
+            "        - endpoint:\n            address:\n              socket_address: {{address: 127.0.0.1, port_value: {xds}}}\n"
+        )
+    };
+    let admin = free_port();
+    let bootstrap = envoy_bootstrap_for(
+        NodeSpec::new("replicas", "replicas-cluster"),
+        admin,
+        first,
+        XdsSource::SOTW,
+    );
+    let both = format!("{}{}", endpoint(first), endpoint(replicas[1].listen));
+    let bootstrap = bootstrap.replace(&endpoint(first), &both);
+    assert!(
+        bootstrap.contains(&endpoint(replicas[1].listen)),
+        "both replicas listed:\n{bootstrap}"
+    );
+    let envoy = Envoy::start_bootstrap(&work.beside(""), "replicas", &bootstrap, admin);
+    wait_body(port, "/", "backend-a", Duration::from_secs(15));
+    let connected = |x: &Xdsd| {
+        x.admin_json("/clients")
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    };
+    let serving = replicas
+        .iter()
+        .position(connected)
+        .expect("Envoy is connected to one replica");
+    let other = 1 - serving;
+    let before = settled_state(&envoy);
+
+    let traffic = Traffic::start(port, "/", "backend-a", Duration::from_millis(5));
+    replicas[serving].guard.signal("KILL");
+    let killed = Instant::now();
+    let failed_over = wait_for(Duration::from_secs(30), Duration::from_millis(50), || {
+        connected(&replicas[other]).then_some(())
+    });
+    assert!(
+        failed_over.is_some(),
+        "Envoy did not reach the other replica within 30 s"
+    );
+    eprintln!(
+        "replicas: Envoy reached the other replica {:?} after the kill",
+        killed.elapsed()
+    );
+    // Time for anything the new replica sends to arrive and be applied.
+    std::thread::sleep(Duration::from_secs(1));
+    let (requests, failures) = traffic.finish();
+    let after = settled_state(&envoy);
+    assert!(
+        failures.is_empty(),
+        "{} of {requests} requests failed: {failures:?}",
+        failures.len()
+    );
+    assert_eq!(
+        update_counters(&before),
+        update_counters(&after),
+        "Envoy was sent something by the other replica, though it has the same content"
+    );
+    let status = replicas[other].admin_json("/clients");
+    eprintln!("replicas: {requests} requests, none failed; the other replica sees {status}");
 }

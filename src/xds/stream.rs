@@ -382,7 +382,9 @@ impl<W: Wire> Stream<W> {
             .into_iter()
             .filter(|s| only.is_none_or(|t| s.rtype == t))
             .collect();
-        self.waiting = None;
+        // A response of the previous transition that is not ACKed yet is
+        // still waited for: Envoy may not have applied it (a new cluster
+        // still warming), and the new stages must not build on it before.
         self.peer_wait = None;
         self.last_stage = None;
         self.advance().await

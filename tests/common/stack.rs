@@ -232,6 +232,17 @@ pub fn wait_for_located_error(xdsd: &Xdsd, from: usize, file: &str) -> String {
     })
 }
 
+/// Waits until `GET path` through `port` answers 200 (from any backend).
+pub fn wait_body_any(port: u16, path: &str, timeout: Duration) {
+    let answered = wait_for(timeout, Duration::from_millis(25), || {
+        body_of(port, path).ok()
+    });
+    assert!(
+        answered.is_some(),
+        "{path} on port {port} did not answer within {timeout:?}"
+    );
+}
+
 /// Requests `path` every `every` on fresh connections until stopped;
 /// collects the failures (anything but 200 from `want`).
 pub struct Traffic {
@@ -241,6 +252,20 @@ pub struct Traffic {
 
 impl Traffic {
     pub fn start(port: u16, path: &'static str, want: &'static str, every: Duration) -> Traffic {
+        Traffic::start_checking(port, path, every, move |body| body == want)
+    }
+
+    /// Like [`Traffic::start`], but any 200 answer (from any backend) is a success.
+    pub fn start_any(port: u16, path: &'static str, every: Duration) -> Traffic {
+        Traffic::start_checking(port, path, every, |_| true)
+    }
+
+    fn start_checking(
+        port: u16,
+        path: &'static str,
+        every: Duration,
+        accept: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = std::thread::spawn(move || {
@@ -249,7 +274,7 @@ impl Traffic {
             while !flag.load(Ordering::SeqCst) {
                 n += 1;
                 match body_of(port, path) {
-                    Ok(body) if body == want => {}
+                    Ok(body) if accept(&body) => {}
                     Ok(body) => failures.push(format!("{:?}: answered by {body}", start.elapsed())),
                     Err(e) => failures.push(format!("{:?}: {e}", start.elapsed())),
                 }
