@@ -619,6 +619,58 @@ async fn odd_requests_leave_the_stream_working() {
     s.send(CDS, &[], "", "", false).await;
     let cds = s.recv().await.expect("the stream still answers");
     assert_eq!(names(&cds), ["a", "b"]);
+
+    // A flood: 20,000 requests as fast as they can be written. Another
+    // client is still pushed a change promptly, and the flooding stream
+    // still answers afterwards.
+    let mut other = Sotw::open(&mut server).await;
+    other.send(CDS, &[], "", "", false).await;
+    let first = other.recv().await.expect("initial response");
+    other
+        .send(CDS, &[], &first.version_info, &first.nonce, false)
+        .await;
+    let flood = s.requests.clone();
+    let flooding = tokio::spawn(async move {
+        for i in 0..20_000 {
+            let request = DiscoveryRequest {
+                node: node(),
+                type_url: CDS.into(),
+                response_nonce: format!("stale-{i}"),
+                ..Default::default()
+            };
+            if flood.send(request).await.is_err() {
+                break;
+            }
+        }
+    });
+    let pushed_at = std::time::Instant::now();
+    server
+        .snapshots
+        .send_replace(snapshot(&clusters(&["a", "b", "c"])));
+    let pushed = other
+        .recv()
+        .await
+        .expect("the other client is pushed the change");
+    assert!(names(&pushed).contains(&"c".to_string()));
+    assert!(
+        pushed_at.elapsed() < Duration::from_secs(1),
+        "the other client waited {:?} behind the flood",
+        pushed_at.elapsed()
+    );
+    flooding.await.expect("flood");
+    // The flooding stream gets the change too, once its own queue drains.
+    let mut seen_c = false;
+    for _ in 0..5 {
+        match s.recv().await {
+            Some(r) if names(&r).contains(&"c".to_string()) => {
+                seen_c = true;
+                break;
+            }
+            Some(r) => s.send(CDS, &[], &r.version_info, &r.nonce, false).await,
+            None => break,
+        }
+    }
+    assert!(seen_c, "the flooding stream still works");
 }
 
 /// `--max-clients` and `--max-request-mb`: streams over the limit are
