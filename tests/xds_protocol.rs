@@ -742,3 +742,71 @@ async fn wait_for_stream(server: &mut Server) -> bool {
     }
     false
 }
+
+const RDS: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+
+/// Clusters (with endpoints) and the route configuration `r` sending `/` to `target`.
+fn routed(names: &[&str], target: &str) -> String {
+    format!(
+        "{}\"@type\": {RDS}\nname: r\nvirtual_hosts:\n- name: all\n  domains: [\"*\"]\n  routes:\n  - match: {{prefix: /}}\n    route: {{cluster: {target}}}\n",
+        clusters(names)
+    )
+}
+
+/// A new set arriving while an endpoints response of the previous change is
+/// not ACKed yet (Envoy is still warming the new cluster): the route that
+/// uses that cluster is sent only after the ACK.
+#[tokio::test]
+async fn a_route_waits_for_pending_endpoints_across_changes() {
+    let mut server = start(&routed(&["a"], "a")).await;
+    let mut s = Sotw::open(&mut server).await;
+    for (type_url, names) in [(CDS, vec![]), (EDS, vec!["a"]), (RDS, vec!["r"])] {
+        s.send(type_url, &names, "", "", false).await;
+        let r = s.recv().await.expect("initial response");
+        s.send(type_url, &names, &r.version_info, &r.nonce, false)
+            .await;
+    }
+    // Cluster b appears (unused): clusters first; like Envoy, the client asks
+    // for b's endpoints before it ACKs the clusters, then ACKs everything
+    // but the last endpoints response.
+    server
+        .snapshots
+        .send_replace(snapshot(&routed(&["a", "b"], "a")));
+    let cds = s.recv().await.expect("clusters a and b");
+    assert_eq!(cds.type_url, CDS);
+    s.send(EDS, &["a", "b"], "", "", false).await;
+    s.send(CDS, &[], &cds.version_info, &cds.nonce, false).await;
+    let mut eds = (String::new(), String::new());
+    while let Some(r) = s.recv().await {
+        if r.type_url == EDS {
+            eds = (r.version_info.clone(), r.nonce.clone());
+        } else {
+            s.send(&r.type_url, &[], &r.version_info, &r.nonce, false)
+                .await;
+        }
+    }
+    assert!(!eds.1.is_empty(), "an endpoints response went out");
+    // The route moves to b while b's endpoints are not ACKed.
+    server
+        .snapshots
+        .send_replace(snapshot(&routed(&["a", "b"], "b")));
+    let early = s.recv().await;
+    assert!(
+        early.as_ref().is_none_or(|r| r.type_url != RDS),
+        "the route to b was sent before b's endpoints were ACKed: {early:?}"
+    );
+    s.send(EDS, &["a", "b"], &eds.0, &eds.1, false).await;
+    let mut route = None;
+    while let Some(r) = s.recv().await {
+        if r.type_url == RDS {
+            route = Some(r);
+            break;
+        }
+        s.send(&r.type_url, &[], &r.version_info, &r.nonce, false)
+            .await;
+    }
+    assert!(
+        route.is_some(),
+        "the route comes once the endpoints are ACKed"
+    );
+}

@@ -383,8 +383,7 @@ impl<W: Wire> Stream<W> {
             .filter(|s| only.is_none_or(|t| s.rtype == t))
             .collect();
         // A response of the previous transition that is not ACKed yet is
-        // still waited for: Envoy may not have applied it (a new cluster
-        // still warming), and the new stages must not build on it before.
+        // still waited for (see `advance`).
         self.peer_wait = None;
         self.last_stage = None;
         self.advance().await
@@ -410,7 +409,18 @@ impl<W: Wire> Stream<W> {
                 (Some(t), true) => Force::Names(Arc::clone(&t.rewarm)),
                 _ => Force::Nothing,
             };
-            if let Some(nonce) = self.respond(stage.rtype, &force).await? {
+            let sent = self.respond(stage.rtype, &force).await?;
+            // A response of this type not ACKed yet is waited for too, also
+            // one sent outside the stage (Envoy asks for a new cluster's
+            // endpoints before it ACKs the clusters): until it is applied,
+            // a later stage must not build on it.
+            let pending = sent.or_else(|| {
+                self.types
+                    .get(&stage.rtype)
+                    .filter(|state| state.unanswered)
+                    .map(|state| state.nonce.clone())
+            });
+            if let Some(nonce) = pending {
                 self.waiting = Some((stage.rtype, nonce, Instant::now() + STAGE_TIMEOUT));
             }
         }
