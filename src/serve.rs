@@ -77,9 +77,12 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     let health = Arc::new(Health::new(Arc::clone(&ledger), snapshots.clone()));
     let added = snapshot.changes_from(&Snapshot::empty());
     match initial {
-        Initial::Loaded(snapshot) => {
+        Initial::Loaded(snapshot, is_saved) => {
             health.record_load(LoadOutcome::Applied(&snapshot, added));
-            save(state.as_ref(), &snapshot).await;
+            // Saving it again would turn the previous set into this one.
+            if !is_saved {
+                save(state.as_ref(), &snapshot).await;
+            }
         }
         Initial::Restored(snapshot, errors) => {
             health.record_load(LoadOutcome::Restored(&snapshot, added, errors));
@@ -174,8 +177,8 @@ async fn load(loader: &mut Loader) -> Result<Snapshot, Vec<String>> {
 
 /// The first set to serve.
 enum Initial {
-    /// The directory's.
-    Loaded(Arc<Snapshot>),
+    /// The directory's; `true` when it is the set saved in `--state-dir` already.
+    Loaded(Arc<Snapshot>, bool),
     /// The directory is invalid (these errors): the last good set saved in `--state-dir`.
     Restored(Arc<Snapshot>, Vec<String>),
 }
@@ -183,7 +186,7 @@ enum Initial {
 impl Initial {
     fn snapshot(&self) -> &Arc<Snapshot> {
         match self {
-            Initial::Loaded(s) | Initial::Restored(s, _) => s,
+            Initial::Loaded(s, _) | Initial::Restored(s, _) => s,
         }
     }
 }
@@ -192,8 +195,31 @@ impl Initial {
 /// `state` (loudly). Without a usable saved set, an invalid directory is a
 /// start error.
 async fn initial_set(loader: &mut Loader, state: Option<&StateDir>) -> Result<Initial, StartError> {
+    let saved = match state.map(StateDir::restore) {
+        Some(Ok(saved)) => saved,
+        Some(Err(damaged)) => {
+            tracing::error!("ignoring the saved set: {damaged}");
+            None
+        }
+        None => None,
+    };
     let errors = match load(loader).await {
-        Ok(snapshot) => return Ok(Initial::Loaded(Arc::new(snapshot))),
+        Ok(mut snapshot) => {
+            // What clients may still hold if xdsd stopped in the middle of a
+            // change: the set served before this one (see `Snapshot::follow`).
+            let is_saved = saved
+                .as_ref()
+                .is_some_and(|s| s.version == snapshot.version);
+            let predecessor = if is_saved {
+                state.and_then(StateDir::restore_previous)
+            } else {
+                saved
+            };
+            if let Some(previous) = predecessor {
+                snapshot.follow(&Arc::new(previous));
+            }
+            return Ok(Initial::Loaded(Arc::new(snapshot), is_saved));
+        }
         Err(errors) => errors,
     };
     let invalid = || {
@@ -203,28 +229,22 @@ async fn initial_set(loader: &mut Loader, state: Option<&StateDir>) -> Result<In
             errors.join("\n")
         ))
     };
-    let Some(state) = state else {
+    let (Some(state), Some(mut snapshot)) = (state, saved) else {
         return Err(invalid());
     };
-    match state.restore() {
-        Ok(Some(snapshot)) => {
-            tracing::error!(
-                version = %snapshot.version,
-                "{} is not a valid config set; serving the last good set saved in {} until it is fixed",
-                loader.dir().display(),
-                state.file().display()
-            );
-            for line in &errors {
-                tracing::error!("{line}");
-            }
-            Ok(Initial::Restored(Arc::new(snapshot), errors))
-        }
-        Ok(None) => Err(invalid()),
-        Err(damaged) => {
-            tracing::error!("ignoring the saved set: {damaged}");
-            Err(invalid())
-        }
+    tracing::error!(
+        version = %snapshot.version,
+        "{} is not a valid config set; serving the last good set saved in {} until it is fixed",
+        loader.dir().display(),
+        state.file().display()
+    );
+    for line in &errors {
+        tracing::error!("{line}");
     }
+    if let Some(previous) = state.restore_previous() {
+        snapshot.follow(&Arc::new(previous));
+    }
+    Ok(Initial::Restored(Arc::new(snapshot), errors))
 }
 
 /// Where a new set goes: the clients, the admin API and `--state-dir`.
@@ -337,7 +357,7 @@ async fn reload(loader: &mut Loader, publisher: &Publisher) -> String {
             );
             let status = serving_status(&snapshot);
             health.record_load(LoadOutcome::Applied(&snapshot, changes));
-            snapshot.reuse_maps_of(&serving);
+            snapshot.follow(&serving);
             let snapshot = Arc::new(snapshot);
             snapshots.send_replace(Arc::clone(&snapshot));
             save(publisher.state.as_ref(), &snapshot).await;

@@ -118,6 +118,9 @@ pub struct Snapshot {
     for_everyone: bool,
     /// Moves from a previous snapshot's views to this one's, by the two views' addresses.
     transitions: Mutex<HashMap<(usize, usize), Arc<Transition>>>,
+    /// The set served before this one: what a client that reconnects in the
+    /// middle of a change may still hold (one generation; see [`Snapshot::follow`]).
+    predecessor: Mutex<Option<Arc<Snapshot>>>,
 }
 
 /// How one type's resources differ between two maps, by name.
@@ -270,7 +273,23 @@ impl Snapshot {
             inherited: HashMap::new(),
             for_everyone,
             transitions: Mutex::new(HashMap::new()),
+            predecessor: Mutex::new(None),
         }
+    }
+
+    /// Makes this snapshot the successor of `previous`: its views reuse
+    /// `previous`'s maps, and `previous` is remembered as what clients may
+    /// still hold (while `previous` forgets its own predecessor, so that no
+    /// chain of old sets builds up).
+    pub fn follow(&mut self, previous: &Arc<Snapshot>) {
+        self.reuse_maps_of(previous);
+        lock(&previous.predecessor).take();
+        *lock(&self.predecessor) = Some(Arc::clone(previous));
+    }
+
+    /// The set served before this one, if known.
+    pub fn predecessor(&self) -> Option<Arc<Snapshot>> {
+        lock(&self.predecessor).clone()
     }
 
     /// Lets this snapshot's views reuse `previous`'s per-type maps where

@@ -22,6 +22,10 @@ const MAGIC: &[u8] = b"xdsd-state 1\n";
 /// The state file's name inside `--state-dir`.
 pub const FILE_NAME: &str = "last-good.xdsd";
 
+/// The set served before the last good one: what clients may still hold
+/// when xdsd restarts in the middle of a change.
+pub const PREVIOUS_NAME: &str = "previous.xdsd";
+
 /// Length of the trailing checksum (hex digits).
 const CHECKSUM_LEN: usize = 16;
 
@@ -45,7 +49,8 @@ impl StateDir {
         self.dir.join(FILE_NAME)
     }
 
-    /// Writes `snapshot` as the last good set, atomically.
+    /// Writes `snapshot` as the last good set, atomically; the one it
+    /// replaces becomes the previous set.
     pub fn save(&self, snapshot: &Snapshot) -> Result<(), String> {
         let body = Reply::from_entries(snapshot.entries(), Vec::new()).encode_to_vec();
         let mut bytes = Vec::with_capacity(MAGIC.len() + 8 + body.len() + CHECKSUM_LEN);
@@ -55,7 +60,12 @@ impl StateDir {
         bytes.extend_from_slice(bytes_hash(&body).as_bytes());
         let target = self.file();
         let temporary = self.dir.join(format!(".{FILE_NAME}.tmp"));
-        let written = write_synced(&temporary, &bytes)
+        let rotated = match std::fs::rename(&target, self.dir.join(PREVIOUS_NAME)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        };
+        let written = rotated
+            .and_then(|()| write_synced(&temporary, &bytes))
             .and_then(|()| std::fs::rename(&temporary, &target))
             .and_then(|()| std::fs::File::open(&self.dir)?.sync_all());
         written.map_err(|e| {
@@ -67,34 +77,42 @@ impl StateDir {
     /// The last good set: `Ok(None)` when none was saved, `Err` (with the
     /// reason) when the file is unreadable or fails a check.
     pub fn restore(&self) -> Result<Option<Snapshot>, String> {
-        let path = self.file();
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
-        let corrupt = |why: &str| format!("{}: corrupt state file ({why})", path.display());
-        let rest = bytes
-            .strip_prefix(MAGIC)
-            .ok_or_else(|| corrupt("not an xdsd state file of this version"))?;
-        let (length, rest) = rest
-            .split_first_chunk::<8>()
-            .ok_or_else(|| corrupt("truncated"))?;
-        let length =
-            usize::try_from(u64::from_le_bytes(*length)).map_err(|_| corrupt("bad length"))?;
-        if rest.len() != length.saturating_add(CHECKSUM_LEN) {
-            return Err(corrupt("truncated or extended"));
-        }
-        let (body, checksum) = rest.split_at(length);
-        if checksum != bytes_hash(body).as_bytes() {
-            return Err(corrupt("checksum mismatch"));
-        }
-        let reply = Reply::decode(body).map_err(|e| corrupt(&e.to_string()))?;
-        let loaded = reply
-            .into_loaded()
-            .map_err(|errors| corrupt(&errors.join("; ")))?;
-        Ok(Some(loaded.snapshot))
+        read_state(&self.file())
     }
+
+    /// The set served before the last good one, when it is known and intact.
+    pub fn restore_previous(&self) -> Option<Snapshot> {
+        read_state(&self.dir.join(PREVIOUS_NAME)).ok().flatten()
+    }
+}
+
+/// A state file's set (see [`StateDir::restore`]).
+fn read_state(path: &Path) -> Result<Option<Snapshot>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let corrupt = |why: &str| format!("{}: corrupt state file ({why})", path.display());
+    let rest = bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| corrupt("not an xdsd state file of this version"))?;
+    let (length, rest) = rest
+        .split_first_chunk::<8>()
+        .ok_or_else(|| corrupt("truncated"))?;
+    let length = usize::try_from(u64::from_le_bytes(*length)).map_err(|_| corrupt("bad length"))?;
+    if rest.len() != length.saturating_add(CHECKSUM_LEN) {
+        return Err(corrupt("truncated or extended"));
+    }
+    let (body, checksum) = rest.split_at(length);
+    if checksum != bytes_hash(body).as_bytes() {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let reply = Reply::decode(body).map_err(|e| corrupt(&e.to_string()))?;
+    let loaded = reply
+        .into_loaded()
+        .map_err(|errors| corrupt(&errors.join("; ")))?;
+    Ok(Some(loaded.snapshot))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -175,6 +193,22 @@ mod tests {
                 restored.map(|s| s.map(|s| s.version))
             );
         }
+        let _ = std::fs::remove_dir_all(&state.dir);
+    }
+
+    #[test]
+    fn a_second_save_keeps_the_first_as_previous() {
+        let (state, first) = saved("rotate");
+        let loaded = load_str(
+            "x.yaml",
+            &SET.replace("connect_timeout: 1s", "connect_timeout: 2s"),
+        );
+        let second = Snapshot::build(&loaded.resources);
+        state.save(&second).expect("save");
+        let last = state.restore().expect("valid").expect("present");
+        assert_eq!(last.version, second.version);
+        let previous = state.restore_previous().expect("previous kept");
+        assert_eq!(previous.version, first.version);
         let _ = std::fs::remove_dir_all(&state.dir);
     }
 

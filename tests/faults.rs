@@ -1,7 +1,9 @@
 //! Faults under traffic, end to end with real Envoys: xdsd killed with
 //! SIGKILL in the middle of a make-before-break transition and started
-//! again (Envoy keeps serving what it has, and the restarted xdsd finishes
-//! the move without a failed request); and two replicas on one directory,
+//! again with the same `--state-dir` (Envoy keeps serving what it has; the
+//! restarted xdsd knows the set served before the change, keeps its
+//! clusters until Envoy's routes have moved, and finishes the move without
+//! a failed request); and two replicas on one directory,
 //! one killed (Envoy fails over and is sent nothing new).
 
 mod common;
@@ -35,7 +37,13 @@ fn kill_mid_transition_then_restart(tag: &str, source: XdsSource) {
             service_via(cluster, backend.port, source),
         ])
     };
-    let mut stack = Stack::launch(tag, source, &[], |config| {
+    // The state directory tells the restarted xdsd what was served before
+    // the change, which Envoy may still be using (outside the scratch
+    // folder, whose path is not known before the stack starts).
+    let state = std::env::temp_dir().join(format!("xdsd-test-{tag}-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let state_arg = state.display().to_string();
+    let mut stack = Stack::launch(tag, source, &["--state-dir", &state_arg], |config| {
         std::fs::write(config.join("all.yaml"), all("a", &a)).expect("write");
     });
     wait_body(port, "/", "backend-a", Duration::from_secs(10));
@@ -80,7 +88,13 @@ fn kill_mid_transition_then_restart(tag: &str, source: XdsSource) {
             );
             // Envoy runs on its own for a second, then xdsd comes back.
             std::thread::sleep(Duration::from_secs(1));
-            let mut second = Xdsd::spawn(&config, listen, admin, &[], &second_log);
+            let mut second = Xdsd::spawn(
+                &config,
+                listen,
+                admin,
+                &["--state-dir", &state_arg],
+                &second_log,
+            );
             second.wait_ready();
             stack.xdsd = second;
         },
@@ -105,6 +119,7 @@ fn kill_mid_transition_then_restart(tag: &str, source: XdsSource) {
     );
     let rejected = rejected_updates(&stack.envoy);
     assert!(rejected.is_empty(), "Envoy rejected updates: {rejected:?}");
+    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]

@@ -810,3 +810,56 @@ async fn a_route_waits_for_pending_endpoints_across_changes() {
         "the route comes once the endpoints are ACKed"
     );
 }
+
+/// A client that reconnects while a change may be under way (SotW: it
+/// names a version it holds) keeps the previous set's clusters until its
+/// routes are on the current set: clusters first come as old plus new, and
+/// the old ones go only after the routes are ACKed.
+#[tokio::test]
+async fn a_reconnecting_client_keeps_old_clusters_until_its_routes_moved() {
+    let previous = snapshot(&routed(&["a"], "a"));
+    let mut current =
+        Snapshot::build(&xdsd::loader::load_str("t.yaml", &routed(&["b"], "b")).resources);
+    current.follow(&previous);
+    let mut server = start(&routed(&["a"], "a")).await;
+    server.snapshots.send_replace(Arc::new(current));
+    let mut s = Sotw::open(&mut server).await;
+    // Like Envoy after a reconnect: every subscription at once, each with
+    // the version it holds.
+    s.send(CDS, &[], "held-before", "", false).await;
+    s.send(RDS, &["r"], "held-before", "", false).await;
+    let mut clusters_seen = Vec::new();
+    let mut route_acked = false;
+    while let Some(r) = s.recv().await {
+        if r.type_url == CDS {
+            clusters_seen.push((names(&r), route_acked));
+        }
+        if r.type_url == RDS {
+            route_acked = true;
+        }
+        s.send(
+            &r.type_url,
+            if r.type_url == RDS { &["r"] } else { &[] },
+            &r.version_info,
+            &r.nonce,
+            false,
+        )
+        .await;
+    }
+    let first = clusters_seen.first().expect("clusters were sent");
+    assert_eq!(
+        first.0,
+        ["a", "b"],
+        "the old cluster is kept at first: {clusters_seen:?}"
+    );
+    let last = clusters_seen.last().expect("clusters were sent");
+    assert_eq!(
+        last.0,
+        ["b"],
+        "the old cluster goes in the end: {clusters_seen:?}"
+    );
+    assert!(
+        last.1,
+        "and only after the routes were ACKed: {clusters_seen:?}"
+    );
+}

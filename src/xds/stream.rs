@@ -119,6 +119,9 @@ struct TypeState {
     sent_version: String,
     /// What the client has, as far as xdsd knows: name → version.
     has: BTreeMap<String, String>,
+    /// The client's first request said what it already holds (a SotW
+    /// version, delta initial versions): it reconnected.
+    resumed: bool,
     /// `has` is exactly `sent` (names and versions): a shared
     /// [`Transition`] diff from `sent` is then the client's delta too.
     has_is_sent: bool,
@@ -172,6 +175,16 @@ fn transition_stages() -> VecDeque<Stage> {
     ])
 }
 
+/// What a client that connects while a change may be under way (a
+/// reconnect, a restarted xdsd) is presumed to hold: the previous set. Its
+/// clusters and endpoints stay in the responses until the client's
+/// listeners and routes are on the current set, as in a transition.
+struct Holdover {
+    view: Arc<View>,
+    /// Held at most until then.
+    until: Instant,
+}
+
 /// The state of one stream.
 pub struct Stream<W: Wire> {
     id: u64,
@@ -195,6 +208,9 @@ pub struct Stream<W: Wire> {
     /// transition (those of clusters that are new or changed, since Envoy
     /// warms such a cluster only on a fresh assignment).
     transition: Option<Arc<Transition>>,
+    /// For a stream that began while the set was changing: the previous
+    /// set, whose clusters and endpoints the client may still use.
+    holdover: Option<Holdover>,
     next_nonce: u64,
     ledger: Arc<Ledger>,
     out: mpsc::Sender<Result<W::Response, Status>>,
@@ -230,6 +246,7 @@ impl<W: Wire> Stream<W> {
             peer_wait: None,
             last_stage: None,
             transition: None,
+            holdover: None,
             next_nonce: 0,
             ledger,
             out,
@@ -240,6 +257,10 @@ impl<W: Wire> Stream<W> {
                 // Peers are checked again every 50 ms.
                 (None, Some(_)) => Some(Instant::now() + PEER_POLL),
                 (None, None) => None,
+            };
+            let deadline = match (deadline, stream.holdover.as_ref().map(|h| h.until)) {
+                (Some(d), Some(h)) => Some(d.min(h)),
+                (d, h) => d.or(h),
             };
             let step = tokio::select! {
                 message = requests.message() => match message {
@@ -273,7 +294,10 @@ impl<W: Wire> Stream<W> {
                         tracing::warn!(stream = id, type_url = %rtype.type_url(), "no ACK in time; continuing the transition");
                         stream.waiting = None;
                     }
-                    stream.advance().await
+                    match stream.advance().await {
+                        Ok(()) => stream.end_holdover_if_done().await,
+                        failed => failed,
+                    }
                 }
             };
             if step.is_err() {
@@ -294,6 +318,10 @@ impl<W: Wire> Stream<W> {
             self.ledger
                 .connect(self.id, &node, &self.caller.peer, self.only, W::INCREMENTAL);
             self.view = self.snapshot.view(&identity);
+            self.holdover = self.snapshot.predecessor().map(|previous| Holdover {
+                view: previous.view(&identity),
+                until: Instant::now() + STAGE_TIMEOUT,
+            });
             self.node = Some(identity);
         }
         let Some(rtype) = ResourceType::ALL
@@ -334,6 +362,7 @@ impl<W: Wire> Stream<W> {
             // A SotW client reconnecting says which version it has: if that is
             // what it would get, it is sent nothing (as after a restart).
             state.sent_version = request.version.clone();
+            state.resumed = true;
             self.ledger.resumed(self.id, rtype, &request.version);
         }
         subscribe(state, request.subscription);
@@ -352,7 +381,47 @@ impl<W: Wire> Stream<W> {
         if answered_wait {
             self.advance().await?;
         }
+        self.end_holdover_if_done().await?;
         self.report_if_settled();
+        Ok(())
+    }
+
+    /// Ends the holdover once the client's listeners and routes are on the
+    /// current set (or after [`STAGE_TIMEOUT`]), and sends what it held back:
+    /// the removal of the previous set's clusters and endpoints.
+    async fn end_holdover_if_done(&mut self) -> Result<(), ()> {
+        let Some(holdover) = &self.holdover else {
+            return Ok(());
+        };
+        // Nothing the client holds of `rtype` is older than the view (and its
+        // last response is answered).
+        let current = |rtype: ResourceType| {
+            let view = self.view.of(rtype).map(|t| &t.resources);
+            let now = |name: &String, version: &String| {
+                view.and_then(|v| v.get(name))
+                    .is_some_and(|e| &e.version == version)
+            };
+            self.types.get(&rtype).is_none_or(|s| {
+                let held = if W::INCREMENTAL {
+                    s.has.iter().all(|(n, v)| now(n, v))
+                } else {
+                    s.sent.iter().all(|(n, e)| now(n, &e.version))
+                };
+                !s.subscribed || !s.unanswered && held
+            })
+        };
+        let users = [ResourceType::Listener, ResourceType::RouteConfiguration];
+        let subscribed = users
+            .iter()
+            .any(|t| self.types.get(t).is_some_and(|s| s.subscribed));
+        let listeners_moved = subscribed && users.into_iter().all(current);
+        if !listeners_moved && Instant::now() < holdover.until {
+            return Ok(());
+        }
+        self.holdover = None;
+        for rtype in [ResourceType::Cluster, ResourceType::ClusterLoadAssignment] {
+            self.respond(rtype, &Force::Nothing).await?;
+        }
         Ok(())
     }
 
@@ -374,6 +443,8 @@ impl<W: Wire> Stream<W> {
         let Some(node) = &self.node else {
             return Ok(());
         };
+        // What was sent under the holdover is in `sent`: the transition keeps it.
+        self.holdover = None;
         let old = std::mem::replace(&mut self.view, self.snapshot.view(node));
         self.transition = Some(self.snapshot.transition(&old, &self.view));
         self.modes = ResourceType::ALL.iter().map(|t| (*t, Mode::Hold)).collect();
@@ -495,6 +566,9 @@ impl<W: Wire> Stream<W> {
             Some(t) => (Arc::clone(&t.resources), Some(t.version.clone())),
             None => (Resources::default(), None),
         };
+        if let Some(held) = self.held_back(rtype, &new) {
+            return (overlay(&held, &new), None);
+        }
         let Some(sent) = self.types.get(&rtype).map(|s| &s.sent) else {
             return (new, version);
         };
@@ -537,6 +611,37 @@ impl<W: Wire> Stream<W> {
             Mode::Union => (overlay(sent, &new), None),
             Mode::Hold => (overlay(&new, sent), None),
         }
+    }
+
+    /// Under a holdover, the previous set's resources of `rtype` (clusters
+    /// and endpoints only) that the client may hold and `new` lacks; `None`
+    /// when there are none, or the client said it has exactly the current set.
+    fn held_back(
+        &self,
+        rtype: ResourceType,
+        new: &Resources,
+    ) -> Option<BTreeMap<String, Arc<Entry>>> {
+        let holdover = self.holdover.as_ref()?;
+        if !matches!(
+            rtype,
+            ResourceType::Cluster | ResourceType::ClusterLoadAssignment
+        ) {
+            return None;
+        }
+        let previous = holdover.view.of(rtype)?;
+        let state = self.types.get(&rtype).filter(|s| s.resumed)?;
+        if Some(&state.sent_version) == self.view.of(rtype).map(|t| &t.version) {
+            return None;
+        }
+        let held: BTreeMap<String, Arc<Entry>> = previous
+            .resources
+            .iter()
+            .filter(|(name, _)| !new.contains_key(*name))
+            // A delta client said what it has: only that is held.
+            .filter(|(name, _)| !W::INCREMENTAL || state.has.contains_key(*name))
+            .map(|(name, e)| (name.clone(), Arc::clone(e)))
+            .collect();
+        (!held.is_empty()).then_some(held)
     }
 
     /// Sends `rtype` if the client is subscribed and its content changed (or
@@ -803,6 +908,7 @@ fn subscribe(state: &mut TypeState, subscription: Subscription) {
             if !(unsubscribe.is_empty() && initial.is_empty()) {
                 state.has_is_sent = false;
             }
+            state.resumed |= first && !initial.is_empty();
             for name in &unsubscribe {
                 state.names.remove(name);
                 state.has.remove(name);
@@ -1034,6 +1140,7 @@ mod fuzz {
                 peer_wait: None,
                 last_stage: None,
                 transition: None,
+                holdover: None,
                 next_nonce: 0,
                 ledger: Arc::new(Ledger::default()),
                 out,
