@@ -142,7 +142,7 @@ async fn a_client_that_stops_reading_is_contained() {
     let mut version = first.version_info;
     let mut rss = vec![rss_kib(pid)];
     let mut slowest = Duration::ZERO;
-    for round in 1..=40 {
+    for round in 1..=60 {
         let changed = Instant::now();
         work.put("clusters.yaml", &clusters(250, round));
         // The healthy client gets every change promptly (it ACKs each).
@@ -167,9 +167,12 @@ async fn a_client_that_stops_reading_is_contained() {
     }
     // Memory reaches a working size and stays there: it does not grow with
     // every change, as it would if the stuck stream's responses piled up.
-    let (warm, last) = (rss[20], rss[40]);
+    // A queue that did not stop would add about 1 MB per change (30 MB
+    // over the last 30); the allocator's own drift is a few MB.
+    let peak = |range: std::ops::Range<usize>| rss[range].iter().copied().max().unwrap_or(0);
+    let (warm, last) = (peak(20..31), peak(50..61));
     eprintln!(
-        "stuck reader: slowest healthy update {slowest:?}; RSS at start {} KiB, after 20 changes {warm} KiB, after 40 {last} KiB",
+        "stuck reader: slowest healthy update {slowest:?}; RSS at start {} KiB, peak over changes 20-30 {warm} KiB, over 50-60 {last} KiB",
         rss[0]
     );
     assert!(
@@ -177,8 +180,8 @@ async fn a_client_that_stops_reading_is_contained() {
         "the healthy client was held up: {slowest:?}"
     );
     assert!(
-        last <= warm + 8 * 1024,
-        "RSS kept growing with a client that stopped reading: {warm} KiB after 20 changes of 1 MB sets, {last} KiB after 40"
+        last <= warm + 12 * 1024,
+        "RSS kept growing with a client that stopped reading: peak {warm} KiB over changes 20-30 of 1 MB sets, {last} KiB over changes 50-60"
     );
     assert_eq!(streams(&xdsd), 2, "both streams are still known");
 }
