@@ -60,12 +60,15 @@ impl StateDir {
         bytes.extend_from_slice(bytes_hash(&body).as_bytes());
         let target = self.file();
         let temporary = self.dir.join(format!(".{FILE_NAME}.tmp"));
-        let rotated = match std::fs::rename(&target, self.dir.join(PREVIOUS_NAME)) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            other => other,
-        };
-        let written = rotated
-            .and_then(|()| write_synced(&temporary, &bytes))
+        // The new file is complete on disk before the old one moves aside,
+        // so a crash at any point leaves a last good set (see `restore`).
+        let written = write_synced(&temporary, &bytes)
+            .and_then(
+                |()| match std::fs::rename(&target, self.dir.join(PREVIOUS_NAME)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    other => other,
+                },
+            )
             .and_then(|()| std::fs::rename(&temporary, &target))
             .and_then(|()| std::fs::File::open(&self.dir)?.sync_all());
         written.map_err(|e| {
@@ -77,7 +80,12 @@ impl StateDir {
     /// The last good set: `Ok(None)` when none was saved, `Err` (with the
     /// reason) when the file is unreadable or fails a check.
     pub fn restore(&self) -> Result<Option<Snapshot>, String> {
-        read_state(&self.file())
+        match read_state(&self.file())? {
+            Some(last) => Ok(Some(last)),
+            // A crash between moving the last set aside and renaming the
+            // new one into place: the set moved aside is the last complete one.
+            None => read_state(&self.dir.join(PREVIOUS_NAME)),
+        }
     }
 
     /// The set served before the last good one, when it is known and intact.
@@ -209,6 +217,18 @@ mod tests {
         assert_eq!(last.version, second.version);
         let previous = state.restore_previous().expect("previous kept");
         assert_eq!(previous.version, first.version);
+        let _ = std::fs::remove_dir_all(&state.dir);
+    }
+
+    #[test]
+    fn a_crash_between_the_renames_still_restores_a_set() {
+        let (state, first) = saved("crash");
+        std::fs::rename(state.file(), state.dir.join(PREVIOUS_NAME)).expect("move aside");
+        let restored = state
+            .restore()
+            .expect("valid")
+            .expect("the moved-aside set");
+        assert_eq!(restored.version, first.version);
         let _ = std::fs::remove_dir_all(&state.dir);
     }
 

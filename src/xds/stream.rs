@@ -322,6 +322,11 @@ impl<W: Wire> Stream<W> {
                 view: previous.view(&identity),
                 until: Instant::now() + STAGE_TIMEOUT,
             });
+            tracing::debug!(
+                stream = self.id,
+                previous = ?self.snapshot.predecessor().map(|p| p.version.clone()),
+                "a client that may hold the previous set keeps it until its routes move"
+            );
             self.node = Some(identity);
         }
         let Some(rtype) = ResourceType::ALL
@@ -410,11 +415,15 @@ impl<W: Wire> Stream<W> {
                 !s.subscribed || !s.unanswered && held
             })
         };
+        // Every type the client uses clusters through, that the node is
+        // served at all, must be asked for (a reconnecting Envoy asks for
+        // routes only after listeners) and current.
         let users = [ResourceType::Listener, ResourceType::RouteConfiguration];
-        let subscribed = users
-            .iter()
-            .any(|t| self.types.get(t).is_some_and(|s| s.subscribed));
-        let listeners_moved = subscribed && users.into_iter().all(current);
+        let asked = |t: &ResourceType| self.types.get(t).is_some_and(|s| s.subscribed);
+        let listeners_moved = users.iter().any(asked)
+            && users
+                .into_iter()
+                .all(|t| (self.view.of(t).is_none() || asked(&t)) && current(t));
         if !listeners_moved && Instant::now() < holdover.until {
             return Ok(());
         }
