@@ -664,28 +664,25 @@ mod tests {
     use super::*;
     use crate::loader::load_str;
 
-    fn lint(text: &str) -> Vec<String> {
+    /// Every finding of `severity` in `text` as `c.yaml`, loaded and validated.
+    fn findings(text: &str, severity: crate::diag::Severity) -> Vec<String> {
         let loaded = load_str("c.yaml", text);
         let mut diags = loaded.diagnostics;
         validate(&loaded.resources, &mut diags);
         diags
             .sorted()
             .iter()
-            .filter(|d| d.severity == crate::diag::Severity::Error)
+            .filter(|d| d.severity == severity)
             .map(|d| d.to_string())
             .collect()
     }
 
+    fn lint(text: &str) -> Vec<String> {
+        findings(text, crate::diag::Severity::Error)
+    }
+
     fn warnings(text: &str) -> Vec<String> {
-        let loaded = load_str("c.yaml", text);
-        let mut diags = loaded.diagnostics;
-        validate(&loaded.resources, &mut diags);
-        diags
-            .sorted()
-            .iter()
-            .filter(|d| d.severity == crate::diag::Severity::Warning)
-            .map(|d| d.to_string())
-            .collect()
+        findings(text, crate::diag::Severity::Warning)
     }
 
     #[test]

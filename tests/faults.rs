@@ -9,17 +9,13 @@
 mod common;
 
 use common::config::simple_set;
-use common::config::{
-    LISTENER, ROUTE, bare, documents, listener_spec_via, route_spec, service_via,
-};
-use common::stack::{EnvoyState, Traffic};
 use common::stack::{
-    Stack, check_load, load_with_change, rejected_updates, settled_state, wait_body,
+    Stack, Traffic, check_load, load_with_change, rejected_updates, routed_to, settled_state,
+    update_counters, wait_body,
 };
 use common::{
     Backend, Envoy, NodeSpec, WorkDir, XdsSource, Xdsd, envoy_bootstrap_for, free_port, wait_for,
 };
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 fn kill_mid_transition_then_restart(tag: &str, source: XdsSource) {
@@ -27,16 +23,7 @@ fn kill_mid_transition_then_restart(tag: &str, source: XdsSource) {
     let port = free_port();
     // Everything in one file, so one rename is one change: the route moves
     // to a new cluster and the old cluster goes away.
-    let all = |cluster: &str, backend: &Backend| {
-        documents(&[
-            bare(
-                LISTENER,
-                &listener_spec_via("listener_http", port, "local_route", source),
-            ),
-            bare(ROUTE, &route_spec("local_route", &[("/", cluster)])),
-            service_via(cluster, backend.port, source),
-        ])
-    };
+    let all = |cluster: &str, backend: &Backend| routed_to(port, cluster, backend, source);
     // The state directory tells the restarted xdsd what was served before
     // the change, which Envoy may still be using (outside the scratch
     // folder, whose path is not known before the stack starts).
@@ -130,17 +117,6 @@ fn kill_9_mid_transition_sotw() {
 #[test]
 fn kill_9_mid_transition_delta() {
     kill_mid_transition_then_restart("kill9-delta", XdsSource::DELTA);
-}
-
-/// Envoy's `*.update_success` and `*.update_rejected` counters: they move
-/// on every response Envoy accepts or refuses, also one that changes nothing.
-fn update_counters(state: &EnvoyState) -> BTreeMap<String, String> {
-    state
-        .stats
-        .iter()
-        .filter(|(k, _)| k.ends_with(".update_success") || k.ends_with(".update_rejected"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
 }
 
 /// Two xdsd replicas serve one directory; Envoy's bootstrap lists both as

@@ -17,7 +17,7 @@ use common::config::{
 use common::stack::{
     EnvoyState, Stack, Traffic, assert_served_by, envoy_state, live_update_flow,
     make_before_break_flow, quickstart_flow, rejected_updates, settled_state, state_diff,
-    wait_body, wait_for_located_error,
+    update_counters, wait_body, wait_for_located_error,
 };
 use common::{Backend, ChildGuard, Envoy, ScratchDir, XdsSource, Xdsd, free_port, wait_for};
 use std::collections::BTreeMap;
@@ -328,16 +328,9 @@ fn restart_sends_nothing_new() {
     let mut stack = Stack::start("restart-strict", &simple_set(port, &a));
     wait_body(port, "/", "backend-a", Duration::from_secs(10));
     let (before, after) = restart_xdsd(&mut stack, port);
-    let counters = |s: &EnvoyState| -> BTreeMap<String, String> {
-        s.stats
-            .iter()
-            .filter(|(k, _)| k.ends_with(".update_success") || k.ends_with(".update_rejected"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
     assert_eq!(
-        counters(&before),
-        counters(&after),
+        update_counters(&before),
+        update_counters(&after),
         "Envoy accepted xDS responses after reconnecting, though nothing changed for it; \
          xdsd log after the restart:\n{}",
         common::tail(&stack.xdsd.log(), 40)

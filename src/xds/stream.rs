@@ -318,15 +318,18 @@ impl<W: Wire> Stream<W> {
             self.ledger
                 .connect(self.id, &node, &self.caller.peer, self.only, W::INCREMENTAL);
             self.view = self.snapshot.view(&identity);
-            self.holdover = self.snapshot.predecessor().map(|previous| Holdover {
+            let previous = self.snapshot.predecessor();
+            if let Some(previous) = &previous {
+                tracing::debug!(
+                    stream = self.id,
+                    previous = %previous.version,
+                    "a client that may hold the previous set keeps it until its routes move"
+                );
+            }
+            self.holdover = previous.map(|previous| Holdover {
                 view: previous.view(&identity),
                 until: Instant::now() + STAGE_TIMEOUT,
             });
-            tracing::debug!(
-                stream = self.id,
-                previous = ?self.snapshot.predecessor().map(|p| p.version.clone()),
-                "a client that may hold the previous set keeps it until its routes move"
-            );
             self.node = Some(identity);
         }
         let Some(rtype) = ResourceType::ALL

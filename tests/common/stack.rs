@@ -232,6 +232,20 @@ pub fn wait_for_located_error(xdsd: &Xdsd, from: usize, file: &str) -> String {
     })
 }
 
+/// One file with everything: a listener on `port`, its route `/` to
+/// `cluster`, and `cluster` with its endpoint at `backend`; so one rename
+/// is one change.
+pub fn routed_to(port: u16, cluster: &str, backend: &Backend, source: XdsSource) -> String {
+    documents(&[
+        bare(
+            LISTENER,
+            &listener_spec_via("listener_http", port, "local_route", source),
+        ),
+        bare(ROUTE, &route_spec("local_route", &[("/", cluster)])),
+        service_via(cluster, backend.port, source),
+    ])
+}
+
 /// Waits until `GET path` through `port` answers 200 (from any backend).
 pub fn wait_body_any(port: u16, path: &str, timeout: Duration) {
     let answered = wait_for(timeout, Duration::from_millis(25), || {
@@ -403,6 +417,17 @@ pub fn check_load(label: &str, outcomes: &[Outcome], changed: Duration, from: &s
     }
 }
 
+/// Envoy's `*.update_success` and `*.update_rejected` counters: they move
+/// on every response Envoy accepts or refuses, also one that changes nothing.
+pub fn update_counters(state: &EnvoyState) -> BTreeMap<String, String> {
+    state
+        .stats
+        .iter()
+        .filter(|(k, _)| k.ends_with(".update_success") || k.ends_with(".update_rejected"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Envoy's `*update_rejected` stats that are not 0.
 pub fn rejected_updates(envoy: &Envoy) -> Vec<(String, String)> {
     xds_stats(envoy)
@@ -515,16 +540,7 @@ pub fn make_before_break_flow(tag: &str, source: XdsSource) {
     let (a, b) = (Backend::start("backend-a"), Backend::start("backend-b"));
     let port = free_port();
     // Everything in one file, so one rename is one change.
-    let all = |cluster: &str, backend: &Backend| {
-        documents(&[
-            bare(
-                LISTENER,
-                &listener_spec_via("listener_http", port, "local_route", source),
-            ),
-            bare(ROUTE, &route_spec("local_route", &[("/", cluster)])),
-            service_via(cluster, backend.port, source),
-        ])
-    };
+    let all = |cluster: &str, backend: &Backend| routed_to(port, cluster, backend, source);
     let stack = Stack::start_via(tag, source, &[("all.yaml", all("a", &a))]);
     wait_body(port, "/", "backend-a", Duration::from_secs(10));
     settled_state(&stack.envoy);
