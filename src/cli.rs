@@ -140,6 +140,47 @@ impl FileLimitArg {
     }
 }
 
+/// Which rules apply, and which clusters the proxies define themselves.
+#[derive(Debug, Args, Default)]
+pub struct CheckArgs {
+    /// Drop the findings of this rule (repeatable); `xdsd lint --explain`
+    /// lists the rules. Syntax and schema errors cannot be allowed.
+    #[arg(long, value_name = "RULE")]
+    pub allow: Vec<String>,
+    /// Make the findings of this rule errors (repeatable).
+    #[arg(long, value_name = "RULE")]
+    pub deny: Vec<String>,
+    /// A cluster defined in the proxies' own bootstrap, not in --dir
+    /// (repeatable): references to it are satisfied.
+    #[arg(long, value_name = "NAME")]
+    pub known_cluster: Vec<String>,
+    /// A file naming such clusters, one per line (`#` starts a comment).
+    #[arg(long, value_name = "FILE")]
+    pub known_clusters_file: Option<PathBuf>,
+}
+
+impl CheckArgs {
+    /// The settings every check of this run uses.
+    pub fn settings(&self) -> Result<validate::Settings, String> {
+        let mut known_clusters: std::collections::BTreeSet<String> =
+            self.known_cluster.iter().cloned().collect();
+        if let Some(file) = &self.known_clusters_file {
+            let text =
+                std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            known_clusters.extend(
+                text.lines()
+                    .map(|l| l.split('#').next().unwrap_or_default().trim())
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string),
+            );
+        }
+        Ok(validate::Settings {
+            known_clusters,
+            policy: crate::check::policy::Policy::new(&self.allow, &self.deny)?,
+        })
+    }
+}
+
 /// Which node's view to use.
 #[derive(Debug, Args, Default)]
 pub struct NodeArgs {
@@ -173,6 +214,8 @@ pub struct AdminArg {
 pub struct ServeArgs {
     #[command(flatten)]
     dir: DirArg,
+    #[command(flatten)]
+    checks: CheckArgs,
     /// Address for gRPC xDS.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:18000")]
     listen: std::net::SocketAddr,
@@ -337,8 +380,16 @@ pub enum BootstrapFormat {
 /// Arguments of `lint`.
 #[derive(Debug, Args)]
 pub struct LintArgs {
+    /// Directory of *.yaml, *.yml and *.json resource files, read recursively.
+    #[arg(long, value_name = "DIR", required_unless_present = "explain")]
+    dir: Option<PathBuf>,
     #[command(flatten)]
-    dir: DirArg,
+    limits: FileLimitArg,
+    #[command(flatten)]
+    checks: CheckArgs,
+    /// Print what rule RULE checks and why, or list every rule; no --dir needed.
+    #[arg(long, value_name = "RULE", num_args = 0..=1, default_missing_value = "")]
+    explain: Option<String>,
     /// Output format: text (path:line:col), json, or github (Actions annotations).
     #[arg(long, value_enum, default_value_t = diag::Format::Text)]
     format: diag::Format,
@@ -352,6 +403,8 @@ pub struct LintArgs {
 pub struct RenderArgs {
     #[command(flatten)]
     dir: DirArg,
+    #[command(flatten)]
+    checks: CheckArgs,
     #[command(flatten)]
     node: NodeArgs,
     /// Only resources of this type (Cluster, ClusterLoadAssignment or Endpoints, Listener, RouteConfiguration, ...).
@@ -379,6 +432,8 @@ pub struct DiffArgs {
     node: NodeArgs,
     #[command(flatten)]
     limits: FileLimitArg,
+    #[command(flatten)]
+    checks: CheckArgs,
 }
 
 fn parse_type(s: &str) -> Result<ResourceType, String> {
@@ -432,8 +487,16 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
     }
+    let checks = match args.checks.settings() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("xdsd: {e}");
+            return ExitCode::from(EXIT_TROUBLE);
+        }
+    };
     let quiet = std::time::Duration::from_millis(args.debounce_ms);
     let options = crate::serve::Options {
+        checks,
         dir: args.dir.dir.clone(),
         listen: args.listen,
         admin: args.admin.admin,
@@ -519,11 +582,44 @@ fn bootstrap(args: &BootstrapArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn load(dir: &Path, limits: &FileLimitArg) -> Result<Checked, ExitCode> {
-    validate::check_dir_with(dir, limits.limits()).map_err(|e| {
+fn load(dir: &Path, limits: &FileLimitArg, checks: &CheckArgs) -> Result<Checked, ExitCode> {
+    let trouble = |e: String| {
         eprintln!("xdsd: {e}");
         ExitCode::from(EXIT_TROUBLE)
-    })
+    };
+    let settings = checks.settings().map_err(trouble)?;
+    validate::check_dir_with(dir, limits.limits(), &settings).map_err(|e| trouble(e.to_string()))
+}
+
+/// `lint --explain [RULE]`: one rule's explanation, or the list of rules.
+fn explain(id: &str) -> ExitCode {
+    if id.is_empty() {
+        let rules = crate::check::all();
+        let width = rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
+        let list: String = rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:width$}  {:7}  {}\n",
+                    r.id,
+                    r.severity.as_str(),
+                    r.summary
+                )
+            })
+            .collect();
+        print(&list);
+        return ExitCode::SUCCESS;
+    }
+    match crate::check::find(id) {
+        Some(rule) => {
+            print(&crate::check::explain(rule));
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("xdsd: unknown rule `{id}`; `xdsd lint --explain` lists them");
+            ExitCode::from(EXIT_TROUBLE)
+        }
+    }
 }
 
 fn print(text: &str) {
@@ -536,7 +632,14 @@ fn print_errors(diags: &Diagnostics) {
 }
 
 fn lint(args: &LintArgs) -> ExitCode {
-    let checked = match load(&args.dir.dir, &args.dir.limits) {
+    if let Some(id) = &args.explain {
+        return explain(id);
+    }
+    let Some(dir) = &args.dir else {
+        eprintln!("xdsd: lint needs --dir");
+        return ExitCode::from(EXIT_TROUBLE);
+    };
+    let checked = match load(dir, &args.limits, &args.checks) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -561,8 +664,8 @@ fn lint(args: &LintArgs) -> ExitCode {
 }
 
 /// Loads and validates, printing errors; `None` when the set is invalid.
-fn load_valid(dir: &Path, limits: &FileLimitArg) -> Result<Checked, ExitCode> {
-    let checked = load(dir, limits)?;
+fn load_valid(dir: &Path, limits: &FileLimitArg, checks: &CheckArgs) -> Result<Checked, ExitCode> {
+    let checked = load(dir, limits, checks)?;
     if !checked.diagnostics.is_ok() {
         print_errors(&checked.diagnostics);
         eprintln!(
@@ -576,7 +679,7 @@ fn load_valid(dir: &Path, limits: &FileLimitArg) -> Result<Checked, ExitCode> {
 }
 
 fn render_cmd(args: &RenderArgs) -> ExitCode {
-    let checked = match load_valid(&args.dir.dir, &args.dir.limits) {
+    let checked = match load_valid(&args.dir.dir, &args.dir.limits, &args.checks) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -597,8 +700,8 @@ fn render_cmd(args: &RenderArgs) -> ExitCode {
 fn diff_cmd(args: &DiffArgs) -> ExitCode {
     let node = args.node.identity();
     let (old, new) = match (
-        load_valid(&args.old, &args.limits),
-        load_valid(&args.new, &args.limits),
+        load_valid(&args.old, &args.limits, &args.checks),
+        load_valid(&args.new, &args.limits, &args.checks),
     ) {
         (Ok(o), Ok(n)) => (o, n),
         // Invalid input is trouble for diff, as for diff(1).

@@ -7,6 +7,7 @@
 //! name) is rejected here too. After each message is decoded, its
 //! `validate.rules` are checked by [`crate::rules`].
 
+use crate::check::Rule;
 use crate::diag::{Diagnostics, Location};
 use crate::rules::{FieldMarks, Rules};
 use crate::schema;
@@ -16,6 +17,160 @@ use prost::Message;
 use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// What the proto3 JSON mapping (and Envoy's YAML reading) rejects.
+pub static RULES: &[&Rule] = &[
+    &WRONG_TYPE,
+    &UNKNOWN_FIELD,
+    &DUPLICATE_FIELD,
+    &ONEOF_CONFLICT,
+    &OUT_OF_RANGE,
+    &NEGATIVE_DURATION,
+    &UNKNOWN_ENUM,
+    &ENUM_CASE,
+    &UNKNOWN_TYPE_URL,
+    &UNKNOWN_EXTENSION,
+    &DEPRECATED_FIELD,
+    &SINGLE_VALUE_LIST,
+    &HEX_NUMBER,
+];
+
+/// A value of the wrong shape or type for its field.
+pub static WRONG_TYPE: Rule = Rule {
+    id: "wrong-type",
+    summary: "a value has the wrong type for its field",
+    explanation: "Envoy reads YAML as JSON and applies the proto3 JSON mapping: a string field needs a string \
+(an unquoted `yes`, `on` or `123` is a bool or a number to Envoy's YAML reader, so quote it), a number field \
+a number, a message field a mapping, a Duration a string such as \"1.5s\". Envoy refuses the whole resource.",
+    envoy: "source/common/protobuf/yaml_utility.cc",
+    allowable: false,
+    ..Rule::ERROR
+};
+
+/// A key the message type does not have.
+pub static UNKNOWN_FIELD: Rule = Rule {
+    id: "unknown-field",
+    summary: "a key is not a field of the message",
+    explanation: "The key is not a field of the message at that place (often a typo, or a field of a newer or \
+older Envoy API). Envoy rejects unknown fields in static configuration; over xDS it ignores them, which \
+silently drops the setting. xdsd cannot encode a field the schema lacks, so it is always an error here.",
+    envoy: "source/common/protobuf/message_validator_impl.cc",
+    allowable: false,
+    ..Rule::ERROR
+};
+
+/// A field (or map key) written twice.
+pub static DUPLICATE_FIELD: Rule = Rule {
+    id: "duplicate-field",
+    summary: "a field or map key is written twice",
+    explanation: "A mapping sets the same field (or the same map key) twice. JSON parsers keep one of them \
+silently; Envoy's parser refuses it. Remove one of the two.",
+    envoy: "source/common/protobuf/yaml_utility.cc",
+    allowable: false,
+    ..Rule::ERROR
+};
+
+/// Two members of one oneof.
+pub static ONEOF_CONFLICT: Rule = Rule {
+    id: "oneof-conflict",
+    summary: "two members of one oneof are set",
+    explanation: "The fields belong to one `oneof` (for example a route's `cluster` and `weighted_clusters`, or \
+a match's `prefix` and `path`): at most one may be set. Envoy refuses the message.",
+    envoy: "source/common/protobuf/yaml_utility.cc",
+    allowable: false,
+    ..Rule::ERROR
+};
+
+/// A number or duration outside what its type can hold.
+pub static OUT_OF_RANGE: Rule = Rule {
+    id: "out-of-range",
+    summary: "a number or duration is out of range for its type",
+    explanation: "The value does not fit the field's type (a uint32 above 4294967295, a negative number in an \
+unsigned field), or a Duration is longer than Envoy allows (9223372035s: its nanoseconds must fit a signed \
+64-bit integer).",
+    envoy: "source/common/protobuf/utility.cc",
+    allowable: false,
+    ..Rule::ERROR
+};
+
+/// A negative Duration.
+pub static NEGATIVE_DURATION: Rule = Rule {
+    id: "negative-duration",
+    summary: "a duration is negative",
+    explanation: "Envoy checks every Duration in its configuration, with or without validation rules on the \
+field, and rejects negative ones (\"Invalid duration: Expected positive duration\").",
+    envoy: "source/common/protobuf/utility.cc",
+    allowable: false,
+    ..Rule::ERROR
+};
+
+/// An enum name the enum does not have.
+pub static UNKNOWN_ENUM: Rule = Rule {
+    id: "unknown-enum",
+    summary: "an enum value name is not defined",
+    explanation: "The name is not one of the enum's values (Envoy compares names without regard to case). The \
+message lists the values there are.",
+    envoy: "source/common/protobuf/yaml_utility.cc",
+    allowable: false,
+    ..Rule::ERROR
+};
+
+/// An enum name in another case than its definition.
+pub static ENUM_CASE: Rule = Rule {
+    id: "enum-case",
+    summary: "an enum value is spelled in another case than its canonical name",
+    explanation: "Envoy parses enum names without regard to case, so `strict_dns` works as `STRICT_DNS`. Other \
+tools (protoc, gRPC clients' JSON parsers, editors) do not: write the canonical name the message gives.",
+    ..Rule::WARNING
+};
+
+/// An `@type` naming no known message.
+pub static UNKNOWN_TYPE_URL: Rule = Rule {
+    id: "unknown-type-url",
+    summary: "an `@type` names no message Envoy knows",
+    explanation: "The type URL names no message in Envoy's API (often a typo in the package or message name, \
+or a `v2` type). Envoy cannot decode the `Any` and refuses the resource.",
+    envoy: "source/common/protobuf/utility.cc",
+    allowable: false,
+    ..Rule::ERROR
+};
+
+/// An `@type` newer than xdsd's schema.
+pub static UNKNOWN_EXTENSION: Rule = Rule {
+    id: "unknown-extension",
+    summary: "an extension type is not in xdsd's Envoy schema; its fields are not checked",
+    explanation: "The type looks like an Envoy extension that xdsd's schema (from the envoy-types crate) does \
+not have, usually because it is newer. xdsd serves it as a TypedStruct, which Envoy converts and checks \
+itself; lint cannot check its fields.",
+    ..Rule::WARNING
+};
+
+/// A deprecated field.
+pub static DEPRECATED_FIELD: Rule = Rule {
+    id: "deprecated-field",
+    summary: "a field is deprecated",
+    explanation: "Envoy still accepts the field but marks it for removal; some deprecated fields are refused \
+unless a runtime flag re-allows them. The field's documentation names its replacement.",
+    envoy: "source/common/protobuf/utility.cc",
+    ..Rule::WARNING
+};
+
+/// A single value where a list belongs.
+pub static SINGLE_VALUE_LIST: Rule = Rule {
+    id: "single-value-list",
+    summary: "a single value is written where a list belongs",
+    explanation: "The field is a list; Envoy's JSON parser accepts a single value there, but other readers do \
+not. Write it as a one-item list.",
+    ..Rule::WARNING
+};
+
+/// A hex or octal integer.
+pub static HEX_NUMBER: Rule = Rule {
+    id: "hex-number",
+    summary: "an integer is written in hex or octal",
+    explanation: "Envoy's YAML reader accepts hex (`0x1F90`) integers; decimal is clearer and portable.",
+    ..Rule::WARNING
+};
 
 /// Decodes YAML nodes of one file into messages, collecting diagnostics.
 pub struct Decoder<'a> {
@@ -30,12 +185,9 @@ impl<'a> Decoder<'a> {
         Decoder { file, diags, rules }
     }
 
-    fn error(&mut self, mark: Mark, message: impl Into<String>) {
-        self.diags.error(Location::at(&self.file, mark), message);
-    }
-
-    fn warning(&mut self, mark: Mark, message: impl Into<String>) {
-        self.diags.warning(Location::at(&self.file, mark), message);
+    fn report(&mut self, rule: &'static Rule, mark: Mark, message: impl Into<String>) {
+        self.diags
+            .report(rule, Location::at(&self.file, mark), message);
     }
 
     /// Decodes a mapping into a message of type `desc`; keys in `skip` (such
@@ -49,7 +201,8 @@ impl<'a> Decoder<'a> {
     ) -> DynamicMessage {
         let mut msg = DynamicMessage::new(desc.clone());
         let Some(entries) = node.as_map() else {
-            self.error(
+            self.report(
+                &WRONG_TYPE,
                 node.mark,
                 format!(
                     "expected a mapping for {}, got {}",
@@ -63,7 +216,7 @@ impl<'a> Decoder<'a> {
         let mut oneofs: Vec<(String, String)> = Vec::new();
         for (key, value) in entries {
             let Some(name) = key.as_scalar().map(|s| s.text.as_str()) else {
-                self.error(key.mark, "a field name must be a plain string");
+                self.report(&WRONG_TYPE, key.mark, "a field name must be a plain string");
                 continue;
             };
             if skip.contains(&name) {
@@ -73,14 +226,16 @@ impl<'a> Decoder<'a> {
                 .get_field_by_name(name)
                 .or_else(|| desc.get_field_by_json_name(name))
             else {
-                self.error(
+                self.report(
+                    &UNKNOWN_FIELD,
                     key.mark,
                     format!("unknown field `{name}` in {}", desc.full_name()),
                 );
                 continue;
             };
             if let Some(first) = marks.key_of(field.number()) {
-                self.error(
+                self.report(
+                    &DUPLICATE_FIELD,
                     key.mark,
                     format!(
                         "field `{}` is set twice (first at line {})",
@@ -96,7 +251,8 @@ impl<'a> Decoder<'a> {
             if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic())
                 && let Some((_, other)) = oneofs.iter().find(|(o, _)| o == oneof.name())
             {
-                self.error(
+                self.report(
+                    &ONEOF_CONFLICT,
                     key.mark,
                     format!(
                         "`{}` and `{other}` are both set, but only one of oneof `{}` may be",
@@ -107,7 +263,8 @@ impl<'a> Decoder<'a> {
                 continue;
             }
             if is_deprecated(&field) {
-                self.warning(
+                self.report(
+                    &DEPRECATED_FIELD,
                     key.mark,
                     format!(
                         "field `{}` of {} is deprecated",
@@ -127,7 +284,7 @@ impl<'a> Decoder<'a> {
         }
         let found = self.rules.check_message(&msg, &marks);
         for (mark, text) in found {
-            self.error(mark, text);
+            self.report(&crate::rules::CONSTRAINT, mark, text);
         }
         msg
     }
@@ -141,7 +298,8 @@ impl<'a> Decoder<'a> {
                 NodeKind::Seq(items) => items.as_slice(),
                 _ => {
                     // Envoy's parser takes a single value for a list of one.
-                    self.warning(
+                    self.report(
+                        &SINGLE_VALUE_LIST,
                         node.mark,
                         format!(
                             "`{}` is a list; write a single value as a one-item list",
@@ -167,7 +325,8 @@ impl<'a> Decoder<'a> {
         };
         let (key_field, value_field) = (entry.map_entry_key_field(), entry.map_entry_value_field());
         let Some(entries) = node.as_map() else {
-            self.error(
+            self.report(
+                &WRONG_TYPE,
                 node.mark,
                 format!("`{}` must be a mapping, got {}", field.name(), node.shape()),
             );
@@ -181,7 +340,11 @@ impl<'a> Decoder<'a> {
             match (key, value) {
                 (Some(key), Some(value)) => {
                     if map.insert(key, value).is_some() {
-                        self.error(k.mark, format!("duplicate key in map `{}`", field.name()));
+                        self.report(
+                            &DUPLICATE_FIELD,
+                            k.mark,
+                            format!("duplicate key in map `{}`", field.name()),
+                        );
                         ok = false;
                     }
                 }
@@ -193,7 +356,7 @@ impl<'a> Decoder<'a> {
 
     fn map_key(&mut self, kind: &Kind, node: &Node) -> Option<MapKey> {
         let Some(text) = node.as_scalar().map(|s| s.text.clone()) else {
-            self.error(node.mark, "a map key must be a scalar");
+            self.report(&WRONG_TYPE, node.mark, "a map key must be a scalar");
             return None;
         };
         let key = match kind {
@@ -211,7 +374,8 @@ impl<'a> Decoder<'a> {
         };
         if key.is_none() {
             let text = node.as_scalar().map_or("", |s| s.text.as_str());
-            self.error(
+            self.report(
+                &WRONG_TYPE,
                 node.mark,
                 format!("`{text}` is not a valid map key of type {kind:?}"),
             );
@@ -230,7 +394,11 @@ impl<'a> Decoder<'a> {
                 match decode_base64(&text) {
                     Some(bytes) => Some(Value::Bytes(bytes.into())),
                     None => {
-                        self.error(node.mark, format!("`{field}` must be base64-encoded bytes"));
+                        self.report(
+                            &WRONG_TYPE,
+                            node.mark,
+                            format!("`{field}` must be base64-encoded bytes"),
+                        );
                         None
                     }
                 }
@@ -241,7 +409,8 @@ impl<'a> Decoder<'a> {
                 Some(ScalarValue::Str("true")) => Some(Value::Bool(true)),
                 Some(ScalarValue::Str("false")) => Some(Value::Bool(false)),
                 _ => {
-                    self.error(
+                    self.report(
+                        &WRONG_TYPE,
                         node.mark,
                         format!("`{field}` must be true or false, got {}", node.shape()),
                     );
@@ -265,7 +434,7 @@ impl<'a> Decoder<'a> {
             Some(ScalarValue::Str(s)) => Some(s.to_string()),
             Some(ScalarValue::Bool(_)) | Some(ScalarValue::Int(_)) => {
                 let text = node.as_scalar().map_or("", |s| s.text.as_str());
-                self.error(
+                self.report(&WRONG_TYPE,
                     node.mark,
                     format!(
                         "`{field}` must be a string; Envoy reads the unquoted `{text}` as {}: quote it",
@@ -275,7 +444,8 @@ impl<'a> Decoder<'a> {
                 None
             }
             _ => {
-                self.error(
+                self.report(
+                    &WRONG_TYPE,
                     node.mark,
                     format!("`{field}` must be a string, got {}", node.shape()),
                 );
@@ -302,7 +472,8 @@ impl<'a> Decoder<'a> {
             _ => None,
         };
         if parsed.is_none() {
-            self.error(
+            self.report(
+                &WRONG_TYPE,
                 node.mark,
                 format!("`{field}` must be a number, got {}", node.shape()),
             );
@@ -317,14 +488,16 @@ impl<'a> Decoder<'a> {
             _ => None,
         };
         let Some(n) = parsed else {
-            self.error(
+            self.report(
+                &WRONG_TYPE,
                 node.mark,
                 format!("`{field}` must be an integer, got {}", node.shape()),
             );
             return None;
         };
         if node.as_scalar().is_some_and(|s| s.is_non_decimal_int()) {
-            self.warning(
+            self.report(
+                &HEX_NUMBER,
                 node.mark,
                 format!(
                     "`{field}` is written in hex or octal; Envoy accepts it, but decimal is clearer"
@@ -339,7 +512,8 @@ impl<'a> Decoder<'a> {
             _ => None,
         };
         if value.is_none() {
-            self.error(
+            self.report(
+                &OUT_OF_RANGE,
                 node.mark,
                 format!("`{field}`: {n} is out of range for {kind:?}"),
             );
@@ -359,10 +533,24 @@ impl<'a> Decoder<'a> {
         match node.as_scalar().map(|s| s.value()) {
             Some(ScalarValue::Str(name)) => match e.get_value_by_name(name) {
                 Some(v) => Some(Value::EnumNumber(v.number())),
+                // Envoy's JSON parser matches enum names without regard to case.
+                None if let Some(v) = e.values().find(|v| v.name().eq_ignore_ascii_case(name)) => {
+                    self.report(
+                        &ENUM_CASE,
+                        node.mark,
+                        format!(
+                            "`{field}`: `{name}` is read as {} value `{}`; write the canonical name",
+                            e.name(),
+                            v.name()
+                        ),
+                    );
+                    Some(Value::EnumNumber(v.number()))
+                }
                 None => {
                     let names: Vec<String> =
                         e.values().map(|v| v.name().to_string()).take(12).collect();
-                    self.error(
+                    self.report(
+                        &UNKNOWN_ENUM,
                         node.mark,
                         format!(
                             "`{field}`: unknown {} value `{name}` (expected one of {})",
@@ -375,7 +563,8 @@ impl<'a> Decoder<'a> {
             },
             Some(ScalarValue::Int(n)) => i32::try_from(n).ok().map(Value::EnumNumber),
             _ => {
-                self.error(
+                self.report(
+                    &WRONG_TYPE,
                     node.mark,
                     format!("`{field}` must be an enum name, got {}", node.shape()),
                 );
@@ -418,7 +607,8 @@ impl<'a> Decoder<'a> {
 
     fn any(&mut self, desc: &MessageDescriptor, node: &Node) -> Option<DynamicMessage> {
         let Some(type_node) = node.get("@type") else {
-            self.error(
+            self.report(
+                &WRONG_TYPE,
                 node.mark,
                 format!("an Any needs \"@type\", got {}", node.shape()),
             );
@@ -434,7 +624,8 @@ impl<'a> Decoder<'a> {
         let inner = if has_special_json(inner_desc.full_name()) {
             for (k, _) in node.as_map().unwrap_or(&[]) {
                 if !matches!(k.as_str(), Some("@type" | "value")) {
-                    self.error(
+                    self.report(
+                        &UNKNOWN_FIELD,
                         k.mark,
                         format!(
                             "unknown field `{}` in an Any of {}",
@@ -479,10 +670,14 @@ impl<'a> Decoder<'a> {
             .all_messages()
             .any(|m| m.package_name() == package);
         if package_known || !name.starts_with("envoy.extensions.") {
-            self.error(type_node.mark, format!("unknown type URL `{url}`"));
+            self.report(
+                &UNKNOWN_TYPE_URL,
+                type_node.mark,
+                format!("unknown type URL `{url}`"),
+            );
             return None;
         }
-        self.warning(
+        self.report(&UNKNOWN_EXTENSION,
             type_node.mark,
             format!("`{name}` is not in xdsd's Envoy schema; its fields are not checked, and it is served as a TypedStruct for Envoy to check"),
         );
@@ -572,7 +767,8 @@ impl<'a> Decoder<'a> {
     fn duration(&mut self, desc: &MessageDescriptor, node: &Node) -> Option<DynamicMessage> {
         let text = self.string(node, "duration")?;
         let Some((seconds, nanos)) = parse_duration(&text) else {
-            self.error(
+            self.report(
+                &WRONG_TYPE,
                 node.mark,
                 format!(
                     "`{text}` is not a duration; write seconds with an `s` suffix, e.g. \"1.5s\""
@@ -581,7 +777,8 @@ impl<'a> Decoder<'a> {
             return None;
         };
         if seconds < 0 || nanos < 0 {
-            self.error(
+            self.report(
+                &NEGATIVE_DURATION,
                 node.mark,
                 format!("duration `{text}` is negative; Envoy rejects negative durations"),
             );
@@ -593,7 +790,8 @@ impl<'a> Decoder<'a> {
             .is_none()
         {
             // Envoy keeps durations as int64 nanoseconds.
-            self.error(
+            self.report(
+                &OUT_OF_RANGE,
                 node.mark,
                 format!("duration `{text}` is out of range (at most 9223372035s)"),
             );
@@ -607,7 +805,11 @@ impl<'a> Decoder<'a> {
     fn timestamp(&mut self, desc: &MessageDescriptor, node: &Node) -> Option<DynamicMessage> {
         let text = self.string(node, "timestamp")?;
         let Some((seconds, nanos)) = parse_rfc3339(&text) else {
-            self.error(node.mark, format!("`{text}` is not an RFC 3339 timestamp"));
+            self.report(
+                &WRONG_TYPE,
+                node.mark,
+                format!("`{text}` is not an RFC 3339 timestamp"),
+            );
             return None;
         };
         let mut msg = with_field(desc, "seconds", Value::I64(seconds));
@@ -617,7 +819,8 @@ impl<'a> Decoder<'a> {
 
     fn structure(&mut self, desc: &MessageDescriptor, node: &Node) -> Option<DynamicMessage> {
         let Some(entries) = node.as_map() else {
-            self.error(
+            self.report(
+                &WRONG_TYPE,
                 node.mark,
                 format!("a Struct must be a mapping, got {}", node.shape()),
             );
@@ -627,7 +830,7 @@ impl<'a> Decoder<'a> {
         let mut fields = HashMap::new();
         for (k, v) in entries {
             let Some(key) = k.as_scalar().map(|s| s.text.clone()) else {
-                self.error(k.mark, "a Struct key must be a scalar");
+                self.report(&WRONG_TYPE, k.mark, "a Struct key must be a scalar");
                 continue;
             };
             if let Some(value) = self.json_value(&value_desc, v) {
@@ -639,7 +842,8 @@ impl<'a> Decoder<'a> {
 
     fn list_value(&mut self, desc: &MessageDescriptor, node: &Node) -> Option<DynamicMessage> {
         let NodeKind::Seq(items) = &node.kind else {
-            self.error(
+            self.report(
+                &WRONG_TYPE,
                 node.mark,
                 format!("a ListValue must be a list, got {}", node.shape()),
             );

@@ -1,5 +1,6 @@
 //! Diagnostics: located errors and warnings, and the three ways to print them.
 
+use crate::check::Rule;
 use crate::yaml::Mark;
 use std::fmt;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct Diagnostic {
     pub severity: Severity,
     /// What is wrong, in one line.
     pub message: String,
+    /// The id of the rule that found it ([`crate::check`]).
+    pub rule: &'static str,
 }
 
 impl Severity {
@@ -66,10 +69,11 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: {}: {}",
+            "{}: {}: {} [{}]",
             self.location,
             self.severity.as_str(),
-            self.message
+            self.message,
+            self.rule
         )
     }
 }
@@ -81,22 +85,24 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
-    /// Records an error.
-    pub fn error(&mut self, location: Location, message: impl Into<String>) {
-        self.push(location, Severity::Error, message.into());
-    }
-
-    /// Records a warning.
-    pub fn warning(&mut self, location: Location, message: impl Into<String>) {
-        self.push(location, Severity::Warning, message.into());
-    }
-
-    fn push(&mut self, location: Location, severity: Severity, message: String) {
+    /// Records a finding of `rule`, with the rule's severity.
+    pub fn report(&mut self, rule: &'static Rule, location: Location, message: impl Into<String>) {
         self.items.push(Diagnostic {
             location,
-            severity,
-            message,
+            severity: rule.severity,
+            message: message.into(),
+            rule: rule.id,
         });
+    }
+
+    /// Keeps only the findings `keep` says yes to.
+    pub fn retain(&mut self, keep: impl FnMut(&Diagnostic) -> bool) {
+        self.items.retain(keep);
+    }
+
+    /// Lets `change` adjust every finding (severity, message).
+    pub fn adjust(&mut self, change: impl FnMut(&mut Diagnostic)) {
+        self.items.iter_mut().for_each(change);
     }
 
     /// Appends every finding of `other`.
@@ -150,9 +156,9 @@ impl Diagnostics {
 /// Output formats of `xdsd lint`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// `path:line:col: severity: message`, one per line.
+    /// `path:line:col: severity: message [rule-id]`, one per line.
     Text,
-    /// A JSON array of objects with file, line, column, severity, message.
+    /// A JSON array of objects with file, line, column, severity, rule, message.
     Json,
     /// GitHub Actions workflow commands (`::error file=...::message`).
     Github,
@@ -172,6 +178,7 @@ pub fn render(diags: &Diagnostics, format: Format) -> String {
                         "line": d.location.mark.map(|m| m.line),
                         "column": d.location.mark.map(|m| m.col),
                         "severity": d.severity.as_str(),
+                        "rule": d.rule,
                         "message": d.message,
                     })
                 })
@@ -191,7 +198,8 @@ fn github_annotation(d: &Diagnostic) -> String {
         props.push_str(&format!(",line={},col={}", m.line, m.col));
     }
     format!(
-        "::{level} {props},title=xdsd lint::{}\n",
+        "::{level} {props},title=xdsd lint {}::{}\n",
+        escape_property(d.rule),
         escape_data(&d.message)
     )
 }
@@ -211,11 +219,25 @@ fn escape_property(s: &str) -> String {
 mod tests {
     use super::*;
 
+    static UNUSED: Rule = Rule {
+        id: "unused",
+        ..Rule::WARNING
+    };
+    static BAD: Rule = Rule {
+        id: "bad-value",
+        ..Rule::ERROR
+    };
+
     fn sample() -> Diagnostics {
         let file: Arc<str> = Arc::from("cfg/a.yaml");
         let mut d = Diagnostics::default();
-        d.warning(Location::at(&file, Mark { line: 9, col: 1 }), "unused");
-        d.error(
+        d.report(
+            &UNUSED,
+            Location::at(&file, Mark { line: 9, col: 1 }),
+            "unused",
+        );
+        d.report(
+            &BAD,
             Location::at(&file, Mark { line: 2, col: 5 }),
             "bad: value, 100%",
         );
@@ -227,7 +249,7 @@ mod tests {
         let text = render(&sample(), Format::Text);
         assert_eq!(
             text,
-            "cfg/a.yaml:2:5: error: bad: value, 100%\ncfg/a.yaml:9:1: warning: unused\n"
+            "cfg/a.yaml:2:5: error: bad: value, 100% [bad-value]\ncfg/a.yaml:9:1: warning: unused [unused]\n"
         );
     }
 
@@ -236,7 +258,7 @@ mod tests {
         let text = render(&sample(), Format::Github);
         assert!(
             text.starts_with(
-                "::error file=cfg/a.yaml,line=2,col=5,title=xdsd lint::bad: value, 100%25\n"
+                "::error file=cfg/a.yaml,line=2,col=5,title=xdsd lint bad-value::bad: value, 100%25\n"
             ),
             "{text}"
         );
@@ -248,5 +270,6 @@ mod tests {
             serde_json::from_str(&render(&sample(), Format::Json)).expect("json");
         assert_eq!(v[0]["line"], 2);
         assert_eq!(v[1]["severity"], "warning");
+        assert_eq!(v[1]["rule"], "unused");
     }
 }

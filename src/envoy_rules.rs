@@ -5,13 +5,155 @@
 //! Each check looks at one message (wherever it appears, also inside `Any`)
 //! and reports a field path relative to it.
 
+use crate::check::Rule;
 use crate::reflect::{field as get, list};
 use crate::resource::PathStep;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
+/// The rules this module reports.
+pub static RULES: &[&Rule] = &[
+    &NOT_AN_IP,
+    &LISTENER_ADDRESS,
+    &LISTENER_FILTER_CHAINS,
+    &ENDPOINT_ADDRESS,
+    &LOGICAL_DNS_ENDPOINTS,
+    &TERMINAL_NOT_LAST,
+    &LAST_NOT_TERMINAL,
+    &REWRITE_CONFLICT,
+    &IMMUTABLE_HEADER,
+    &SERVER_CERTIFICATE,
+    &UNKNOWN_CIPHER,
+    &INVALID_REGEX,
+];
+
+/// An address that must be an IP is a hostname.
+pub static NOT_AN_IP: Rule = Rule {
+    id: "address-not-ip",
+    summary: "a listener or static endpoint address is not an IP address",
+    explanation: "Listener addresses and the endpoints of STATIC clusters and ClusterLoadAssignments are \
+parsed as IP addresses; Envoy resolves no names there (\"malformed IP address\"). Use an IP, name a custom \
+`resolver_name`, or make the cluster STRICT_DNS or LOGICAL_DNS so that Envoy resolves the hostname.",
+    envoy: "source/common/network/utility.cc",
+    ..Rule::ERROR
+};
+
+/// A listener without an address.
+pub static LISTENER_ADDRESS: Rule = Rule {
+    id: "listener-missing-address",
+    summary: "a listener has no address",
+    explanation: "Every listener that binds needs an `address` (\"address is necessary\"); only internal \
+listeners and API listeners (for proxyless gRPC) go without one.",
+    envoy: "source/common/listener_manager/listener_manager_impl.cc",
+    ..Rule::ERROR
+};
+
+/// A TCP listener without filter chains.
+pub static LISTENER_FILTER_CHAINS: Rule = Rule {
+    id: "listener-no-filter-chains",
+    summary: "a TCP listener has no filter chain",
+    explanation: "A TCP listener needs at least one entry in `filter_chains`, or a `default_filter_chain` \
+(\"no filter chains specified\"): without one it could not handle any connection.",
+    envoy: "source/common/listener_manager/listener_impl.cc",
+    ..Rule::ERROR
+};
+
+/// An endpoint without an address.
+pub static ENDPOINT_ADDRESS: Rule = Rule {
+    id: "endpoint-missing-address",
+    summary: "an endpoint has no address",
+    explanation: "Every `lb_endpoints[].endpoint` needs an `address` (\"Address must be set\").",
+    envoy: "source/common/upstream/upstream_impl.cc",
+    ..Rule::ERROR
+};
+
+/// A LOGICAL_DNS cluster with several endpoints.
+pub static LOGICAL_DNS_ENDPOINTS: Rule = Rule {
+    id: "cluster-logical-dns-endpoints",
+    summary: "a LOGICAL_DNS cluster has more than one endpoint",
+    explanation: "A LOGICAL_DNS cluster resolves one hostname and connects to whichever address comes back, \
+so it takes exactly one locality with one endpoint. For several hostnames use STRICT_DNS.",
+    envoy: "source/extensions/clusters/logical_dns/logical_dns_cluster.cc",
+    ..Rule::ERROR
+};
+
+/// A terminal filter followed by another.
+pub static TERMINAL_NOT_LAST: Rule = Rule {
+    id: "filter-terminal-not-last",
+    summary: "a terminal filter is not the last of its chain",
+    explanation: "Terminal filters (the HTTP router; network filters such as http_connection_manager and \
+tcp_proxy) end the chain: nothing after them would ever run, and Envoy refuses the chain \
+(\"must be the last filter in a ... filter chain\"). Move the terminal filter to the end.",
+    envoy: "source/common/config/utility.h",
+    ..Rule::ERROR
+};
+
+/// An HTTP filter chain that does not end with a terminal filter.
+pub static LAST_NOT_TERMINAL: Rule = Rule {
+    id: "filter-last-not-terminal",
+    summary: "the last HTTP filter is not a terminal filter",
+    explanation: "An HTTP filter chain must end with a terminal filter, normally the router: otherwise no \
+filter would answer the request (\"non-terminal filter ... is the last filter\").",
+    envoy: "source/common/config/utility.h",
+    ..Rule::ERROR
+};
+
+/// Two path rewrites on one route.
+pub static REWRITE_CONFLICT: Rule = Rule {
+    id: "route-rewrite-conflict",
+    summary: "a route sets more than one of prefix_rewrite, regex_rewrite and path_rewrite_policy",
+    explanation: "A route rewrites the path in one way only (\"Specify only one of prefix_rewrite, \
+regex_rewrite or path_rewrite_policy\"). Keep one.",
+    envoy: "source/common/router/config_impl.cc",
+    ..Rule::ERROR
+};
+
+/// Adding or removing a pseudo-header or host.
+pub static IMMUTABLE_HEADER: Rule = Rule {
+    id: "header-immutable",
+    summary: "a `:`-prefixed or host header is added or removed",
+    explanation: "Envoy refuses header rules that add, set or remove pseudo-headers (`:path`, `:authority`, \
+...) or `host`: they would break the request. Use the route's rewrite options (prefix_rewrite, \
+host_rewrite_literal, ...) instead.",
+    envoy: "source/common/router/header_parser.cc",
+    ..Rule::ERROR
+};
+
+/// A server TLS context without a certificate.
+pub static SERVER_CERTIFICATE: Rule = Rule {
+    id: "tls-server-no-certificate",
+    summary: "a DownstreamTlsContext has no certificate",
+    explanation: "A server-side TLS context must present a certificate: inline `tls_certificates`, an SDS \
+secret (`tls_certificate_sds_secret_configs`) or a certificate provider (\"No TLS certificates found for \
+server context\").",
+    envoy: "source/common/tls/server_context_config_impl.cc",
+    ..Rule::ERROR
+};
+
+/// A cipher suite BoringSSL does not know.
+pub static UNKNOWN_CIPHER: Rule = Rule {
+    id: "tls-unknown-cipher",
+    summary: "a cipher suite name is not known to BoringSSL",
+    explanation: "Each `cipher_suites` entry that is spelled like a cipher name must name one BoringSSL knows; \
+Envoy tries the list and refuses the context when one is rejected (\"Failed to initialize cipher suites\").",
+    envoy: "source/common/tls/context_impl.cc",
+    ..Rule::ERROR
+};
+
+/// A regex RE2 does not accept.
+pub static INVALID_REGEX: Rule = Rule {
+    id: "invalid-regex",
+    summary: "a regular expression is not valid RE2",
+    explanation: "Envoy compiles `safe_regex` patterns with Google RE2, which has no look-around and no \
+backreferences. A pattern that does not compile makes Envoy refuse the resource.",
+    envoy: "source/common/common/regex.cc",
+    ..Rule::ERROR
+};
+
 /// One problem found in a message.
 #[derive(Debug)]
 pub struct Finding {
+    /// The rule it breaks.
+    pub rule: &'static Rule,
     /// Where, relative to the checked message.
     pub path: Vec<PathStep>,
     /// True when something is missing from the message at `path` (located
@@ -21,16 +163,18 @@ pub struct Finding {
     pub message: String,
 }
 
-fn wrong(path: Vec<PathStep>, message: String) -> Finding {
+fn wrong(rule: &'static Rule, path: Vec<PathStep>, message: String) -> Finding {
     Finding {
+        rule,
         path,
         missing: false,
         message,
     }
 }
 
-fn missing(path: Vec<PathStep>, message: &str) -> Finding {
+fn missing(rule: &'static Rule, path: Vec<PathStep>, message: &str) -> Finding {
     Finding {
+        rule,
         path,
         missing: true,
         message: message.to_string(),
@@ -49,7 +193,11 @@ pub fn check(m: &DynamicMessage, top_level: bool, out: &mut Vec<Finding>) {
             endpoint_ips(m, &[], out);
         }
         "envoy.config.endpoint.v3.Endpoint" if !m.has_field_by_name("address") => {
-            out.push(missing(Vec::new(), "an endpoint needs an `address`"));
+            out.push(missing(
+                &ENDPOINT_ADDRESS,
+                Vec::new(),
+                "an endpoint needs an `address`",
+            ));
         }
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => {
             http_filter_order(m, out)
@@ -69,6 +217,7 @@ pub fn check(m: &DynamicMessage, top_level: bool, out: &mut Vec<Finding>) {
                 && let Err(e) = crate::rules::check_re2(re)
             {
                 out.push(wrong(
+                    &INVALID_REGEX,
                     vec![PathStep::Field(f)],
                     format!("invalid regex `{re}`: {e}"),
                 ));
@@ -91,6 +240,7 @@ fn listener(m: &DynamicMessage, out: &mut Vec<Finding>) {
             socket_ip(address, vec![PathStep::Field(f)], "listener", out)
         }
         _ if !api && !internal => out.push(missing(
+            &LISTENER_ADDRESS,
             Vec::new(),
             "a listener needs an `address` (unless it is an internal or API listener)",
         )),
@@ -99,6 +249,7 @@ fn listener(m: &DynamicMessage, out: &mut Vec<Finding>) {
     let chains = list(m, "filter_chains").is_some_and(|(_, c)| !c.is_empty());
     if !api && !chains && !is_udp(m) && !m.has_field_by_name("default_filter_chain") {
         out.push(missing(
+            &LISTENER_FILTER_CHAINS,
             Vec::new(),
             "a listener needs at least one filter chain (or a default_filter_chain)",
         ));
@@ -134,7 +285,7 @@ fn socket_ip(
     };
     if host.parse::<std::net::IpAddr>().is_err() {
         path.extend([PathStep::Field(sf), PathStep::Field(af)]);
-        out.push(wrong(path, format!("{what} address `{host}` is not an IP address (set resolver_name, or use a STRICT_DNS or LOGICAL_DNS cluster)")));
+        out.push(wrong(&NOT_AN_IP, path, format!("{what} address `{host}` is not an IP address (set resolver_name, or use a STRICT_DNS or LOGICAL_DNS cluster)")));
     }
 }
 
@@ -155,15 +306,13 @@ fn cluster(m: &DynamicMessage, out: &mut Vec<Finding>) {
     if kind == STATIC {
         endpoint_ips(assignment, &base, out);
     }
-    if kind == LOGICAL_DNS {
-        let endpoints: Vec<(Vec<PathStep>, DynamicMessage)> = lb_endpoints(assignment, &base);
-        if endpoints.len() > 1 {
-            let (path, _) = &endpoints[1];
-            out.push(wrong(
-                path.clone(),
-                "a LOGICAL_DNS cluster must have exactly one endpoint".into(),
-            ));
-        }
+    let localities = list(assignment, "endpoints").map_or(0, |(_, l)| l.len());
+    if kind == LOGICAL_DNS && (localities > 1 || lb_endpoints(assignment, &base).len() > 1) {
+        out.push(wrong(
+            &LOGICAL_DNS_ENDPOINTS,
+            base,
+            "a LOGICAL_DNS cluster must have exactly one locality with exactly one endpoint".into(),
+        ));
     }
 }
 
@@ -265,11 +414,12 @@ fn filter_order(
         let path = vec![PathStep::Field(ff.clone()), PathStep::Index(i)];
         if is_terminal && i != last {
             out.push(wrong(
+                &TERMINAL_NOT_LAST,
                 path,
                 format!("`{type_name}` is a terminal filter and must be the last {kind} filter"),
             ));
         } else if last_must_be_terminal && !is_terminal && i == last {
-            out.push(wrong(path, format!("the last {kind} filter must be a terminal one (such as the router); `{type_name}` is not")));
+            out.push(wrong(&LAST_NOT_TERMINAL, path, format!("the last {kind} filter must be a terminal one (such as the router); `{type_name}` is not")));
         }
     }
 }
@@ -301,7 +451,7 @@ fn rewrites(m: &DynamicMessage, out: &mut Vec<Finding>) {
         .collect();
     if set.len() > 1 {
         let path = step(m, set[1]).into_iter().collect();
-        out.push(wrong(path, format!("only one of prefix_rewrite, regex_rewrite and path_rewrite_policy may be set; found {}", set.join(" and "))));
+        out.push(wrong(&REWRITE_CONFLICT, path, format!("only one of prefix_rewrite, regex_rewrite and path_rewrite_policy may be set; found {}", set.join(" and "))));
     }
 }
 
@@ -313,7 +463,7 @@ fn removed_headers(m: &DynamicMessage, out: &mut Vec<Finding>) {
         for (i, item) in items.iter().enumerate() {
             let Some(name) = item.as_str() else { continue };
             if name.starts_with(':') || name.eq_ignore_ascii_case("host") {
-                out.push(wrong(vec![PathStep::Field(f.clone()), PathStep::Index(i)], format!("header `{name}` may not be removed: Envoy refuses `:`-prefixed and host headers here")));
+                out.push(wrong(&IMMUTABLE_HEADER, vec![PathStep::Field(f.clone()), PathStep::Index(i)], format!("header `{name}` may not be removed: Envoy refuses `:`-prefixed and host headers here")));
             }
         }
     }
@@ -327,7 +477,7 @@ fn modified_header(m: &DynamicMessage, out: &mut Vec<Finding>) {
         return;
     };
     if key.starts_with(':') || key.eq_ignore_ascii_case("host") {
-        out.push(wrong(vec![PathStep::Field(hf), PathStep::Field(kf)], format!("header `{key}` may not be modified: Envoy refuses `:`-prefixed and host headers here")));
+        out.push(wrong(&IMMUTABLE_HEADER, vec![PathStep::Field(hf), PathStep::Field(kf)], format!("header `{key}` may not be modified: Envoy refuses `:`-prefixed and host headers here")));
     }
 }
 
@@ -350,7 +500,7 @@ fn server_certificates(m: &DynamicMessage, out: &mut Vec<Finding>) {
     if !sources.iter().any(|s| has(s))
         && !m.has_field_by_name("session_ticket_keys_sds_secret_config")
     {
-        out.push(missing(vec![PathStep::Field(cf)], "a server TLS context needs a certificate (tls_certificates or tls_certificate_sds_secret_configs)"));
+        out.push(missing(&SERVER_CERTIFICATE, vec![PathStep::Field(cf)], "a server TLS context needs a certificate (tls_certificates or tls_certificate_sds_secret_configs)"));
     }
 }
 
@@ -398,6 +548,7 @@ fn cipher_suites(m: &DynamicMessage, out: &mut Vec<Finding>) {
                     .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-');
             if full_name_shape && !KNOWN_CIPHERS.contains(&name) {
                 out.push(wrong(
+                    &UNKNOWN_CIPHER,
                     vec![PathStep::Field(f.clone()), PathStep::Index(i)],
                     format!("unknown cipher suite `{name}`"),
                 ));

@@ -3,12 +3,96 @@
 //! and the clusters and endpoints those routes reach. Envoy accepts all of
 //! it, so every finding is a warning that cites the gRFC rule.
 
+use crate::check::Rule;
 use crate::diag::Diagnostics;
 use crate::reflect::{field, list, string_field, unpack_any};
 use crate::resource::{PathStep, Resource};
 use crate::schema::ResourceType;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 use std::collections::BTreeSet;
+
+/// The rules this module reports (all warnings: Envoy accepts these).
+pub static RULES: &[&Rule] = &[
+    &API_LISTENER_FOR_EVERYONE,
+    &API_LISTENER_NOT_HCM,
+    &ROUTER_NOT_LAST,
+    &ROUTE_ACTION,
+    &IGNORED_FIELD,
+    &CLUSTER_TYPE,
+    &LB_POLICY,
+    &LOCALITY_WEIGHT,
+];
+
+/// An api_listener served to Envoys too.
+pub static API_LISTENER_FOR_EVERYONE: Rule = Rule {
+    id: "grpc-api-listener-for-envoy",
+    summary: "a listener with an api_listener is served to every node, Envoys included",
+    explanation: "Only proxyless gRPC clients use a listener with an `api_listener`; Envoy NACKs it. Serve it \
+to the gRPC nodes only, with a `nodes:` selector in an envelope.",
+    ..Rule::WARNING
+};
+
+/// An api_listener that is not an HttpConnectionManager.
+pub static API_LISTENER_NOT_HCM: Rule = Rule {
+    id: "grpc-api-listener-not-hcm",
+    summary: "a gRPC api_listener does not hold an HttpConnectionManager",
+    explanation: "gRPC clients accept only an HttpConnectionManager in an `api_listener` (gRFC A27) and NACK \
+anything else.",
+    ..Rule::WARNING
+};
+
+/// A gRPC HCM whose filters do not end with the router.
+pub static ROUTER_NOT_LAST: Rule = Rule {
+    id: "grpc-router-not-last",
+    summary: "a gRPC listener's http_filters do not end with the router",
+    explanation: "gRPC clients NACK an HttpConnectionManager whose `http_filters` do not end with the router \
+filter (gRFC A39).",
+    ..Rule::WARNING
+};
+
+/// A route action gRPC does not implement.
+pub static ROUTE_ACTION: Rule = Rule {
+    id: "grpc-route-action",
+    summary: "a route used by gRPC clients has an action other than `route`",
+    explanation: "gRPC clients implement only the `route` action; RPCs matching a route with `redirect`, \
+`direct_response` or `filter_action` fail (gRFC A28).",
+    ..Rule::WARNING
+};
+
+/// A route field gRPC ignores.
+pub static IGNORED_FIELD: Rule = Rule {
+    id: "grpc-ignored-field",
+    summary: "a route used by gRPC clients sets a field they ignore",
+    explanation: "gRPC clients ignore path and host rewrites and request mirroring (gRFC A28): the setting has \
+no effect for them.",
+    ..Rule::WARNING
+};
+
+/// A cluster type gRPC does not support.
+pub static CLUSTER_TYPE: Rule = Rule {
+    id: "grpc-cluster-type",
+    summary: "a cluster used by gRPC clients is not EDS, LOGICAL_DNS or aggregate",
+    explanation: "gRPC clients accept only EDS, LOGICAL_DNS and aggregate clusters (gRFC A27, A37) and NACK \
+other types, such as STATIC or STRICT_DNS.",
+    ..Rule::WARNING
+};
+
+/// An LB policy gRPC does not support.
+pub static LB_POLICY: Rule = Rule {
+    id: "grpc-lb-policy",
+    summary: "a cluster used by gRPC clients has an LB policy they do not support",
+    explanation: "gRPC clients support ROUND_ROBIN, LEAST_REQUEST and RING_HASH (gRFC A27, A42, A48).",
+    ..Rule::WARNING
+};
+
+/// A locality gRPC drops.
+pub static LOCALITY_WEIGHT: Rule = Rule {
+    id: "grpc-locality-weight",
+    summary: "a locality used by gRPC clients has no load_balancing_weight",
+    explanation: "gRPC clients drop localities without a `load_balancing_weight` (gRFC A27): give every \
+locality a weight.",
+    ..Rule::WARNING
+};
 
 /// Warns about what gRPC clients would NACK or ignore in the resources they use.
 pub fn check(resources: &[Resource], diags: &mut Diagnostics) {
@@ -55,7 +139,8 @@ fn step(m: &DynamicMessage, name: &str) -> Vec<PathStep> {
 fn api_listener_routes(listener: &Resource, diags: &mut Diagnostics) -> Option<String> {
     let (af, api) = field(&listener.message, "api_listener")?;
     if listener.selector.is_everyone() {
-        diags.warning(
+        diags.report(
+            &API_LISTENER_FOR_EVERYONE,
             listener.locate(&[PathStep::Field(af.clone())]),
             "served to every node, but Envoy NACKs a listener with an api_listener (only gRPC clients use it): select gRPC nodes with `nodes`",
         );
@@ -68,7 +153,8 @@ fn api_listener_routes(listener: &Resource, diags: &mut Diagnostics) -> Option<S
         .full_name()
         .ends_with("HttpConnectionManager")
     {
-        diags.warning(
+        diags.report(
+            &API_LISTENER_NOT_HCM,
             listener.locate(&path),
             "gRPC clients accept only an HttpConnectionManager in an api_listener (gRFC A27)",
         );
@@ -82,7 +168,8 @@ fn api_listener_routes(listener: &Resource, diags: &mut Diagnostics) -> Option<S
         })
         .is_some_and(|(_, url)| url.ends_with(".Router"));
     if !router_last {
-        diags.warning(
+        diags.report(
+            &ROUTER_NOT_LAST,
             listener.locate(&path),
             "gRPC clients NACK an HttpConnectionManager whose http_filters do not end with the router (gRFC A39)",
         );
@@ -120,7 +207,7 @@ fn route_actions(route: &Resource, clusters: &mut BTreeSet<String>, diags: &mut 
                 if r.has_field_by_name(unsupported) {
                     let mut path = base.clone();
                     path.extend(step(r, unsupported));
-                    diags.warning(route.locate(&path), format!("gRPC clients fail RPCs on a route with `{unsupported}`; only `route` actions are implemented (gRFC A28)"));
+                    diags.report(&ROUTE_ACTION, route.locate(&path), format!("gRPC clients fail RPCs on a route with `{unsupported}`; only `route` actions are implemented (gRFC A28)"));
                 }
             }
             let Some((af, action)) = field(r, "route") else {
@@ -140,7 +227,8 @@ fn route_actions(route: &Resource, clusters: &mut BTreeSet<String>, diags: &mut 
                 if action.has_field_by_name(ignored) {
                     let mut p = path.clone();
                     p.extend(step(action, ignored));
-                    diags.warning(
+                    diags.report(
+                        &IGNORED_FIELD,
                         route.locate(&p),
                         format!("gRPC clients ignore `{ignored}` (gRFC A28)"),
                     );
@@ -176,7 +264,8 @@ fn cluster_shape(cluster: &Resource, diags: &mut Diagnostics) -> String {
         .and_then(|(_, v)| v.as_enum_number())
         .unwrap_or(0);
     if !m.has_field_by_name("cluster_type") && kind != EDS && kind != LOGICAL_DNS {
-        diags.warning(
+        diags.report(
+            &CLUSTER_TYPE,
             cluster.locate(&step(m, "type")),
             "gRPC clients accept only EDS, LOGICAL_DNS and aggregate clusters (gRFC A27, A37)",
         );
@@ -186,7 +275,7 @@ fn cluster_shape(cluster: &Resource, diags: &mut Diagnostics) -> String {
             .as_enum_number()
             .is_some_and(|p| !SUPPORTED_LB.contains(&p))
     {
-        diags.warning(cluster.locate(&[PathStep::Field(lf)]), "gRPC clients support the ROUND_ROBIN, LEAST_REQUEST and RING_HASH policies only (gRFC A27, A42, A48)");
+        diags.report(&LB_POLICY, cluster.locate(&[PathStep::Field(lf)]), "gRPC clients support the ROUND_ROBIN, LEAST_REQUEST and RING_HASH policies only (gRFC A27, A42, A48)");
     }
     field(m, "eds_cluster_config")
         .and_then(|(_, e)| e.as_message().and_then(|e| string_field(e, "service_name")))
@@ -205,7 +294,8 @@ fn locality_weights(assignment: &Resource, diags: &mut Diagnostics) {
             continue;
         };
         if !locality.has_field_by_name("load_balancing_weight") {
-            diags.warning(
+            diags.report(
+                &LOCALITY_WEIGHT,
                 assignment.locate_body(&[PathStep::Field(ef.clone()), PathStep::Index(i)]),
                 "gRPC clients ignore a locality without `load_balancing_weight` (gRFC A27)",
             );

@@ -12,7 +12,8 @@
 //!   [`grpc_rules`]: what proxyless gRPC clients reject (warnings);
 //! * [`selector`]: which nodes see which resources;
 //! * [`render`], [`diff`]: per-node output and change review;
-//! * [`diag`]: located findings and their output formats;
+//! * [`diag`]: located findings and their output formats; [`check`]: the rule
+//!   registry every finding names, `--allow`/`--deny` and inline allow comments;
 //! * [`snapshot`], [`xds`], [`watch`], [`serve`], [`admin`], [`systemd`], [`tls`]: the daemon;
 //!   [`worker`]: the daemon's loads run in a child process (containment, memory);
 //!   [`state`]: the last good set on disk (`--state-dir`);
@@ -23,6 +24,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod check;
 pub mod cli;
 pub mod decode;
 pub mod diag;

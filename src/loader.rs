@@ -3,6 +3,7 @@
 //! `spec` envelope, `DiscoveryResponse` with `resources:`) and decodes each
 //! resource against the Envoy schema.
 
+use crate::check::Rule;
 use crate::decode::Decoder;
 use crate::diag::{Diagnostics, Location};
 use crate::resource::Resource;
@@ -22,6 +23,8 @@ pub struct Loaded {
     pub resources: Vec<Resource>,
     /// Syntax, schema and `validate.rules` findings.
     pub diagnostics: Diagnostics,
+    /// Rules allowed by `# xdsd: allow(ID)` comments, per document.
+    pub allowances: Vec<crate::check::policy::Allowance>,
 }
 
 /// Loading could not even start (the directory is missing or unreadable).
@@ -50,6 +53,69 @@ impl Default for Limits {
         }
     }
 }
+
+/// What reading files and recognising documents reports.
+pub static RULES: &[&Rule] = &[
+    &UNREADABLE_FILE,
+    &YAML_SYNTAX,
+    &DOCUMENT_FORM,
+    &MISSING_NAME,
+    &DERIVED_NAME,
+];
+
+/// A file that cannot be read as config.
+pub static UNREADABLE_FILE: Rule = Rule {
+    id: "unreadable-file",
+    summary: "a config file or directory cannot be read",
+    explanation: "The file could not be read as configuration: no permission, larger than --max-file-mb, \
+not a regular file (FIFOs, sockets and devices are never opened), or not UTF-8 text. Nothing in it is \
+loaded, so the set is incomplete.",
+    allowable: false,
+    ..Rule::ERROR
+};
+
+/// YAML that does not parse.
+pub static YAML_SYNTAX: Rule = Rule {
+    id: "yaml-syntax",
+    summary: "the YAML does not parse",
+    explanation: "The file is not valid YAML (or JSON) at that place: a bad indentation, an unclosed quote or \
+bracket, a tab used for indentation, or an alias bomb or nesting beyond xdsd's limits. Envoy's parser refuses \
+the same text.",
+    envoy: "source/common/protobuf/yaml_utility.cc",
+    allowable: false,
+    ..Rule::ERROR
+};
+
+/// A document of none of the three forms.
+pub static DOCUMENT_FORM: Rule = Rule {
+    id: "document-form",
+    summary: "a document is not a resource, an envelope or a DiscoveryResponse",
+    explanation: "Each YAML document in the directory is one of three forms: a bare resource with \
+\"@type\"; an envelope with `kind`, optional `nodes` (cluster/id glob lists) and `spec`; or a \
+DiscoveryResponse with `resources`. The message says which part of the form is wrong, for example an \
+unknown `kind`, a `nodes` selector that is not a mapping of glob lists, or a type xdsd does not serve.",
+    allowable: false,
+    ..Rule::ERROR
+};
+
+/// A resource without the name xDS needs.
+pub static MISSING_NAME: Rule = Rule {
+    id: "missing-name",
+    summary: "a resource served over xDS has no name",
+    explanation: "Resources are served and referenced by name (`cluster_name` for a ClusterLoadAssignment). \
+Give it one; a Listener without a name gets one derived from its address instead.",
+    allowable: false,
+    ..Rule::ERROR
+};
+
+/// A listener named from its address.
+pub static DERIVED_NAME: Rule = Rule {
+    id: "listener-name-derived",
+    summary: "a listener has no name; xdsd derives one from its address",
+    explanation: "Envoy needs a name for every listener it receives over LDS. xdsd derives a stable one from \
+the address (`0.0.0.0_10000`) so that the listener can be served and diffed; write the name to choose it.",
+    ..Rule::WARNING
+};
 
 const DISCOVERY_RESPONSE: &str = "envoy.service.discovery.v3.DiscoveryResponse";
 
@@ -105,7 +171,7 @@ pub fn load_dir_cached(
         let text = match text {
             Ok(text) => text,
             Err((mark, message)) => {
-                diagnostics.error(Location { file, mark }, message);
+                diagnostics.report(&UNREADABLE_FILE, Location { file, mark }, message);
                 continue;
             }
         };
@@ -139,13 +205,14 @@ pub fn load_dir_cached(
             .collect()
     });
     let mut loaded = Loaded {
-        resources: Vec::new(),
         diagnostics,
+        ..Loaded::default()
     };
     let mut kept = std::collections::HashMap::with_capacity(parts.len());
     for (part, result) in parts.into_iter().zip(results.into_iter().flatten()) {
         loaded.resources.extend(result.resources.iter().cloned());
         loaded.diagnostics.extend(result.diagnostics.clone());
+        loaded.allowances.extend(result.allowances.iter().cloned());
         kept.insert(part.key, result);
     }
     cache.parts = kept;
@@ -234,7 +301,8 @@ fn collect_files(
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            diags.error(
+            diags.report(
+                &UNREADABLE_FILE,
                 Location {
                     file: Arc::from(dir.display().to_string()),
                     mark: None,
@@ -254,7 +322,8 @@ fn collect_files(
             Ok(m) if m.is_dir() => collect_files(&path, out, visited, diags),
             Ok(_) if is_config_file(&path) => out.push(path),
             Ok(_) => {}
-            Err(e) if is_config_file(&path) => diags.error(
+            Err(e) if is_config_file(&path) => diags.report(
+                &UNREADABLE_FILE,
                 Location {
                     file: Arc::from(path.display().to_string()),
                     mark: None,
@@ -281,20 +350,31 @@ impl FileLoader {
     }
 
     fn load_documents(&mut self, file: &Arc<str>, text: &str, first_line: u32) {
+        if let Some(allowance) =
+            crate::check::policy::scan(file, text, first_line, &mut self.loaded.diagnostics)
+        {
+            self.loaded.allowances.push(allowance);
+        }
         match yaml::parse_documents_at(text, yaml::Limits::default(), first_line) {
             Ok(docs) => {
                 for doc in docs {
                     self.document(file, Arc::new(doc));
                 }
             }
-            Err(e) => self.error(file, e.mark, format!("YAML: {}", e.message)),
+            Err(e) => self.error(&YAML_SYNTAX, file, e.mark, format!("YAML: {}", e.message)),
         }
     }
 
-    fn error(&mut self, file: &Arc<str>, mark: Mark, message: impl Into<String>) {
+    fn error(
+        &mut self,
+        rule: &'static Rule,
+        file: &Arc<str>,
+        mark: Mark,
+        message: impl Into<String>,
+    ) {
         self.loaded
             .diagnostics
-            .error(Location::at(file, mark), message);
+            .report(rule, Location::at(file, mark), message);
     }
 
     fn document(&mut self, file: &Arc<str>, doc: Arc<Node>) {
@@ -303,6 +383,7 @@ impl FileLoader {
         }
         if doc.as_map().is_none() {
             self.error(
+                &DOCUMENT_FORM,
                 file,
                 doc.mark,
                 format!("a document must be a mapping, got {}", doc.shape()),
@@ -322,7 +403,7 @@ impl FileLoader {
         } else if doc.get("@type").is_some() {
             self.bare(file, doc, NodeSelector::default());
         } else {
-            self.error(
+            self.error(&DOCUMENT_FORM,
                 file,
                 doc.mark,
                 "not an xdsd document: expected a resource with \"@type\", an envelope with `kind` and `spec`, or a DiscoveryResponse with `resources`",
@@ -332,20 +413,36 @@ impl FileLoader {
 
     fn bare(&mut self, file: &Arc<str>, node: Arc<Node>, selector: NodeSelector) {
         let Some(type_node) = node.get("@type") else {
-            self.error(file, node.mark, "a resource needs \"@type\"");
+            self.error(
+                &DOCUMENT_FORM,
+                file,
+                node.mark,
+                "a resource needs \"@type\"",
+            );
             return;
         };
         let Some(url) = type_node.as_str() else {
-            self.error(file, type_node.mark, "\"@type\" must be a string");
+            self.error(
+                &DOCUMENT_FORM,
+                file,
+                type_node.mark,
+                "\"@type\" must be a string",
+            );
             return;
         };
         let Some(desc) = schema::message_by_type_url(url) else {
-            self.error(file, type_node.mark, format!("unknown type URL `{url}`"));
+            self.error(
+                &crate::decode::UNKNOWN_TYPE_URL,
+                file,
+                type_node.mark,
+                format!("unknown type URL `{url}`"),
+            );
             return;
         };
         let Some(rtype) = ResourceType::from_message_name(desc.full_name()) else {
             let served: Vec<&str> = ResourceType::ALL.iter().map(|t| t.kind_name()).collect();
             self.error(
+                &DOCUMENT_FORM,
                 file,
                 type_node.mark,
                 format!(
@@ -363,6 +460,7 @@ impl FileLoader {
         for (key, _) in doc.as_map().unwrap_or(&[]) {
             if !matches!(key.as_str(), Some("kind" | "nodes" | "spec")) {
                 self.error(
+                    &DOCUMENT_FORM,
                     file,
                     key.mark,
                     format!(
@@ -380,6 +478,7 @@ impl FileLoader {
             let mark = kind_node.map_or(doc.mark, |n| n.mark);
             let kinds: Vec<&str> = ResourceType::ALL.iter().map(|t| t.kind_name()).collect();
             self.error(
+                &DOCUMENT_FORM,
                 file,
                 mark,
                 format!(
@@ -397,7 +496,7 @@ impl FileLoader {
             None => NodeSelector::default(),
         };
         let Some(spec) = doc.get("spec") else {
-            self.error(file, doc.mark, "an envelope needs `spec`");
+            self.error(&DOCUMENT_FORM, file, doc.mark, "an envelope needs `spec`");
             return;
         };
         if let Some(t) = spec.get("@type") {
@@ -406,6 +505,7 @@ impl FileLoader {
                 .is_none_or(|d| d.full_name() != rtype.message_name())
             {
                 self.error(
+                    &DOCUMENT_FORM,
                     file,
                     t.mark,
                     format!(
@@ -422,6 +522,7 @@ impl FileLoader {
     fn selector(&mut self, file: &Arc<str>, nodes: &Node) -> Option<NodeSelector> {
         let Some(entries) = nodes.as_map() else {
             self.error(
+                &DOCUMENT_FORM,
                 file,
                 nodes.mark,
                 "`nodes` must be a mapping with `cluster` and/or `id` lists",
@@ -435,6 +536,7 @@ impl FileLoader {
                 Some("id") => &mut selector.id,
                 _ => {
                     self.error(
+                        &DOCUMENT_FORM,
                         file,
                         key.mark,
                         "unknown `nodes` field (expected cluster, id)",
@@ -443,14 +545,14 @@ impl FileLoader {
                 }
             };
             let NodeKind::Seq(items) = &value.kind else {
-                self.error(file, value.mark, "expected a list of globs");
+                self.error(&DOCUMENT_FORM, file, value.mark, "expected a list of globs");
                 return None;
             };
             for item in items {
                 match item.as_scalar() {
                     Some(s) => list.push(s.text.clone()),
                     None => {
-                        self.error(file, item.mark, "a glob must be a string");
+                        self.error(&DOCUMENT_FORM, file, item.mark, "a glob must be a string");
                         return None;
                     }
                 }
@@ -475,6 +577,7 @@ impl FileLoader {
             ];
             if !key.as_str().is_some_and(|k| known.contains(&k)) {
                 self.error(
+                    &DOCUMENT_FORM,
                     file,
                     key.mark,
                     format!(
@@ -488,7 +591,12 @@ impl FileLoader {
             return;
         };
         let NodeKind::Seq(items) = &resources.kind else {
-            self.error(file, resources.mark, "`resources` must be a list");
+            self.error(
+                &DOCUMENT_FORM,
+                file,
+                resources.mark,
+                "`resources` must be a list",
+            );
             return;
         };
         for item in items {
@@ -520,7 +628,8 @@ impl FileLoader {
             && rtype == ResourceType::Listener
             && let Some(derived) = listener_name_from_address(&message)
         {
-            self.loaded.diagnostics.warning(
+            self.loaded.diagnostics.report(
+                &DERIVED_NAME,
                 Location::at(file, node.mark),
                 format!("listener has no `name`; xdsd names it `{derived}` from its address"),
             );
@@ -529,6 +638,7 @@ impl FileLoader {
         }
         if name.is_empty() {
             self.error(
+                &MISSING_NAME,
                 file,
                 node.mark,
                 format!(
@@ -802,7 +912,11 @@ mod fuzz {
 
     fn load_and_validate(text: &str) {
         let mut loaded = load_str("fuzz.yaml", text);
-        crate::validate::validate(&loaded.resources, &mut loaded.diagnostics);
+        crate::validate::validate(
+            &loaded.resources,
+            &Default::default(),
+            &mut loaded.diagnostics,
+        );
         let parts: Vec<Result<Vec<Node>, String>> = yaml::split_documents(text)
             .into_iter()
             .map(|(line, part)| {

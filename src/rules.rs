@@ -12,6 +12,21 @@ use regex::Regex;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// A `validate.rules` constraint of the Envoy protos is violated.
+pub static CONSTRAINT: crate::check::Rule = crate::check::Rule {
+    id: "proto-constraint",
+    summary: "a `validate.rules` constraint of Envoy's API is violated",
+    explanation: "Envoy's protos carry protoc-gen-validate constraints (required fields, string lengths, number \
+ranges, `min_items`, `defined_only` enums, required oneofs, well-known regexes for header names, ...). Envoy \
+checks them on every resource and every `typed_config` and refuses the resource when one fails \
+(\"Proto constraint validation failed\"). The message names the field and the constraint.",
+    envoy: "source/common/protobuf/utility.cc",
+    ..crate::check::Rule::ERROR
+};
+
+/// The rules this module reports.
+pub static RULES: &[&crate::check::Rule] = &[&CONSTRAINT];
+
 /// Where each field of one decoded message came from. Messages have few
 /// fields, so a list beats a map here.
 pub struct FieldMarks<'n> {

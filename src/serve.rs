@@ -39,6 +39,8 @@ pub struct Options {
     pub state_dir: Option<PathBuf>,
     /// What clients may open and send.
     pub client_limits: crate::xds::Limits,
+    /// Known clusters and the rule policy every load is checked with.
+    pub checks: crate::validate::Settings,
 }
 
 /// Why `serve` could not start.
@@ -54,7 +56,11 @@ const LOADER_IDLE: Duration = Duration::from_secs(10);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(options: Options) -> Result<(), StartError> {
-    let mut loader = Loader::new(options.dir.clone(), options.load_limits);
+    let mut loader = Loader::new(
+        options.dir.clone(),
+        options.load_limits,
+        options.checks.clone(),
+    );
     let state = match &options.state_dir {
         Some(dir) => Some(StateDir::open(dir).map_err(StartError)?),
         None => None,

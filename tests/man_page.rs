@@ -1,7 +1,8 @@
 //! Files generated from the clap definitions are checked in: the man pages
 //! in `man/` and the shell completions in `packaging/completions/`, so help,
 //! man page, completions and behaviour cannot drift apart, and packaging
-//! needs no build step of its own. Regenerate all of them with
+//! needs no build step of its own. The lint rules reference (`docs/rules.md`)
+//! comes from the rule registry the same way. Regenerate all of them with
 //! `XDSD_UPDATE_MAN=1 cargo test --test man_page`.
 
 use clap::CommandFactory;
@@ -69,4 +70,12 @@ fn completions_are_current() {
         })
         .collect();
     assert_current("packaging/completions", scripts);
+}
+
+#[test]
+fn rules_reference_is_current() {
+    assert_current(
+        "docs",
+        vec![("rules.md".to_string(), xdsd::check::docs::rules_markdown())],
+    );
 }

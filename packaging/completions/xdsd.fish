@@ -35,6 +35,10 @@ complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "diff" -d 'Compare two con
 complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l dir -d 'Directory of *.yaml, *.yml and *.json resource files, read recursively' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l max-file-mb -d 'Largest config file read, in MiB; a larger file is an error at that file (and, for serve, the whole change is rejected)' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l allow -d 'Drop the findings of this rule (repeatable); `xdsd lint --explain` lists the rules. Syntax and schema errors cannot be allowed' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l deny -d 'Make the findings of this rule errors (repeatable)' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l known-cluster -d 'A cluster defined in the proxies\' own bootstrap, not in --dir (repeatable): references to it are satisfied' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l known-clusters-file -d 'A file naming such clusters, one per line (`#` starts a comment)' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l listen -d 'Address for gRPC xDS' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l admin -d 'Address of the admin HTTP endpoint (/healthz, /readyz, /metrics, /clients, /status, /config)' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-cert -d 'Serve xDS over TLS with this certificate chain (PEM); needs --tls-key' -r -F
@@ -72,14 +76,23 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -s h -l help -d 'Pr
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -s V -l version -d 'Print version'
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l dir -d 'Directory of *.yaml, *.yml and *.json resource files, read recursively' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l max-file-mb -d 'Largest config file read, in MiB; a larger file is an error at that file (and, for serve, the whole change is rejected)' -r
-complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l format -d 'Output format: text (path:line:col), json, or github (Actions annotations)' -r -f -a "text\t'`path:line:col: severity: message`, one per line'
-json\t'A JSON array of objects with file, line, column, severity, message'
+complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l allow -d 'Drop the findings of this rule (repeatable); `xdsd lint --explain` lists the rules. Syntax and schema errors cannot be allowed' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l deny -d 'Make the findings of this rule errors (repeatable)' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l known-cluster -d 'A cluster defined in the proxies\' own bootstrap, not in --dir (repeatable): references to it are satisfied' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l known-clusters-file -d 'A file naming such clusters, one per line (`#` starts a comment)' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l explain -d 'Print what rule RULE checks and why, or list every rule; no --dir needed' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l format -d 'Output format: text (path:line:col), json, or github (Actions annotations)' -r -f -a "text\t'`path:line:col: severity: message [rule-id]`, one per line'
+json\t'A JSON array of objects with file, line, column, severity, rule, message'
 github\t'GitHub Actions workflow commands (`::error file=...::message`)'"
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l deny-warnings -d 'Treat warnings as errors (exit 1 when there are any)'
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -s V -l version -d 'Print version'
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l dir -d 'Directory of *.yaml, *.yml and *.json resource files, read recursively' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l max-file-mb -d 'Largest config file read, in MiB; a larger file is an error at that file (and, for serve, the whole change is rejected)' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l allow -d 'Drop the findings of this rule (repeatable); `xdsd lint --explain` lists the rules. Syntax and schema errors cannot be allowed' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l deny -d 'Make the findings of this rule errors (repeatable)' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l known-cluster -d 'A cluster defined in the proxies\' own bootstrap, not in --dir (repeatable): references to it are satisfied' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l known-clusters-file -d 'A file naming such clusters, one per line (`#` starts a comment)' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l node-id -d 'The node\'s `node.id`, matched against `nodes.id` selectors' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l node-cluster -d 'The node\'s `node.cluster`, matched against `nodes.cluster` selectors' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l type -d 'Only resources of this type (Cluster, ClusterLoadAssignment or Endpoints, Listener, RouteConfiguration, ...)' -r
@@ -91,6 +104,10 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand render" -s V -l version -d 'Pr
 complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l node-id -d 'The node\'s `node.id`, matched against `nodes.id` selectors' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l node-cluster -d 'The node\'s `node.cluster`, matched against `nodes.cluster` selectors' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l max-file-mb -d 'Largest config file read, in MiB; a larger file is an error at that file (and, for serve, the whole change is rejected)' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l allow -d 'Drop the findings of this rule (repeatable); `xdsd lint --explain` lists the rules. Syntax and schema errors cannot be allowed' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l deny -d 'Make the findings of this rule errors (repeatable)' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l known-cluster -d 'A cluster defined in the proxies\' own bootstrap, not in --dir (repeatable): references to it are satisfied' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l known-clusters-file -d 'A file naming such clusters, one per line (`#` starts a comment)' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -s V -l version -d 'Print version'
 complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "serve" -d 'Serve a config directory over xDS (ADS), reloading it when it changes'

@@ -1,0 +1,128 @@
+//! The lint rule registry: every diagnostic names one [`Rule`], which has a
+//! stable id, a summary, an explanation (`xdsd lint --explain ID`) and, for
+//! rules that mirror one of Envoy's own config-time checks, the Envoy source
+//! file it follows. Rules are declared next to the code that reports them
+//! (as clippy declares its lints); [`all`] lists them.
+//!
+//! * [`policy`]: `--allow` / `--deny` and inline `# xdsd: allow(ID)` comments;
+//! * [`docs`]: the rules reference (docs/rules.md), generated from the registry.
+
+pub mod docs;
+pub mod policy;
+
+use crate::diag::Severity;
+
+/// One lint rule.
+#[derive(Debug)]
+pub struct Rule {
+    /// Stable, kebab-case: what `--allow`, `--deny`, `--explain` and inline
+    /// comments name. Never reused for another rule.
+    pub id: &'static str,
+    /// Error (Envoy rejects it) or warning (Envoy accepts it).
+    pub severity: Severity,
+    /// One line: what is wrong.
+    pub summary: &'static str,
+    /// Why it matters and how to fix it, for `--explain`.
+    pub explanation: &'static str,
+    /// The Envoy source file whose check this rule mirrors (relative to
+    /// Envoy's repository), or `""` for xdsd's own rules.
+    pub envoy: &'static str,
+    /// False for findings that leave nothing to serve (YAML syntax, schema
+    /// errors): such a resource cannot be built, so the rule cannot be allowed.
+    pub allowable: bool,
+}
+
+impl Rule {
+    /// A rule for a defect Envoy rejects.
+    pub const ERROR: Rule = Rule {
+        id: "",
+        severity: Severity::Error,
+        summary: "",
+        explanation: "",
+        envoy: "",
+        allowable: true,
+    };
+
+    /// A rule for something Envoy accepts but that is worth a look.
+    pub const WARNING: Rule = Rule {
+        severity: Severity::Warning,
+        ..Rule::ERROR
+    };
+}
+
+/// Every rule, grouped by the module that reports it.
+pub fn all() -> Vec<&'static Rule> {
+    [
+        crate::loader::RULES,
+        crate::decode::RULES,
+        crate::rules::RULES,
+        crate::validate::RULES,
+        crate::envoy_rules::RULES,
+        crate::grpc_rules::RULES,
+        policy::RULES,
+    ]
+    .concat()
+}
+
+/// The rule with this id.
+pub fn find(id: &str) -> Option<&'static Rule> {
+    all().into_iter().find(|r| r.id == id)
+}
+
+/// The text `xdsd lint --explain ID` prints.
+pub fn explain(rule: &Rule) -> String {
+    let mut text = format!(
+        "{} ({}): {}\n\n{}\n",
+        rule.id,
+        rule.severity.as_str(),
+        rule.summary,
+        rule.explanation.trim()
+    );
+    if !rule.envoy.is_empty() {
+        text.push_str(&format!("\nMirrors Envoy's check in {}.\n", rule.envoy));
+    }
+    if !rule.allowable {
+        text.push_str("\nThis rule cannot be allowed: the resource cannot be built without it.\n");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn ids_are_unique_kebab_case_and_documented() {
+        let mut seen = HashSet::new();
+        for rule in all() {
+            assert!(seen.insert(rule.id), "duplicate rule id {}", rule.id);
+            assert!(
+                !rule.id.is_empty()
+                    && rule
+                        .id
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "rule id `{}` is not kebab-case",
+                rule.id
+            );
+            assert!(!rule.summary.is_empty(), "{} has no summary", rule.id);
+            assert!(
+                rule.explanation.len() > 40,
+                "{} has no real explanation",
+                rule.id
+            );
+            assert!(
+                rule.envoy.is_empty() || rule.envoy.starts_with("source/"),
+                "{}: cite the Envoy file as source/...",
+                rule.id
+            );
+        }
+    }
+
+    #[test]
+    fn explain_names_the_envoy_source() {
+        let rule = find("unknown-field").expect("registered");
+        assert!(explain(rule).contains("unknown-field (error)"));
+    }
+}
