@@ -5,7 +5,7 @@
 //! Each check looks at one message (wherever it appears, also inside `Any`)
 //! and reports a field path relative to it.
 
-use crate::check::Rule;
+use crate::check::{Finding, Rule};
 use crate::reflect::{field as get, list};
 use crate::resource::PathStep;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
@@ -149,36 +149,12 @@ backreferences. A pattern that does not compile makes Envoy refuse the resource.
     ..Rule::ERROR
 };
 
-/// One problem found in a message.
-#[derive(Debug)]
-pub struct Finding {
-    /// The rule it breaks.
-    pub rule: &'static Rule,
-    /// Where, relative to the checked message.
-    pub path: Vec<PathStep>,
-    /// True when something is missing from the message at `path` (located
-    /// at that message's first line rather than at its key).
-    pub missing: bool,
-    /// What is wrong.
-    pub message: String,
-}
-
 fn wrong(rule: &'static Rule, path: Vec<PathStep>, message: String) -> Finding {
-    Finding {
-        rule,
-        path,
-        missing: false,
-        message,
-    }
+    Finding::at(rule, path, message)
 }
 
 fn missing(rule: &'static Rule, path: Vec<PathStep>, message: &str) -> Finding {
-    Finding {
-        rule,
-        path,
-        missing: true,
-        message: message.to_string(),
-    }
+    Finding::missing_in(rule, path, message)
 }
 
 /// Runs the checks that apply to `m`'s type; `top_level` is true for a

@@ -232,6 +232,7 @@ pub fn validate(resources: &[Resource], settings: &Settings, diags: &mut Diagnos
         }
     }
     check_duplicate_addresses(resources, &listener_addresses, diags);
+    crate::check::set(resources, diags);
     crate::grpc_rules::check(resources, diags);
     warn_unreferenced(resources, &referenced, diags);
 }
@@ -493,7 +494,11 @@ impl Walk<'_> {
         }
         self.visit(m, path);
         let mut findings = Vec::new();
-        crate::envoy_rules::check(m, path.is_empty(), &mut findings);
+        let place = crate::check::Place {
+            resource: self.resource,
+            path,
+        };
+        crate::check::message(m, &place, &mut findings);
         for finding in findings {
             let at = with(path, finding.path);
             let location = if finding.missing {

@@ -6,11 +6,26 @@
 //!
 //! * [`policy`]: `--allow` / `--deny` and inline `# xdsd: allow(ID)` comments;
 //! * [`docs`]: the rules reference (docs/rules.md), generated from the registry.
+//!
+//! Envoy's config-time checks, one module per area, each called for every
+//! message of every resource (also inside `Any`) by [`message`], and once
+//! per set by [`set`]:
+//!
+//! * [`tls`]: certificates, keys, TLS contexts and secrets;
+//! * [`listeners`]: listeners, filter chain matching, the HTTP connection manager;
+//! * [`clusters`]: clusters, load balancers, health checks, outlier detection;
+//! * [`http`]: HTTP filters, routes, access logs and format strings.
 
+pub mod clusters;
 pub mod docs;
+pub mod http;
+pub mod listeners;
 pub mod policy;
+pub mod tls;
 
-use crate::diag::Severity;
+use crate::diag::{Diagnostics, Severity};
+use crate::resource::{PathStep, Resource};
+use prost_reflect::DynamicMessage;
 
 /// One lint rule.
 #[derive(Debug)]
@@ -50,6 +65,73 @@ impl Rule {
     };
 }
 
+/// One problem found in a message.
+#[derive(Debug)]
+pub struct Finding {
+    /// The rule it breaks.
+    pub rule: &'static Rule,
+    /// Where, relative to the checked message.
+    pub path: Vec<PathStep>,
+    /// True when something is missing from the message at `path` (located
+    /// at that message's first line rather than at its key).
+    pub missing: bool,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Finding {
+    /// A finding about the value at `path` (located at its key, or at a scalar value).
+    pub fn at(rule: &'static Rule, path: Vec<PathStep>, message: impl Into<String>) -> Finding {
+        Finding {
+            rule,
+            path,
+            missing: false,
+            message: message.into(),
+        }
+    }
+
+    /// A finding about something missing from the message at `path`
+    /// (located at that message's first line).
+    pub fn missing_in(
+        rule: &'static Rule,
+        path: Vec<PathStep>,
+        message: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            rule,
+            path,
+            missing: true,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a checked message sits: its resource, and the path from the
+/// resource to it (fields inside an `Any` continue the path).
+pub struct Place<'a> {
+    /// The resource being checked.
+    pub resource: &'a Resource,
+    /// From the resource to the message.
+    pub path: &'a [PathStep],
+}
+
+/// Runs every area's checks of one message.
+pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
+    crate::envoy_rules::check(m, place.path.is_empty(), out);
+    tls::message(m, place, out);
+    listeners::message(m, place, out);
+    clusters::message(m, place, out);
+    http::message(m, place, out);
+}
+
+/// Runs every area's checks that look across resources.
+pub fn set(resources: &[Resource], diags: &mut Diagnostics) {
+    tls::set(resources, diags);
+    listeners::set(resources, diags);
+    clusters::set(resources, diags);
+    http::set(resources, diags);
+}
+
 /// Every rule, grouped by the module that reports it.
 pub fn all() -> Vec<&'static Rule> {
     [
@@ -58,6 +140,10 @@ pub fn all() -> Vec<&'static Rule> {
         crate::rules::RULES,
         crate::validate::RULES,
         crate::envoy_rules::RULES,
+        tls::RULES,
+        listeners::RULES,
+        clusters::RULES,
+        http::RULES,
         crate::grpc_rules::RULES,
         policy::RULES,
     ]

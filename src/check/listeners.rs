@@ -1,0 +1,16 @@
+//! Listeners, filter chain matching and the HTTP connection manager: what
+//! Envoy refuses when it adds a listener.
+
+use super::{Finding, Place, Rule};
+use crate::diag::Diagnostics;
+use crate::resource::Resource;
+use prost_reflect::DynamicMessage;
+
+/// The rules this module reports.
+pub static RULES: &[&Rule] = &[];
+
+/// Checks one message at `place`.
+pub fn message(_m: &DynamicMessage, _place: &Place<'_>, _out: &mut Vec<Finding>) {}
+
+/// Checks across resources.
+pub fn set(_resources: &[Resource], _diags: &mut Diagnostics) {}
