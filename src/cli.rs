@@ -75,7 +75,7 @@ pub enum Command {
     /// last good set stays. Exits 0 after SIGTERM/SIGINT, non-zero at once
     /// when it cannot start (bad flags, address in use, unreadable directory,
     /// invalid initial set). SIGHUP forces a reload.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show which client has which config: a running daemon's clients, per type.
     ///
     /// Reads the admin API of a running `xdsd serve` (`/status` and
@@ -177,6 +177,7 @@ impl CheckArgs {
         Ok(validate::Settings {
             known_clusters,
             policy: crate::check::policy::Policy::new(&self.allow, &self.deny)?,
+            envoy: None,
         })
     }
 }
@@ -216,6 +217,11 @@ pub struct ServeArgs {
     dir: DirArg,
     #[command(flatten)]
     checks: CheckArgs,
+    /// Have this Envoy validate every node view of each candidate set
+    /// (`envoy --mode validate`) before it is served; a rejection keeps the
+    /// last good set, like any invalid set.
+    #[arg(long, value_name = "PATH")]
+    envoy_validate: Option<PathBuf>,
     /// Address for gRPC xDS.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:18000")]
     listen: std::net::SocketAddr,
@@ -387,6 +393,13 @@ pub struct LintArgs {
     limits: FileLimitArg,
     #[command(flatten)]
     checks: CheckArgs,
+    /// Also have this Envoy validate every node view (`envoy --mode
+    /// validate` on a static bootstrap) when xdsd finds no error; each
+    /// rejection is reported at the resource responsible. Without PATH:
+    /// $XDSD_ENVOY, else `envoy` on PATH. Verdicts are cached in
+    /// $XDG_CACHE_HOME/xdsd/envoy.
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    envoy: Option<Option<PathBuf>>,
     /// Print what rule RULE checks and why, or list every rule; no --dir needed.
     #[arg(long, value_name = "RULE", num_args = 0..=1, default_missing_value = "")]
     explain: Option<String>,
@@ -488,7 +501,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
         Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
     }
     let checks = match args.checks.settings() {
-        Ok(settings) => settings,
+        Ok(settings) => crate::validate::Settings {
+            envoy: args.envoy_validate.clone(),
+            ..settings
+        },
         Err(e) => {
             eprintln!("xdsd: {e}");
             return ExitCode::from(EXIT_TROUBLE);
@@ -591,6 +607,16 @@ fn load(dir: &Path, limits: &FileLimitArg, checks: &CheckArgs) -> Result<Checked
     validate::check_dir_with(dir, limits.limits(), &settings).map_err(|e| trouble(e.to_string()))
 }
 
+/// The referee Envoy: the path given, else $XDSD_ENVOY, else `envoy` on PATH.
+fn referee_envoy(given: Option<&Path>) -> PathBuf {
+    if let Some(path) = given {
+        return path.to_path_buf();
+    }
+    std::env::var_os("XDSD_ENVOY")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from("envoy"), PathBuf::from)
+}
+
 /// `lint --explain [RULE]`: one rule's explanation, or the list of rules.
 fn explain(id: &str) -> ExitCode {
     if id.is_empty() {
@@ -639,10 +665,30 @@ fn lint(args: &LintArgs) -> ExitCode {
         eprintln!("xdsd: lint needs --dir");
         return ExitCode::from(EXIT_TROUBLE);
     };
-    let checked = match load(dir, &args.limits, &args.checks) {
+    let mut checked = match load(dir, &args.limits, &args.checks) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(envoy) = &args.envoy {
+        let envoy = referee_envoy(envoy.as_deref());
+        let referee = match crate::check::referee::Referee::new(
+            &envoy,
+            crate::check::referee::default_cache_dir(),
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("xdsd: --envoy: {e}");
+                return ExitCode::from(EXIT_TROUBLE);
+            }
+        };
+        match args.checks.settings() {
+            Ok(settings) => checked.referee(&referee, &settings),
+            Err(e) => {
+                eprintln!("xdsd: {e}");
+                return ExitCode::from(EXIT_TROUBLE);
+            }
+        }
+    }
     let diags = &checked.diagnostics;
     print(&diag::render(diags, args.format));
     if args.format == diag::Format::Text {

@@ -139,6 +139,9 @@ pub struct Settings {
     pub known_clusters: std::collections::BTreeSet<String>,
     /// `--allow` and `--deny`.
     pub policy: crate::check::policy::Policy,
+    /// An Envoy that also validates every node view of a set that passed
+    /// xdsd's own checks (`--envoy`, `--envoy-validate`).
+    pub envoy: Option<std::path::PathBuf>,
 }
 
 /// A loaded and fully validated directory.
@@ -148,6 +151,22 @@ pub struct Checked {
     pub resources: Vec<Resource>,
     /// Every finding of loading and validation.
     pub diagnostics: Diagnostics,
+    /// Rules allowed by comments, per document (they apply to later findings too).
+    pub allowances: Vec<crate::check::policy::Allowance>,
+}
+
+impl Checked {
+    /// Has `referee` validate every node view, when nothing else is wrong;
+    /// its findings are allowed and denied like every other.
+    pub fn referee(&mut self, referee: &crate::check::referee::Referee, settings: &Settings) {
+        if !self.diagnostics.is_ok() {
+            return;
+        }
+        let mut found = referee.check(&self.resources, &settings.known_clusters);
+        crate::check::policy::apply_inline(&self.allowances, &mut found);
+        settings.policy.apply(&mut found);
+        self.diagnostics.extend(found);
+    }
 }
 
 /// Loads `dir` and runs every check: what `lint`, `render`, `diff` and `serve` share.
@@ -186,6 +205,7 @@ pub fn check_dir_cached(
     Ok(Checked {
         resources: loaded.resources,
         diagnostics,
+        allowances: loaded.allowances,
     })
 }
 

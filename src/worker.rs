@@ -87,6 +87,7 @@ fn settings_to_env(settings: &Settings) -> String {
         "known_clusters": settings.known_clusters,
         "allow": allow,
         "deny": deny,
+        "envoy": settings.envoy,
     })
     .to_string()
 }
@@ -113,6 +114,7 @@ fn settings_from_env() -> Result<Settings, String> {
     Ok(Settings {
         known_clusters: strings("known_clusters").into_iter().collect(),
         policy: crate::check::policy::Policy::new(&strings("allow"), &strings("deny"))?,
+        envoy: value["envoy"].as_str().map(PathBuf::from),
     })
 }
 
@@ -391,11 +393,39 @@ pub struct LoadCache {
     pub files: crate::loader::Limits,
     /// Known clusters and the rule policy.
     pub settings: Settings,
+    /// The referee Envoy of `--envoy-validate`, once asked for its version.
+    referee: Option<crate::check::referee::Referee>,
     documents: crate::loader::DocumentCache,
     encoded: HashMap<usize, (Arc<DynamicMessage>, Arc<Entry>)>,
 }
 
 impl LoadCache {
+    /// With `--envoy-validate`, has that Envoy validate the set's node
+    /// views. Envoy reserves more address space than a load may use, so the
+    /// limit is lifted while it runs (soft limit raised to the hard one,
+    /// which stays unlimited) and set again after.
+    fn referee_check(&mut self, checked: &mut crate::validate::Checked) -> Result<(), String> {
+        let Some(envoy) = self.settings.envoy.clone() else {
+            return Ok(());
+        };
+        if !checked.diagnostics.is_ok() {
+            return Ok(());
+        }
+        let (soft, hard) = rlimit::getrlimit(rlimit::Resource::AS).unwrap_or((u64::MAX, u64::MAX));
+        let lifted = soft != hard && rlimit::setrlimit(rlimit::Resource::AS, hard, hard).is_ok();
+        let result = match &self.referee {
+            Some(referee) => Ok(referee),
+            None => {
+                crate::check::referee::Referee::new(&envoy, None).map(|r| &*self.referee.insert(r))
+            }
+        }
+        .map(|referee| checked.referee(referee, &self.settings));
+        if lifted {
+            let _ = rlimit::setrlimit(rlimit::Resource::AS, soft, hard);
+        }
+        result
+    }
+
     fn encode(&self, r: &Resource) -> Arc<Entry> {
         let key = Arc::as_ptr(&r.message) as usize;
         match self.encoded.get(&key) {
@@ -424,7 +454,7 @@ impl LoadCache {
 /// the encoded set when there are no errors. `cache` carries what an
 /// earlier load of the same process can share with this one.
 pub fn load_here(dir: &Path, cache: &mut LoadCache) -> Reply {
-    let checked = match crate::validate::check_dir_cached(
+    let mut checked = match crate::validate::check_dir_cached(
         dir,
         cache.files,
         &cache.settings,
@@ -438,6 +468,12 @@ pub fn load_here(dir: &Path, cache: &mut LoadCache) -> Reply {
             };
         }
     };
+    if let Err(e) = cache.referee_check(&mut checked) {
+        return Reply {
+            errors: vec![e],
+            ..Reply::default()
+        };
+    }
     let lines = |severity: Severity| -> Vec<String> {
         checked
             .diagnostics
@@ -483,8 +519,10 @@ fn run_child(
     memory_limit_bytes: Option<u64>,
 ) -> ExitCode {
     // Said once, with the first reply: a load without its limit still loads.
+    // Only the soft limit: the referee Envoy (--envoy-validate) runs with it lifted.
+    let hard = rlimit::getrlimit(rlimit::Resource::AS).map_or(u64::MAX, |(_, hard)| hard);
     let mut notes: Vec<String> = memory_limit_bytes
-        .and_then(|bytes| rlimit::setrlimit(rlimit::Resource::AS, bytes, bytes).err())
+        .and_then(|bytes| rlimit::setrlimit(rlimit::Resource::AS, bytes.min(hard), hard).err())
         .map(|e| format!("the loader runs without its memory limit: {e}"))
         .into_iter()
         .collect();

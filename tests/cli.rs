@@ -514,6 +514,62 @@ fn enum_names_in_any_case_are_read_with_a_warning() {
     );
 }
 
+#[test]
+fn lint_envoy_reports_what_only_envoy_rejects_at_the_resource_and_caches_it() {
+    let dir = ScratchDir::new("lint-envoy");
+    // Both rewrites: xdsd's own rule is allowed, so only the referee sees it.
+    let route = route_to_ghost("# xdsd: allow(route-rewrite-conflict)\n").replace(
+        "{cluster: ghost}",
+        "{cluster: db, prefix_rewrite: /a, regex_rewrite: {pattern: {regex: x}, substitution: z}}",
+    );
+    dir.write("route.yaml", &route);
+    dir.write("cluster.yaml", &static_cluster("db"));
+    let listener = "\"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\nname: l\naddress: {socket_address: {address: 127.0.0.1, port_value: 10000}}\nfilter_chains:\n- filters:\n  - name: hcm\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n      stat_prefix: s\n      rds: {route_config_name: r, config_source: {ads: {}}}\n      http_filters:\n      - name: router\n        typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}\n";
+    dir.write("listener.yaml", listener);
+    lint(s(dir.path()), &[]).expect_code(0);
+    let cache = ScratchDir::new("lint-envoy-cache");
+    let envoy = common::envoy_bin();
+    let with_envoy = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_xdsd"))
+            .args(["lint", "--dir", s(dir.path()), "--envoy"])
+            .env("XDSD_ENVOY", &envoy)
+            .env("XDG_CACHE_HOME", cache.path())
+            .output()
+            .expect("xdsd runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (code, stdout) = with_envoy();
+    assert_eq!(code, Some(1), "{stdout}");
+    // Bisection blames the listener whose inlined routes Envoy refuses.
+    let want = format!(
+        "{}:1:1: error: envoy 1.40.0: Specify only one of prefix_rewrite, regex_rewrite or path_rewrite_policy [envoy-rejects]",
+        dir.path().join("listener.yaml").display()
+    );
+    assert_eq!(stdout.trim_end(), want);
+    // The second run answers from the cache: same verdict.
+    assert_eq!(with_envoy(), (Some(1), stdout));
+    let cached = walk_files(cache.path());
+    assert!(!cached.is_empty(), "nothing cached");
+    // A missing Envoy is trouble, not a verdict.
+    lint(s(dir.path()), &["--envoy", "/nonexistent/envoy"]).expect_code(2);
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            found.extend(walk_files(&p));
+        } else {
+            found.push(p);
+        }
+    }
+    found
+}
+
 // ---------------------------------------------------------------------------
 // render
 // ---------------------------------------------------------------------------

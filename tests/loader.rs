@@ -156,3 +156,38 @@ fn the_loader_process_exits_when_idle_and_comes_back_for_an_edit() {
     assert_eq!(loaded["resources"]["Cluster"], 2, "{loaded:#}");
     assert_eq!(children(pid).len(), 1, "a loader again after the edit");
 }
+
+/// A cluster whose ring hash sizes Envoy refuses (minimum above maximum).
+fn bad_ring_hash_cluster(name: &str) -> String {
+    format!(
+        "{}lb_policy: RING_HASH\nring_hash_lb_config: {{minimum_ring_size: 4096, maximum_ring_size: 2048}}\n",
+        cluster(name)
+    )
+}
+
+#[test]
+fn envoy_validate_keeps_what_the_referee_envoy_rejects_from_being_served() {
+    let dir = WorkDir::new("loader-referee");
+    let envoy = common::envoy_bin();
+    let envoy = envoy.to_str().expect("UTF-8 path");
+    // Memory-limited loads still run the referee: its limit is lifted for Envoy.
+    let (xdsd, version) = start(
+        &dir,
+        &["--envoy-validate", envoy, "--load-memory-limit-mb", "512"],
+    );
+    let before = status(&xdsd)["reloads"].as_u64().unwrap_or_default();
+    // xdsd's own rule for this defect is allowed inline, so only the referee sees it.
+    let allowed = "# xdsd: allow(lb-ring-hash-min-above-max)\n";
+    dir.put(
+        "big.yaml",
+        &format!("{allowed}{}", bad_ring_hash_cluster("ring")),
+    );
+    let rejected = next_load(&xdsd, before, Duration::from_secs(30));
+    assert_rejected_then_recovers(
+        &dir,
+        &xdsd,
+        &version,
+        &rejected,
+        "big.yaml:2:1: error: envoy 1.40.0: ring hash: minimum_ring_size (4096) > maximum_ring_size (2048) [envoy-rejects]",
+    );
+}

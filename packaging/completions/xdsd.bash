@@ -283,7 +283,7 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__lint)
-            opts="-h -V --dir --max-file-mb --allow --deny --known-cluster --known-clusters-file --explain --format --deny-warnings --help --version"
+            opts="-h -V --dir --max-file-mb --allow --deny --known-cluster --known-clusters-file --envoy --explain --format --deny-warnings --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -310,6 +310,10 @@ _xdsd() {
                     return 0
                     ;;
                 --known-clusters-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --envoy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -383,7 +387,7 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__serve)
-            opts="-h -V --dir --max-file-mb --allow --deny --known-cluster --known-clusters-file --listen --admin --tls-cert --tls-key --tls-client-ca --authorize-node --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --max-clients --max-request-mb --state-dir --log-format --log-level --help --version"
+            opts="-h -V --dir --max-file-mb --allow --deny --known-cluster --known-clusters-file --envoy-validate --listen --admin --tls-cert --tls-key --tls-client-ca --authorize-node --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --max-clients --max-request-mb --state-dir --log-format --log-level --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -410,6 +414,10 @@ _xdsd() {
                     return 0
                     ;;
                 --known-clusters-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --envoy-validate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

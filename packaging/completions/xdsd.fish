@@ -39,6 +39,7 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l allow -d 'Drop the f
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l deny -d 'Make the findings of this rule errors (repeatable)' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l known-cluster -d 'A cluster defined in the proxies\' own bootstrap, not in --dir (repeatable): references to it are satisfied' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l known-clusters-file -d 'A file naming such clusters, one per line (`#` starts a comment)' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l envoy-validate -d 'Have this Envoy validate every node view of each candidate set (`envoy --mode validate`) before it is served; a rejection keeps the last good set, like any invalid set' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l listen -d 'Address for gRPC xDS' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l admin -d 'Address of the admin HTTP endpoint (/healthz, /readyz, /metrics, /clients, /status, /config)' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-cert -d 'Serve xDS over TLS with this certificate chain (PEM); needs --tls-key' -r -F
@@ -80,6 +81,7 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l allow -d 'Drop the fi
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l deny -d 'Make the findings of this rule errors (repeatable)' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l known-cluster -d 'A cluster defined in the proxies\' own bootstrap, not in --dir (repeatable): references to it are satisfied' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l known-clusters-file -d 'A file naming such clusters, one per line (`#` starts a comment)' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l envoy -d 'Also have this Envoy validate every node view (`envoy --mode validate` on a static bootstrap) when xdsd finds no error; each rejection is reported at the resource responsible. Without PATH: $XDSD_ENVOY, else `envoy` on PATH. Verdicts are cached in $XDG_CACHE_HOME/xdsd/envoy' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l explain -d 'Print what rule RULE checks and why, or list every rule; no --dir needed' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l format -d 'Output format: text (path:line:col), json, or github (Actions annotations)' -r -f -a "text\t'`path:line:col: severity: message [rule-id]`, one per line'
 json\t'A JSON array of objects with file, line, column, severity, rule, message'

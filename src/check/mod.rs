@@ -5,7 +5,8 @@
 //! (as clippy declares its lints); [`all`] lists them.
 //!
 //! * [`policy`]: `--allow` / `--deny` and inline `# xdsd: allow(ID)` comments;
-//! * [`docs`]: the rules reference (docs/rules.md), generated from the registry.
+//! * [`docs`]: the rules reference (docs/rules.md), generated from the registry;
+//! * [`referee`]: the user's own Envoy validating each node view (`--envoy`).
 //!
 //! Envoy's config-time checks, one module per area, each called for every
 //! message of every resource (also inside `Any`) by [`message`], and once
@@ -21,6 +22,7 @@ pub mod docs;
 pub mod http;
 pub mod listeners;
 pub mod policy;
+pub mod referee;
 pub mod tls;
 
 use crate::diag::{Diagnostics, Severity};
@@ -145,6 +147,7 @@ pub fn all() -> Vec<&'static Rule> {
         clusters::RULES,
         http::RULES,
         crate::grpc_rules::RULES,
+        referee::RULES,
         policy::RULES,
     ]
     .concat()
