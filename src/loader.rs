@@ -636,7 +636,15 @@ impl FileLoader {
             message.set_field_by_name("name", Value::String(derived.clone()));
             name = derived;
         }
-        if name.is_empty() {
+        // A name written empty breaks the schema's own rule where it has
+        // one (min_len), reported there already.
+        let written_empty_with_rule = node.get(rtype.name_field()).is_some_and(|n| {
+            self.loaded
+                .diagnostics
+                .iter()
+                .any(|d| d.location.mark == Some(n.mark) && d.rule == crate::rules::CONSTRAINT.id)
+        });
+        if name.is_empty() && !written_empty_with_rule {
             self.error(
                 &MISSING_NAME,
                 file,

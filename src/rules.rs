@@ -249,7 +249,11 @@ impl Rules {
         };
         let mut out = Vec::new();
         for oneof in &rules.required_oneofs {
-            if !oneof.fields().any(|f| msg.has_field(&f)) {
+            // A member written but not decodable was reported already.
+            let attempted = oneof
+                .fields()
+                .any(|f| msg.has_field(&f) || marks.failed(f.number()));
+            if !attempted {
                 let names: Vec<String> =
                     oneof.fields().map(|f| format!("`{}`", f.name())).collect();
                 out.push((

@@ -94,44 +94,7 @@ fn every_example_is_valid_and_accepted_by_envoy_for_every_node_view() {
     }
 }
 
-/// A fixture's expectations: `error: FILE:LINE` lines, and optionally
-/// `envoy: runtime REASON` when Envoy can only see the defect at run time.
-struct Expect {
-    errors: Vec<(String, u32)>,
-    runtime: Option<String>,
-}
-
-fn read_expect(dir: &Path) -> Expect {
-    let text = std::fs::read_to_string(dir.join("expect")).expect("fixture has expect");
-    let mut expect = Expect {
-        errors: Vec::new(),
-        runtime: None,
-    };
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("error: ") {
-            let (file, line_no) = rest.trim().rsplit_once(':').expect("FILE:LINE");
-            expect
-                .errors
-                .push((file.to_string(), line_no.parse().expect("line number")));
-        } else if let Some(reason) = line.strip_prefix("envoy: runtime") {
-            expect.runtime = Some(reason.trim().to_string());
-        }
-    }
-    assert!(
-        !expect.errors.is_empty(),
-        "{}: expect names no error",
-        dir.display()
-    );
-    expect
-}
-
-/// The fixture's documents as Envoy would read them, without xdsd's checks.
-fn raw_resources(config: &Path) -> Vec<(ResourceType, serde_json::Value)> {
-    let mut files: Vec<_> = walk(config);
-    files.sort();
-    raw_resources_of(&files)
-}
-
+/// The documents of `files` as Envoy would read them, without xdsd's checks.
 fn raw_resources_of(files: &[std::path::PathBuf]) -> Vec<(ResourceType, serde_json::Value)> {
     let mut out = Vec::new();
     for file in files {
@@ -152,56 +115,6 @@ fn raw_resources_of(files: &[std::path::PathBuf]) -> Vec<(ResourceType, serde_js
         }
     }
     out
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            files.extend(walk(&p));
-        } else {
-            files.push(p);
-        }
-    }
-    files
-}
-
-#[test]
-fn every_invalid_fixture_is_rejected_by_envoy_and_by_lint_at_the_right_line() {
-    let fixtures = subdirs(&root().join("tests/fixtures/invalid"));
-    assert!(
-        fixtures.len() >= 30,
-        "only {} invalid fixtures",
-        fixtures.len()
-    );
-    let mut failures = Vec::new();
-    for fixture in &fixtures {
-        let config = fixture.join("config");
-        let expect = read_expect(fixture);
-        let errors = errors_of(&config);
-        for (file, line) in &expect.errors {
-            let want = format!("{}:{line}:", config.join(file).display());
-            if !errors.iter().any(|e| e.starts_with(&want)) {
-                failures.push(format!(
-                    "{}: no error at {want}; lint said:\n  {}",
-                    fixture.display(),
-                    errors.join("\n  ")
-                ));
-            }
-        }
-        if expect.runtime.is_none() {
-            let (accepted, _) =
-                envoy_validate(&xdsd::render::envoy_static(&raw_resources(&config)));
-            if accepted {
-                failures.push(format!(
-                    "{}: Envoy accepts it, so it is no invalid fixture",
-                    fixture.display()
-                ));
-            }
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 // ---------------------------------------------------------------------------
