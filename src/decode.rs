@@ -177,12 +177,19 @@ pub struct Decoder<'a> {
     file: Arc<str>,
     diags: &'a mut Diagnostics,
     rules: &'a mut Rules,
+    /// False below a field whose contents Envoy does not validate.
+    checking: bool,
 }
 
 impl<'a> Decoder<'a> {
     /// A decoder reporting against `file`.
     pub fn new(file: Arc<str>, diags: &'a mut Diagnostics, rules: &'a mut Rules) -> Self {
-        Decoder { file, diags, rules }
+        Decoder {
+            file,
+            diags,
+            rules,
+            checking: true,
+        }
     }
 
     fn report(&mut self, rule: &'static Rule, mark: Mark, message: impl Into<String>) {
@@ -276,15 +283,22 @@ impl<'a> Decoder<'a> {
             if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic()) {
                 oneofs.push((oneof.name().to_string(), field.name().to_string()));
             }
+            // `message.skip`: Envoy does not check what is inside this field.
+            let skip = crate::rules::skips_contents(&field);
+            let checking = self.checking;
+            self.checking = checking && !skip;
             let decoded = self.field_value(&field, value);
+            self.checking = checking;
             marks.record(field.number(), key.mark, value, decoded.is_some());
             if let Some(v) = decoded {
                 msg.set_field(&field, v);
             }
         }
-        let found = self.rules.check_message(&msg, &marks);
-        for (mark, text) in found {
-            self.report(&crate::rules::CONSTRAINT, mark, text);
+        if self.checking {
+            let found = self.rules.check_message(&msg, &marks);
+            for (mark, text) in found {
+                self.report(&crate::rules::CONSTRAINT, mark, text);
+            }
         }
         msg
     }

@@ -202,6 +202,30 @@ fn read_message_rules(desc: &MessageDescriptor) -> MessageRules {
     }
 }
 
+/// Does `field` carry `message.skip` (its message's own rules are not checked)?
+pub fn skips_contents(field: &FieldDescriptor) -> bool {
+    if !matches!(field.kind(), Kind::Message(_)) {
+        return false;
+    }
+    let Some(ext) = field.parent_pool().get_extension_by_name("validate.rules") else {
+        return false;
+    };
+    let options = field.options();
+    if !options.has_extension(&ext) {
+        return false;
+    }
+    let rules = options.get_extension(&ext);
+    rules
+        .as_message()
+        .and_then(|r| rule(r, "message"))
+        .and_then(|m| {
+            m.as_message()
+                .and_then(|m| rule(m, "skip"))
+                .and_then(|v| v.as_bool())
+        })
+        == Some(true)
+}
+
 /// A rules message's field, when set.
 fn rule<'m>(rules: &'m DynamicMessage, name: &str) -> Option<std::borrow::Cow<'m, Value>> {
     rules
@@ -307,22 +331,57 @@ impl Rules {
         }
         match kind.as_str() {
             "repeated" => self.check_repeated(&value, r, field, marks, out),
-            "map" => {
-                let n = match &*value {
-                    Value::Map(m) => m.len() as u64,
-                    _ => 0,
-                };
-                let mark = marks.value_mark(number);
-                if let Some(min) = rule(r, "min_pairs").and_then(|v| v.as_u64())
-                    && n < min
-                {
-                    out.push((mark, format!("`{name}` needs at least {min} entries")));
-                }
-            }
+            "map" => self.check_map(&value, r, field, marks.value_mark(number), out),
             _ => {
                 if let Some(text) = self.check_single(kind, r, &value, field) {
                     out.push((marks.value_mark(number), format!("`{name}`: {text}")));
                 }
+            }
+        }
+    }
+
+    fn check_map(
+        &mut self,
+        value: &Value,
+        r: &DynamicMessage,
+        field: &FieldDescriptor,
+        mark: Mark,
+        out: &mut Vec<(Mark, String)>,
+    ) {
+        let name = field.name();
+        let Value::Map(entries) = value else {
+            return;
+        };
+        if let Some(min) = rule(r, "min_pairs").and_then(|v| v.as_u64())
+            && (entries.len() as u64) < min
+        {
+            out.push((mark, format!("`{name}` needs at least {min} entries")));
+        }
+        if let Some(max) = rule(r, "max_pairs").and_then(|v| v.as_u64())
+            && entries.len() as u64 > max
+        {
+            out.push((mark, format!("`{name}` may have at most {max} entries")));
+        }
+        // Keys and values each have a rule set of their own kind.
+        let part_rules = |part: &str| {
+            rule(r, part)
+                .and_then(|v| v.as_message().cloned())
+                .and_then(|m| rule_kind(&m))
+        };
+        let (keys, values) = (part_rules("keys"), part_rules("values"));
+        let mut sorted: Vec<_> = entries.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        for (key, item) in sorted {
+            let key_value = map_key_value(key);
+            if let Some((kind, kr)) = &keys
+                && let Some(text) = self.check_single(kind, kr, &key_value, field)
+            {
+                out.push((mark, format!("`{name}` key: {text}")));
+            }
+            if let Some((kind, vr)) = &values
+                && let Some(text) = self.check_single(kind, vr, item, field)
+            {
+                out.push((mark, format!("`{name}` value: {text}")));
             }
         }
     }
@@ -397,7 +456,12 @@ impl Rules {
             "enum" => check_enum(r, &value, field),
             "duration" => check_duration(r, value.as_message()?),
             "any" => check_any(r, value.as_message()?),
-            "bool" | "bytes" | "timestamp" | "message" => None,
+            "bool" => rule(r, "const")
+                .and_then(|c| c.as_bool())
+                .filter(|c| value.as_bool() != Some(*c))
+                .map(|c| format!("must be {c}")),
+            "bytes" => check_bytes(r, value.as_bytes()?),
+            "timestamp" | "message" => None,
             _ => check_number(r, &value),
         }
     }
@@ -574,6 +638,37 @@ fn check_enum(r: &DynamicMessage, value: &Value, field: &FieldDescriptor) -> Opt
     None
 }
 
+/// A map key as a value, for the rules of the key's own type.
+fn map_key_value(key: &prost_reflect::MapKey) -> Value {
+    use prost_reflect::MapKey;
+    match key {
+        MapKey::Bool(b) => Value::Bool(*b),
+        MapKey::I32(n) => Value::I32(*n),
+        MapKey::I64(n) => Value::I64(*n),
+        MapKey::U32(n) => Value::U32(*n),
+        MapKey::U64(n) => Value::U64(*n),
+        MapKey::String(s) => Value::String(s.clone()),
+    }
+}
+
+fn check_bytes(r: &DynamicMessage, b: &[u8]) -> Option<String> {
+    let len = b.len() as u64;
+    let u = |n: &str| rule(r, n).and_then(|v| v.as_u64());
+    if let Some(min) = u("min_len")
+        && len < min
+    {
+        return Some(format!("must be at least {min} bytes long"));
+    }
+    if let Some(max) = u("max_len")
+        && len > max
+    {
+        return Some(format!("must be at most {max} bytes long"));
+    }
+    u("len")
+        .filter(|n| *n != len)
+        .map(|n| format!("must be exactly {n} bytes long"))
+}
+
 fn as_f64(v: &Value) -> Option<f64> {
     Some(match v {
         Value::I32(n) => f64::from(*n),
@@ -727,5 +822,451 @@ mod tests {
         assert!(check_re2("^/api/.*$").is_ok());
         assert!(check_re2("(").is_err());
         assert!(check_re2("(?=x)").is_err());
+    }
+}
+
+/// Every `validate.rules` kind the Envoy descriptors use, each shown by an
+/// example message that breaks it (or, for modifiers such as `ignore_empty`,
+/// that it lets pass).
+#[cfg(test)]
+mod kinds {
+    use crate::diag::Diagnostics;
+    use std::collections::BTreeSet;
+
+    /// `kind`, message type, YAML of one message, and whether it must fail
+    /// (naming `field`) or pass.
+    const EXAMPLES: &[(&str, &str, &str, &str, bool)] = &[
+        (
+            "any.required",
+            "envoy.config.core.v3.ExtensionConfigSource",
+            "{type_urls: [a]}",
+            "config_source",
+            true,
+        ),
+        (
+            "bool.const",
+            "envoy.config.bootstrap.v3.Bootstrap",
+            "{stats_flush_on_admin: false}",
+            "stats_flush_on_admin",
+            true,
+        ),
+        (
+            "bytes.max_len",
+            "envoy.config.core.v3.HeaderValue",
+            "BIG_BYTES",
+            "raw_value",
+            true,
+        ),
+        (
+            "bytes.min_len",
+            "envoy.config.common.matcher.v3.HttpGenericBodyMatch.GenericTextMatch",
+            "{binary_match: \"\"}",
+            "binary_match",
+            true,
+        ),
+        (
+            "double.gt",
+            "envoy.config.core.v3.RateLimitSettings",
+            "{fill_rate: 0}",
+            "fill_rate",
+            true,
+        ),
+        (
+            "double.gte",
+            "envoy.config.cluster.v3.Cluster.PreconnectPolicy",
+            "{per_upstream_preconnect_ratio: 0.5}",
+            "per_upstream_preconnect_ratio",
+            true,
+        ),
+        (
+            "double.lt",
+            "envoy.extensions.load_balancing_policies.load_aware_locality.v3.LoadAwareLocality",
+            "{remote_probe_fraction: 1}",
+            "remote_probe_fraction",
+            true,
+        ),
+        (
+            "double.lte",
+            "envoy.config.cluster.v3.Cluster.PreconnectPolicy",
+            "{per_upstream_preconnect_ratio: 4}",
+            "per_upstream_preconnect_ratio",
+            true,
+        ),
+        (
+            "duration.gt",
+            "envoy.config.cluster.v3.Cluster",
+            "{name: a, connect_timeout: 0s}",
+            "connect_timeout",
+            true,
+        ),
+        (
+            "duration.gte",
+            "envoy.config.bootstrap.v3.Bootstrap",
+            "{stats_flush_interval: 0.0001s}",
+            "stats_flush_interval",
+            true,
+        ),
+        (
+            "duration.lt",
+            "envoy.config.bootstrap.v3.Bootstrap",
+            "{stats_flush_interval: 400s}",
+            "stats_flush_interval",
+            true,
+        ),
+        // 0s, or at least 1ms: an exclusive range.
+        (
+            "duration.lte",
+            "envoy.config.core.v3.QuicKeepAliveSettings",
+            "{initial_interval: 0.0005s}",
+            "initial_interval",
+            true,
+        ),
+        (
+            "duration.required",
+            "envoy.config.cluster.v3.Cluster.RefreshRate",
+            "{}",
+            "base_interval",
+            true,
+        ),
+        (
+            "enum.defined_only",
+            "envoy.config.accesslog.v3.ComparisonFilter",
+            "{op: 99, value: {default_value: 1, runtime_key: k}}",
+            "op",
+            true,
+        ),
+        (
+            "enum.not_in",
+            "envoy.config.core.v3.HealthCheck.HttpHealthCheck",
+            "{path: /, method: CONNECT}",
+            "method",
+            true,
+        ),
+        (
+            "float.gte",
+            "envoy.extensions.load_balancing_policies.client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin",
+            "{error_utilization_penalty: -1}",
+            "error_utilization_penalty",
+            true,
+        ),
+        (
+            "int32.gt",
+            "envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig",
+            "{update_frequency: 0}",
+            "update_frequency",
+            true,
+        ),
+        (
+            "int32.gte",
+            "envoy.extensions.filters.http.thrift_to_metadata.v3.FieldSelector",
+            "{name: a, id: -40000}",
+            "id",
+            true,
+        ),
+        (
+            "int32.lte",
+            "envoy.extensions.filters.http.thrift_to_metadata.v3.FieldSelector",
+            "{name: a, id: 40000}",
+            "id",
+            true,
+        ),
+        (
+            "int64.gt",
+            "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+            "{max_active_downstream_connections: 0}",
+            "max_active_downstream_connections",
+            true,
+        ),
+        (
+            "map.keys",
+            "envoy.config.core.v3.Metadata",
+            "{filter_metadata: {\"\": {}}}",
+            "filter_metadata",
+            true,
+        ),
+        (
+            "map.min_pairs",
+            "envoy.config.common.matcher.v3.Matcher.MatcherTree.MatchMap",
+            "{map: {}}",
+            "map",
+            true,
+        ),
+        (
+            "message.required",
+            "envoy.config.accesslog.v3.ComparisonFilter",
+            "{op: EQ}",
+            "value",
+            true,
+        ),
+        (
+            "repeated.items",
+            "envoy.config.accesslog.v3.GrpcStatusFilter",
+            "{statuses: [99]}",
+            "statuses",
+            true,
+        ),
+        (
+            "repeated.max_items",
+            "envoy.config.core.v3.HealthCheck.GrpcHealthCheck",
+            "MANY_ITEMS",
+            "initial_metadata",
+            true,
+        ),
+        (
+            "repeated.min_items",
+            "envoy.config.accesslog.v3.AndFilter",
+            "{filters: [{not_health_check_filter: {}}]}",
+            "filters",
+            true,
+        ),
+        (
+            "repeated.unique",
+            "envoy.config.metrics.v3.HistogramBucketSettings",
+            "{match: {exact: a}, buckets: [1, 1]}",
+            "buckets",
+            true,
+        ),
+        (
+            "string.ignore_empty",
+            "envoy.config.core.v3.AlternateProtocolsCacheOptions.AlternateProtocolsCacheEntry",
+            "{hostname: \"\", port: 1}",
+            "hostname",
+            false,
+        ),
+        (
+            "string.in",
+            "envoy.config.core.v3.SchemeHeaderTransformation",
+            "{scheme_to_overwrite: ftp}",
+            "scheme_to_overwrite",
+            true,
+        ),
+        (
+            "string.max_bytes",
+            "envoy.config.core.v3.GrpcService.EnvoyGrpc",
+            "LONG_AUTHORITY",
+            "authority",
+            true,
+        ),
+        (
+            "string.max_len",
+            "envoy.config.core.v3.HeaderValue",
+            "LONG_HEADER",
+            "value",
+            true,
+        ),
+        (
+            "string.min_len",
+            "envoy.config.accesslog.v3.RuntimeFilter",
+            "{runtime_key: \"\"}",
+            "runtime_key",
+            true,
+        ),
+        (
+            "string.pattern",
+            "envoy.config.route.v3.RouteMatch",
+            "{path_separated_prefix: /a/}",
+            "path_separated_prefix",
+            true,
+        ),
+        (
+            "string.prefix",
+            "envoy.config.route.v3.RateLimit.HitsAddend",
+            "{format: \"x%\"}",
+            "format",
+            true,
+        ),
+        (
+            "string.suffix",
+            "envoy.config.route.v3.RateLimit.HitsAddend",
+            "{format: \"%x\"}",
+            "format",
+            true,
+        ),
+        (
+            "string.strict",
+            "envoy.config.bootstrap.v3.CustomInlineHeader",
+            "{inline_header_name: \"a b\"}",
+            "inline_header_name",
+            false,
+        ),
+        (
+            "string.well_known_regex",
+            "envoy.config.route.v3.HeaderMatcher",
+            "{name: \"a\\rb\", present_match: true}",
+            "name",
+            true,
+        ),
+        (
+            "uint32.gt",
+            "envoy.config.core.v3.AlternateProtocolsCacheOptions",
+            "{name: a, max_entries: 0}",
+            "max_entries",
+            true,
+        ),
+        (
+            "uint32.gte",
+            "envoy.config.cluster.v3.Cluster.CommonLbConfig.ConsistentHashingLbConfig",
+            "{hash_balance_factor: 99}",
+            "hash_balance_factor",
+            true,
+        ),
+        (
+            "uint32.ignore_empty",
+            "envoy.extensions.filters.http.ext_authz.v3.ShadowDecision",
+            "{status_code: 0}",
+            "status_code",
+            false,
+        ),
+        (
+            "uint32.lt",
+            "envoy.config.core.v3.AlternateProtocolsCacheOptions.AlternateProtocolsCacheEntry",
+            "{hostname: a, port: 65535}",
+            "port",
+            true,
+        ),
+        (
+            "uint32.lte",
+            "envoy.config.cluster.v3.Cluster.OriginalDstLbConfig",
+            "{upstream_port_override: 70000}",
+            "upstream_port_override",
+            true,
+        ),
+        (
+            "uint64.gt",
+            "envoy.config.core.v3.UdpSocketConfig",
+            "{max_rx_datagram_size: 0}",
+            "max_rx_datagram_size",
+            true,
+        ),
+        (
+            "uint64.gte",
+            "envoy.config.core.v3.HealthCheck.HttpHealthCheck",
+            "{path: /, response_buffer_size: 0}",
+            "response_buffer_size",
+            false,
+        ),
+        (
+            "uint64.lt",
+            "envoy.config.core.v3.UdpSocketConfig",
+            "{max_rx_datagram_size: 65536}",
+            "max_rx_datagram_size",
+            true,
+        ),
+        (
+            "uint64.lte",
+            "envoy.config.cluster.v3.Cluster.MaglevLbConfig",
+            "{table_size: 6000000}",
+            "table_size",
+            true,
+        ),
+        (
+            "map.values",
+            "envoy.service.rate_limit_quota.v3.BucketId",
+            "{bucket: {a: \"\"}}",
+            "bucket",
+            true,
+        ),
+        // The entry's own rule (key min_len 1) is skipped, as PGV does.
+        (
+            "message.skip",
+            "envoy.config.core.v3.KeyValueAppend",
+            "{entry: {key: \"\"}}",
+            "key",
+            false,
+        ),
+    ];
+
+    /// Large values, built rather than written out.
+    fn expand(yaml: &str) -> String {
+        match yaml {
+            "BIG_BYTES" => format!("{{key: a, raw_value: \"{}\"}}", "QUFB".repeat(5462)),
+            "MANY_ITEMS" => format!(
+                "{{initial_metadata: [{}]}}",
+                vec!["{header: {key: a, value: b}}"; 1001].join(", ")
+            ),
+            "LONG_AUTHORITY" => format!("{{cluster_name: a, authority: {}}}", "a".repeat(16385)),
+            "LONG_HEADER" => format!("{{key: a, value: {}}}", "a".repeat(16385)),
+            other => other.to_string(),
+        }
+    }
+
+    /// The kinds used anywhere in the schema: `type.rule`, also inside
+    /// `repeated.items` and map `keys`/`values`.
+    fn kinds_in_schema() -> BTreeSet<String> {
+        let pool = crate::schema::pool();
+        let Some(ext) = pool.get_extension_by_name("validate.rules") else {
+            return BTreeSet::new();
+        };
+        let mut kinds = BTreeSet::new();
+        for message in pool.all_messages() {
+            for field in message.fields() {
+                let options = field.options();
+                if !options.has_extension(&ext) {
+                    continue;
+                }
+                if let Some(rules) = options.get_extension(&ext).as_message() {
+                    collect(rules, &mut kinds);
+                }
+            }
+        }
+        kinds
+    }
+
+    fn collect(rules: &prost_reflect::DynamicMessage, kinds: &mut BTreeSet<String>) {
+        for (kind, typed) in rules.fields() {
+            let Some(typed) = typed.as_message() else {
+                continue;
+            };
+            for (rule, value) in typed.fields() {
+                kinds.insert(format!("{}.{}", kind.name(), rule.name()));
+                if let Some(inner) = value.as_message()
+                    && matches!(rule.name(), "items" | "keys" | "values")
+                {
+                    collect(inner, kinds);
+                }
+            }
+        }
+    }
+
+    fn findings(type_name: &str, yaml: &str) -> Vec<String> {
+        let desc = crate::schema::pool()
+            .get_message_by_name(type_name)
+            .unwrap_or_else(|| panic!("{type_name} is not in the schema"));
+        let docs = crate::yaml::parse_documents(yaml, Default::default()).expect("example parses");
+        let mut diags = Diagnostics::default();
+        let mut rules = super::Rules::default();
+        crate::decode::Decoder::new("k.yaml".into(), &mut diags, &mut rules).message(
+            &desc,
+            &docs[0],
+            &[],
+        );
+        diags
+            .iter()
+            .filter(|d| d.severity == crate::diag::Severity::Error)
+            .map(|d| d.message.clone())
+            .collect()
+    }
+
+    #[test]
+    fn every_kind_in_the_schema_has_an_example_and_is_enforced() {
+        let shown: BTreeSet<String> = EXAMPLES.iter().map(|e| e.0.to_string()).collect();
+        let missing: Vec<String> = kinds_in_schema().difference(&shown).cloned().collect();
+        assert!(
+            missing.is_empty(),
+            "validate.rules kinds without an example: {missing:?}"
+        );
+        let mut wrong = Vec::new();
+        for (kind, type_name, yaml, field, fails) in EXAMPLES {
+            let found = findings(type_name, &expand(yaml));
+            let names_field = found.iter().any(|f| f.contains(&format!("`{field}`")));
+            if names_field != *fails {
+                wrong.push(format!("{kind} on {type_name}: {found:?}"));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "kinds not enforced as Envoy does:\n{}",
+            wrong.join("\n")
+        );
     }
 }
