@@ -344,6 +344,7 @@ fn expected_package_files() -> Vec<(String, &'static str)> {
             "-rw-r--r--",
         ),
         ("./usr/share/doc/xdsd/README.md", "-rw-r--r--"),
+        ("./usr/share/doc/xdsd/rules.md", "-rw-r--r--"),
         ("./usr/share/doc/xdsd/copyright", "-rw-r--r--"),
     ]
     .into_iter()
@@ -356,7 +357,7 @@ fn expected_package_files() -> Vec<(String, &'static str)> {
 }
 
 /// Installed path in the package → the repository file it must equal.
-const SHIPPED_AS_IS: [(&str, &str); 7] = [
+const SHIPPED_AS_IS: [(&str, &str); 8] = [
     (
         "usr/lib/systemd/system/xdsd.service",
         "packaging/xdsd.service",
@@ -376,6 +377,7 @@ const SHIPPED_AS_IS: [(&str, &str); 7] = [
         "packaging/completions/xdsd.fish",
     ),
     ("usr/share/doc/xdsd/README.md", "README.md"),
+    ("usr/share/doc/xdsd/rules.md", "docs/rules.md"),
 ];
 
 #[test]
