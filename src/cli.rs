@@ -42,7 +42,16 @@ package is an error. Problems inside work-in-progress Envoy APIs are warnings.
 
 References must be visible to every node that sees the referrer: a target without `nodes` \
 covers everyone; otherwise each `cluster` glob of the referrer must lie within a glob of a \
-target. A tcp_proxy naming a missing cluster is a warning (Envoy accepts it).
+target. A missing cluster is an error wherever Envoy resolves one by name, tcp_proxy included \
+(Envoy loads it but fails every connection); clusters of the proxies' own bootstrap are declared \
+with --known-cluster.
+
+Rules: every finding names its rule (`[rule-id]` at the end of the line); `xdsd lint --explain` \
+lists them. --allow RULE drops a rule's findings, --deny RULE makes them errors, and a comment \
+`# xdsd: allow(RULE, ...)` in a resource's YAML document allows it for that document; syntax and \
+schema errors cannot be allowed. lint --envoy and serve --envoy-validate also have a real Envoy \
+validate each node view (`envoy --mode validate` on a static bootstrap) and report its rejections \
+at the resource responsible.
 
 serve never replaces a non-empty set with an empty one (a directory caught empty while it is \
 re-created or checked out would otherwise drop every listener); it logs the refusal and shows \
@@ -94,9 +103,10 @@ pub enum Command {
     Bootstrap(BootstrapArgs),
     /// Check a config directory and report every problem with its location.
     ///
-    /// Prints `path:line:column: error: message` (or warning) for every
-    /// finding. Exit status: 0 when there are no errors, 1 when there are,
-    /// 2 when lint could not run (missing directory, bad flags).
+    /// Prints `path:line:column: error: message [rule-id]` (or warning) for
+    /// every finding. Exit status: 0 when there are no errors, 1 when there
+    /// are, 2 when lint could not run (missing directory, bad flags, an
+    /// unknown rule, an Envoy that cannot run).
     Lint(LintArgs),
     /// Print the resources one node is served, as typed Envoy resources.
     ///
