@@ -9,6 +9,11 @@ use std::sync::{Mutex, PoisonError};
 /// (see `proto/README.md`; a test keeps it in sync).
 static DESCRIPTORS: &[u8] = include_bytes!("../proto/envoy.binpb");
 
+/// cncf/xds files Envoy 1.40 registers types from that the envoy-types set
+/// lacks (CEL, IP and server name matchers), from the PyPI package
+/// `xds-protos` (see `proto/README.md`).
+static XDS_EXTRA: &[u8] = include_bytes!("../proto/xds-extra.binpb");
+
 /// The descriptor pool, decoded on first use.
 ///
 /// The decoded pool is most of an idle daemon's memory (~17 MB) while a
@@ -63,6 +68,7 @@ fn lock_cache() -> std::sync::MutexGuard<'static, PoolCache> {
 fn decode_pool() -> DescriptorPool {
     let built = DescriptorPool::decode(DESCRIPTORS).and_then(|mut pool| {
         pool.add_file_descriptor_protos(typed_struct_files())?;
+        pool.decode_file_descriptor_set(XDS_EXTRA)?;
         Ok(pool)
     });
     match built {

@@ -67,3 +67,70 @@ fn checked_in_descriptors_match_envoy_types() {
         "proto/envoy.binpb is stale; regenerate with XDSD_UPDATE_DESCRIPTORS=1 cargo test --test descriptors"
     );
 }
+
+mod common;
+
+/// Every type a real Envoy 1.40 registers (`/server_info` lists each
+/// extension with its type URLs, cncf/xds ones included) is in xdsd's schema,
+/// or in a package the schema lacks entirely (then lint warns and serves it
+/// as a TypedStruct, which Envoy converts). A type missing from a package the
+/// schema has would be an error: lint would reject a config Envoy accepts.
+#[test]
+fn every_type_envoy_registers_is_known_to_the_schema() {
+    let work = common::ScratchDir::new("server-info");
+    let admin = common::free_port();
+    let bootstrap = format!(
+        "admin:\n  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}\n"
+    );
+    let envoy = common::Envoy::start_bootstrap(work.path(), "server-info", &bootstrap, admin);
+    let body = common::wait_for(
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(50),
+        || {
+            common::http_get(admin, "/server_info", std::time::Duration::from_secs(2))
+                .ok()
+                .filter(|r| r.status == 200)
+                .map(|r| r.body)
+        },
+    )
+    .expect("Envoy answers on its admin port");
+    drop(envoy);
+    let info: serde_json::Value = serde_json::from_str(&body).expect("server_info is JSON");
+    let extensions = info["node"]["extensions"]
+        .as_array()
+        .expect("extensions listed");
+    assert!(extensions.len() > 300, "{} extensions", extensions.len());
+    let pool = xdsd::schema::pool();
+    let packages: std::collections::BTreeSet<String> = pool
+        .all_messages()
+        .map(|m| m.package_name().to_string())
+        .collect();
+    let mut urls = std::collections::BTreeSet::new();
+    for extension in extensions {
+        for url in extension["type_urls"].as_array().into_iter().flatten() {
+            urls.insert(url.as_str().unwrap_or_default().to_string());
+        }
+    }
+    let mut unknown = Vec::new();
+    let mut typed_struct = Vec::new();
+    for url in &urls {
+        if pool.get_message_by_name(url).is_some() {
+            continue;
+        }
+        let package = url.rsplit_once('.').map_or("", |(p, _)| p);
+        if packages.contains(package) {
+            unknown.push(url.clone());
+        } else {
+            typed_struct.push(url.clone());
+        }
+    }
+    println!(
+        "{} type URLs registered; {} served as TypedStruct (package newer than the schema): {typed_struct:?}",
+        urls.len(),
+        typed_struct.len()
+    );
+    assert!(
+        unknown.is_empty(),
+        "types Envoy registers that lint would call misspelled: {unknown:?}"
+    );
+}
