@@ -473,9 +473,9 @@ fn server_certificates(m: &DynamicMessage, out: &mut Vec<Finding>) {
         "tls_certificate_certificate_provider_instance",
         "custom_tls_certificate_selector",
     ];
-    if !sources.iter().any(|s| has(s))
-        && !m.has_field_by_name("session_ticket_keys_sds_secret_config")
-    {
+    // Session ticket keys (inline or over SDS) are no certificate: Envoy
+    // still refuses the context ("No TLS certificates found").
+    if !sources.iter().any(|s| has(s)) {
         out.push(missing(&SERVER_CERTIFICATE, vec![PathStep::Field(cf)], "a server TLS context needs a certificate (tls_certificates or tls_certificate_sds_secret_configs)"));
     }
 }

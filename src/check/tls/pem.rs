@@ -1,0 +1,373 @@
+//! Reading PEM material the way BoringSSL does when Envoy builds a TLS
+//! context: which blocks it reads, which it skips, and what it refuses.
+//! Blocks come from x509-parser's PEM reader, certificates from its X.509
+//! parser, and keys are read as DER structures (PKCS#8, PKCS#1, SEC1).
+//! Whatever cannot be judged (encrypted keys, unknown algorithms) is
+//! reported as unknown, never as an error.
+
+use x509_parser::der_parser::ber::BerObjectContent;
+use x509_parser::der_parser::der::{DerObject, parse_der};
+use x509_parser::error::PEMError;
+use x509_parser::extensions::GeneralName;
+use x509_parser::pem::Pem;
+use x509_parser::public_key::PublicKey;
+
+const CERTIFICATE: &str = "CERTIFICATE";
+const OLD_CERTIFICATE: &str = "X509 CERTIFICATE";
+const TRUSTED_CERTIFICATE: &str = "TRUSTED CERTIFICATE";
+const CRL: &str = "X509 CRL";
+
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
+const OID_EC: &str = "1.2.840.10045.2.1";
+const OID_ED25519: &str = "1.3.101.112";
+/// The curves BoringSSL loads certificates for: P-256, P-384, P-521.
+const SUPPORTED_CURVES: [&str; 3] = ["1.2.840.10045.3.1.7", "1.3.132.0.34", "1.3.132.0.35"];
+
+/// Every PEM block of `data`, or `None` when a block is corrupt (bad
+/// base64, no END line). BoringSSL decodes every block it passes, whatever
+/// its label, and skips lines that only look like a BEGIN line.
+fn blocks(data: &[u8]) -> Option<Vec<Pem>> {
+    let mut found = Vec::new();
+    for block in Pem::iter_from_buffer(data) {
+        match block {
+            Ok(pem) => found.push(pem),
+            Err(PEMError::InvalidHeader) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(found)
+}
+
+/// The leaf's public key, as far as the checks need it.
+#[derive(Debug, PartialEq)]
+pub enum KeyType {
+    /// RSA: modulus and exponent, without leading zeros.
+    Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
+    /// EC: the curve's OID and the encoded point.
+    Ec {
+        curve: Option<String>,
+        point: Option<Vec<u8>>,
+    },
+    /// Ed25519 (no comparison of the key itself).
+    Ed25519,
+    /// Anything else: not compared.
+    Other,
+}
+
+/// What a loaded leaf certificate tells the checks.
+pub struct Leaf {
+    /// Its public key.
+    pub key: KeyType,
+    /// The RSA modulus size in bits (0 for other keys).
+    pub rsa_bits: usize,
+    /// The subject's first commonName: `Some(empty)` when present but empty.
+    pub common_name: Option<Vec<u8>>,
+    /// How many DNS, IP and URI subject alternative names it has; `None`
+    /// when the extension cannot be read (then nothing is said).
+    pub names: Option<usize>,
+}
+
+/// Why a certificate chain does not load.
+pub enum ChainError {
+    /// No certificate block at all.
+    NoCertificate,
+    /// A block is corrupt or a certificate does not parse.
+    Corrupt,
+    /// The leaf's EC key is on a curve BoringSSL does not load.
+    UnsupportedCurve(String),
+}
+
+/// Loads `certificate_chain` like `PEM_read_bio_X509_AUX` then
+/// `PEM_read_bio_X509` to the end: the first certificate block is the leaf,
+/// every later CERTIFICATE block must parse too.
+pub fn chain(data: &[u8]) -> Result<Leaf, ChainError> {
+    let blocks = blocks(data).ok_or(ChainError::Corrupt)?;
+    let is_leaf_label = |l: &str| [CERTIFICATE, OLD_CERTIFICATE, TRUSTED_CERTIFICATE].contains(&l);
+    let first = blocks
+        .iter()
+        .position(|b| is_leaf_label(&b.label))
+        .ok_or(ChainError::NoCertificate)?;
+    let rest_parse = blocks[first + 1..]
+        .iter()
+        .filter(|b| b.label == CERTIFICATE || b.label == OLD_CERTIFICATE)
+        .all(|b| b.parse_x509().is_ok());
+    let leaf = blocks[first]
+        .parse_x509()
+        .map_err(|_| ChainError::Corrupt)?;
+    if !rest_parse {
+        return Err(ChainError::Corrupt);
+    }
+    let spki = leaf.public_key();
+    let key = spki_key(spki);
+    if let KeyType::Ec {
+        curve: Some(curve), ..
+    } = &key
+        && !SUPPORTED_CURVES.contains(&curve.as_str())
+    {
+        return Err(ChainError::UnsupportedCurve(curve.clone()));
+    }
+    let rsa_bits = match spki.parsed() {
+        Ok(PublicKey::RSA(rsa)) => rsa.key_size(),
+        _ => 0,
+    };
+    Ok(Leaf {
+        key,
+        rsa_bits,
+        common_name: leaf
+            .subject()
+            .iter_common_name()
+            .next()
+            .map(|cn| cn.attr_value().data.to_vec()),
+        names: names(&leaf),
+    })
+}
+
+/// The number of DNS, IP and URI names in the subjectAltName extension.
+fn names(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<usize> {
+    const DNS: u32 = 2;
+    const URI: u32 = 6;
+    const IP: u32 = 7;
+    let san = cert.subject_alternative_name().ok()?;
+    Some(san.map_or(0, |san| {
+        san.value
+            .general_names
+            .iter()
+            .filter(|n| match n {
+                GeneralName::DNSName(_) | GeneralName::URI(_) | GeneralName::IPAddress(_) => true,
+                GeneralName::Invalid(tag, _) => [DNS, URI, IP].contains(&tag.0),
+                _ => false,
+            })
+            .count()
+    }))
+}
+
+fn spki_key(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> KeyType {
+    match spki.algorithm.algorithm.to_id_string().as_str() {
+        OID_RSA => match spki.parsed() {
+            Ok(PublicKey::RSA(rsa)) => KeyType::Rsa {
+                modulus: unsigned(rsa.modulus),
+                exponent: unsigned(rsa.exponent),
+            },
+            _ => KeyType::Other,
+        },
+        OID_EC => KeyType::Ec {
+            curve: spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.clone().oid().ok())
+                .map(|oid| oid.to_id_string()),
+            point: Some(spki.subject_public_key.data.to_vec()),
+        },
+        OID_ED25519 => KeyType::Ed25519,
+        _ => KeyType::Other,
+    }
+}
+
+/// A big-endian integer without its leading zero bytes.
+fn unsigned(bytes: &[u8]) -> Vec<u8> {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    bytes[start..].to_vec()
+}
+
+/// The outcome of reading `private_key`.
+pub enum PrivateKey {
+    /// A key whose public half is known (as far as the type allows).
+    Key(KeyType),
+    /// A key that cannot be judged (encrypted, or an unfamiliar algorithm).
+    Unknown,
+    /// No private-key block.
+    Missing,
+    /// The first private-key block does not decode.
+    Corrupt,
+}
+
+/// Reads `private_key` like `PEM_read_bio_PrivateKey`: the first block with
+/// a private-key label is the key; blocks before it must decode.
+pub fn private_key(data: &[u8]) -> PrivateKey {
+    // Traditional encrypted PEM keys carry headers the PEM reader does not parse.
+    if data.windows(10).any(|w| w == b"Proc-Type:") {
+        return PrivateKey::Unknown;
+    }
+    let mut found = None;
+    for block in Pem::iter_from_buffer(data) {
+        match block {
+            Ok(pem) if is_key_label(&pem.label) => {
+                found = Some(pem);
+                break;
+            }
+            Ok(_) | Err(PEMError::InvalidHeader) => {}
+            Err(_) => return PrivateKey::Corrupt,
+        }
+    }
+    let Some(pem) = found else {
+        return PrivateKey::Missing;
+    };
+    let parsed = match pem.label.as_str() {
+        "ENCRYPTED PRIVATE KEY" => return PrivateKey::Unknown,
+        "RSA PRIVATE KEY" => rsa_private(&pem.contents),
+        "EC PRIVATE KEY" => ec_private(&pem.contents, None),
+        _ => pkcs8(&pem.contents),
+    };
+    match parsed {
+        Some(KeyType::Other) => PrivateKey::Unknown,
+        Some(key) => PrivateKey::Key(key),
+        None => PrivateKey::Corrupt,
+    }
+}
+
+fn is_key_label(label: &str) -> bool {
+    [
+        "PRIVATE KEY",
+        "RSA PRIVATE KEY",
+        "EC PRIVATE KEY",
+        "ENCRYPTED PRIVATE KEY",
+    ]
+    .contains(&label)
+}
+
+/// The items of a DER SEQUENCE.
+fn sequence(der: &[u8]) -> Option<Vec<DerObject<'_>>> {
+    match parse_der(der).ok()?.1.content {
+        BerObjectContent::Sequence(items) => Some(items),
+        _ => None,
+    }
+}
+
+fn integer<'a>(item: Option<&DerObject<'a>>) -> Option<&'a [u8]> {
+    match item?.content {
+        BerObjectContent::Integer(i) => Some(i),
+        _ => None,
+    }
+}
+
+/// PKCS#1 RSAPrivateKey: version, n, e, d, p, q, dp, dq, qinv.
+fn rsa_private(der: &[u8]) -> Option<KeyType> {
+    let items = sequence(der)?;
+    if items.len() < 9 || (0..9).any(|i| integer(items.get(i)).is_none()) {
+        return None;
+    }
+    Some(KeyType::Rsa {
+        modulus: unsigned(integer(items.get(1))?),
+        exponent: unsigned(integer(items.get(2))?),
+    })
+}
+
+/// SEC1 ECPrivateKey: version 1, the scalar, then optionally [0] the curve
+/// and [1] the public point. `curve` is the curve given outside (PKCS#8).
+fn ec_private(der: &[u8], curve: Option<String>) -> Option<KeyType> {
+    let items = sequence(der)?;
+    integer(items.first())?;
+    if !matches!(items.get(1)?.content, BerObjectContent::OctetString(_)) {
+        return None;
+    }
+    let mut key_curve = curve;
+    let mut point = None;
+    for item in &items[2..] {
+        let BerObjectContent::Unknown(any) = &item.content else {
+            continue;
+        };
+        let inner = parse_der(any.data).ok()?.1;
+        match (any.tag().0, inner.content) {
+            (0, BerObjectContent::OID(oid)) => key_curve = Some(oid.to_id_string()),
+            (1, BerObjectContent::BitString(_, bits)) => point = Some(bits.data.to_vec()),
+            _ => {}
+        }
+    }
+    Some(KeyType::Ec {
+        curve: key_curve,
+        point,
+    })
+}
+
+/// PKCS#8 PrivateKeyInfo: version, algorithm, the inner key.
+fn pkcs8(der: &[u8]) -> Option<KeyType> {
+    let items = sequence(der)?;
+    integer(items.first())?;
+    let BerObjectContent::Sequence(algorithm) = &items.get(1)?.content else {
+        return None;
+    };
+    let BerObjectContent::OID(oid) = &algorithm.first()?.content else {
+        return None;
+    };
+    let BerObjectContent::OctetString(inner) = items.get(2)?.content else {
+        return None;
+    };
+    match oid.to_id_string().as_str() {
+        OID_RSA => rsa_private(inner),
+        OID_EC => {
+            let curve = match algorithm.get(1).map(|p| &p.content) {
+                Some(BerObjectContent::OID(curve)) => Some(curve.to_id_string()),
+                _ => None,
+            };
+            ec_private(inner, curve)
+        }
+        OID_ED25519 => Some(KeyType::Ed25519),
+        _ => Some(KeyType::Other),
+    }
+}
+
+/// Is `key` certainly not the private half of `leaf`? Unknown parts
+/// (an EC key without its public point, points in different encodings)
+/// never count as a mismatch.
+pub fn mismatch(leaf: &KeyType, key: &KeyType) -> bool {
+    match (leaf, key) {
+        (KeyType::Other, _) | (_, KeyType::Other) => false,
+        (KeyType::Rsa { .. }, KeyType::Rsa { .. }) => leaf != key,
+        (
+            KeyType::Ec {
+                curve: leaf_curve,
+                point: leaf_point,
+            },
+            KeyType::Ec { curve, point },
+        ) => {
+            let curves_differ = matches!((leaf_curve, curve), (Some(a), Some(b)) if a != b);
+            let points_differ = matches!((leaf_point, point),
+                (Some(a), Some(b)) if a.first() == b.first() && a != b);
+            curves_differ || points_differ
+        }
+        (KeyType::Ed25519, KeyType::Ed25519) => false,
+        _ => true,
+    }
+}
+
+/// Why `trusted_ca` does not load.
+pub enum CaError {
+    /// No certificate in it.
+    NoCertificate,
+    /// A block is corrupt, or a certificate or CRL in it does not parse.
+    Corrupt,
+}
+
+/// Loads `trusted_ca` like `PEM_X509_INFO_read_bio`: every certificate and
+/// CRL block must parse, and there must be at least one certificate.
+pub fn trusted_ca(data: &[u8]) -> Result<(), CaError> {
+    let blocks = blocks(data).ok_or(CaError::Corrupt)?;
+    let mut certificates = 0;
+    for block in &blocks {
+        match block.label.as_str() {
+            CERTIFICATE | OLD_CERTIFICATE | TRUSTED_CERTIFICATE => {
+                block.parse_x509().map_err(|_| CaError::Corrupt)?;
+                certificates += 1;
+            }
+            CRL => {
+                x509_parser::parse_x509_crl(&block.contents).map_err(|_| CaError::Corrupt)?;
+            }
+            _ => {}
+        }
+    }
+    if certificates == 0 {
+        return Err(CaError::NoCertificate);
+    }
+    Ok(())
+}
+
+/// A readable name for a curve OID.
+pub fn curve_name(oid: &str) -> &str {
+    match oid {
+        "1.3.132.0.10" => "secp256k1",
+        "1.3.132.0.33" => "P-224",
+        "1.2.840.10045.3.1.1" => "P-192",
+        _ => oid,
+    }
+}
