@@ -17,3 +17,9 @@ if ! "$venv/bin/python" -c 'import grpc, grpc_health.v1.health' >/dev/null 2>&1;
     'grpcio==1.85.1' 'grpcio-health-checking==1.85.1' 'protobuf==7.36.2'
 fi
 export PYTHON_BIN="$PWD/$venv/bin/python"
+
+# PyYAML for the differential harness (bench/differential), whose smoke run
+# .ci/run does after the tests.
+if ! "$venv/bin/python" -c 'import yaml' >/dev/null 2>&1; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'pyyaml==6.0.3'
+fi

@@ -12,6 +12,7 @@ use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 /// The rules this module reports.
 pub static RULES: &[&Rule] = &[
+    &MISSING_TYPED_CONFIG,
     &NOT_AN_IP,
     &LISTENER_ADDRESS,
     &LISTENER_FILTER_CHAINS,
@@ -25,6 +26,19 @@ pub static RULES: &[&Rule] = &[
     &UNKNOWN_CIPHER,
     &INVALID_REGEX,
 ];
+
+/// An extension named without its configuration.
+pub static MISSING_TYPED_CONFIG: Rule = Rule {
+    id: "extension-missing-typed-config",
+    summary: "a filter or transport socket has a name but no typed_config",
+    explanation: "Envoy finds an extension's implementation by the type of its `typed_config`, not by its \
+`name` (\"Didn't find a registered implementation for 'NAME' with type URL: ''\"). Give every HTTP, \
+network and listener filter and every transport socket a `typed_config` with its `@type` (an empty \
+message is fine, e.g. the router's), or, for filters, a `config_discovery`; an HTTP filter marked \
+`is_optional` may go without.",
+    envoy: "source/common/config/utility.h",
+    ..Rule::ERROR
+};
 
 /// An address that must be an IP is a hostname.
 pub static NOT_AN_IP: Rule = Rule {
@@ -188,6 +202,10 @@ pub fn check(m: &DynamicMessage, top_level: bool, out: &mut Vec<Finding>) {
         }
         "envoy.extensions.transport_sockets.tls.v3.TlsParameters" => cipher_suites(m, out),
         "envoy.config.core.v3.HeaderValueOption" => modified_header(m, out),
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter"
+        | "envoy.config.listener.v3.Filter"
+        | "envoy.config.listener.v3.ListenerFilter"
+        | "envoy.config.core.v3.TransportSocket" => typed_config_present(m, out),
         "envoy.type.matcher.v3.RegexMatcher" => {
             if let Some((f, Value::String(re))) = get(m, "regex")
                 && let Err(e) = crate::rules::check_re2(re)
@@ -201,6 +219,23 @@ pub fn check(m: &DynamicMessage, top_level: bool, out: &mut Vec<Finding>) {
         }
         _ => {}
     }
+}
+
+/// Extensions are found by their config's type: one without a config (or,
+/// for filters, a discovery source) cannot be built.
+fn typed_config_present(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    let optional = get(m, "is_optional").and_then(|(_, v)| v.as_bool()) == Some(true);
+    if m.has_field_by_name("typed_config") || m.has_field_by_name("config_discovery") || optional {
+        return;
+    }
+    let name = get(m, "name")
+        .and_then(|(_, v)| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    out.push(missing(
+        &MISSING_TYPED_CONFIG,
+        Vec::new(),
+        &format!("`{name}` has no typed_config: Envoy finds extensions by the type of their config, not by name"),
+    ));
 }
 
 /// A field's descriptor and value, when it is set.
