@@ -329,11 +329,29 @@ fn endpoint_ips(assignment: &DynamicMessage, base: &[PathStep], out: &mut Vec<Fi
         let Some((ef, Value::Message(endpoint))) = get(&lb, "endpoint") else {
             continue;
         };
-        let Some((af, Value::Message(address))) = get(endpoint, "address") else {
+        path.push(PathStep::Field(ef));
+        if let Some((af, Value::Message(address))) = get(endpoint, "address") {
+            let mut at = path.clone();
+            at.push(PathStep::Field(af));
+            socket_ip(address, at, "endpoint", out);
+        }
+        // Additional addresses are resolved the same way (and must be IPs too).
+        let Some((xf, extra)) = list(endpoint, "additional_addresses") else {
             continue;
         };
-        path.extend([PathStep::Field(ef), PathStep::Field(af)]);
-        socket_ip(address, path, "endpoint", out);
+        for (i, item) in extra.iter().enumerate() {
+            if let Some((af, Value::Message(address))) =
+                item.as_message().and_then(|m| get(m, "address"))
+            {
+                let mut at = path.clone();
+                at.extend([
+                    PathStep::Field(xf.clone()),
+                    PathStep::Index(i),
+                    PathStep::Field(af),
+                ]);
+                socket_ip(address, at, "endpoint additional", out);
+            }
+        }
     }
 }
 
