@@ -69,7 +69,7 @@ pub static ENDPOINT_ADDRESS: Rule = Rule {
 /// A LOGICAL_DNS cluster with several endpoints.
 pub static LOGICAL_DNS_ENDPOINTS: Rule = Rule {
     id: "cluster-logical-dns-endpoints",
-    summary: "a LOGICAL_DNS cluster has more than one endpoint",
+    summary: "a LOGICAL_DNS cluster does not have exactly one locality with one endpoint",
     explanation: "A LOGICAL_DNS cluster resolves one hostname and connects to whichever address comes back, \
 so it takes exactly one locality with one endpoint. For several hostnames use STRICT_DNS.",
     envoy: "source/extensions/clusters/logical_dns/logical_dns_cluster.cc",
@@ -276,6 +276,13 @@ fn cluster(m: &DynamicMessage, out: &mut Vec<Finding>) {
         .and_then(|(_, v)| v.as_enum_number())
         .unwrap_or(STATIC);
     let Some((af, Value::Message(assignment))) = get(m, "load_assignment") else {
+        if kind == LOGICAL_DNS {
+            out.push(missing(
+                &LOGICAL_DNS_ENDPOINTS,
+                Vec::new(),
+                "a LOGICAL_DNS cluster needs a load_assignment with its single host",
+            ));
+        }
         return;
     };
     let base = vec![PathStep::Field(af)];
@@ -283,7 +290,7 @@ fn cluster(m: &DynamicMessage, out: &mut Vec<Finding>) {
         endpoint_ips(assignment, &base, out);
     }
     let localities = list(assignment, "endpoints").map_or(0, |(_, l)| l.len());
-    if kind == LOGICAL_DNS && (localities > 1 || lb_endpoints(assignment, &base).len() > 1) {
+    if kind == LOGICAL_DNS && (localities != 1 || lb_endpoints(assignment, &base).len() != 1) {
         out.push(wrong(
             &LOGICAL_DNS_ENDPOINTS,
             base,

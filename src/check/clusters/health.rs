@@ -302,3 +302,17 @@ fn response_buffer(http: &DynamicMessage, base: &[PathStep], out: &mut Vec<Findi
         format!("receive payloads total {total} bytes but response_buffer_size is {buffer}"),
     ));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::hex_len;
+
+    #[test]
+    fn payload_text_is_pairs_of_hex_digits() {
+        assert_eq!(hex_len("4F4b"), Some(2));
+        assert_eq!(hex_len("4f4"), None);
+        assert_eq!(hex_len("ping"), None);
+        assert_eq!(hex_len("0x"), None);
+        assert_eq!(hex_len("+1"), None);
+    }
+}

@@ -630,3 +630,17 @@ fn wrr_locality(config: &DynamicMessage, path: &[PathStep], out: &mut Vec<Findin
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_prime;
+
+    #[test]
+    fn primes_as_envoy_counts_them() {
+        assert!(!is_prime(0));
+        assert!(is_prime(1) && is_prime(2) && is_prime(3));
+        assert!(!is_prime(1000) && is_prime(1009));
+        assert!(!is_prime(65536) && is_prime(65537));
+        assert!(is_prime(5_000_011) && !is_prime(25));
+    }
+}

@@ -186,18 +186,23 @@ const CLUSTER_CONFIG_TYPES: [(&str, &str); 5] = [
 
 /// The typed HttpProtocolOptions under the canonical key, decoded.
 fn typed_http_options(m: &DynamicMessage) -> Option<(Vec<PathStep>, DynamicMessage)> {
+    typed_options(m, HPO_KEY)
+}
+
+/// The HttpProtocolOptions under typed_extension_protocol_options key `key`, decoded.
+fn typed_options(m: &DynamicMessage, key: &str) -> Option<(Vec<PathStep>, DynamicMessage)> {
     let (f, Value::Map(entries)) = field(m, "typed_extension_protocol_options")? else {
         return None;
     };
     let any = entries
-        .get(&prost_reflect::MapKey::String(HPO_KEY.to_string()))?
+        .get(&prost_reflect::MapKey::String(key.to_string()))?
         .as_message()?;
     if any_type(any).as_deref() != Some(HPO_KEY) {
         return None;
     }
     let options = unpack_any(any)?.into_owned();
     Some((
-        vec![PathStep::Field(f), PathStep::Key(HPO_KEY.to_string())],
+        vec![PathStep::Field(f), PathStep::Key(key.to_string())],
         options,
     ))
 }

@@ -95,6 +95,10 @@ chain to end with the upstream codec filter, which actually encodes the request.
     ..Rule::ERROR
 };
 
+/// Envoy parses HTTP options under this alias (and checks them), but the
+/// cluster never reads them from there.
+const LEGACY_HPO_KEY: &str = "envoy.upstreams.http.http_protocol_options";
+
 const TCP_KEY: &str = "envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions";
 
 /// Keys Envoy resolves to an extension with protocol options, and the
@@ -102,7 +106,7 @@ const TCP_KEY: &str = "envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions";
 const KEYS: [(&str, Option<&str>); 8] = [
     (HPO_KEY, Some(HPO_KEY)),
     // Legacy aliases: accepted, but the cluster never reads them.
-    ("envoy.upstreams.http.http_protocol_options", Some(HPO_KEY)),
+    (LEGACY_HPO_KEY, Some(HPO_KEY)),
     (TCP_KEY, Some(TCP_KEY)),
     ("envoy.upstreams.tcp.tcp_protocol_options", Some(TCP_KEY)),
     (
@@ -132,6 +136,11 @@ const GENERIC: [&str; 3] = [
 
 pub(super) fn check(c: &Cluster<'_>, out: &mut Vec<Finding>) {
     option_keys(c.m, out);
+    for key in [HPO_KEY, LEGACY_HPO_KEY] {
+        if let Some((path, hpo)) = super::typed_options(c.m, key) {
+            auto_config_cache(&path, &hpo, out);
+        }
+    }
     legacy_fields(c, out);
     if let Some((path, hpo)) = &c.hpo {
         http_options(c, path, hpo, out);
@@ -245,7 +254,7 @@ fn transport_socket(m: &DynamicMessage) -> Option<(String, Option<String>)> {
 fn http_options(c: &Cluster<'_>, path: &[PathStep], hpo: &DynamicMessage, out: &mut Vec<Finding>) {
     let socket = transport_socket(c.m);
     let auto = sub(hpo, "auto_config");
-    if let Some((af, auto)) = auto {
+    if let Some((af, _)) = auto {
         let raw = match &socket {
             None => true,
             Some((name, config)) => {
@@ -261,18 +270,25 @@ fn http_options(c: &Cluster<'_>, path: &[PathStep], hpo: &DynamicMessage, out: &
                 format!("auto_config picks the protocol by ALPN, but cluster '{}' has no TLS transport socket", c.name),
             ));
         }
-        if let Some((hf, _)) = field(auto, "http3_protocol_options")
-            && !auto.has_field_by_name("alternate_protocols_cache_options")
-        {
-            out.push(Finding::at(
-                &HTTP3_AUTO_CONFIG_CACHE,
-                with(path, [PathStep::Field(af), PathStep::Field(hf)]),
-                "auto_config with http3_protocol_options needs alternate_protocols_cache_options",
-            ));
-        }
     }
     http3_transport(path, hpo, socket.as_ref(), out);
     codec_last(path, hpo, out);
+}
+
+/// Checked while the options are parsed: under either key.
+fn auto_config_cache(path: &[PathStep], hpo: &DynamicMessage, out: &mut Vec<Finding>) {
+    let Some((af, auto)) = sub(hpo, "auto_config") else {
+        return;
+    };
+    if let Some((hf, _)) = field(auto, "http3_protocol_options")
+        && !auto.has_field_by_name("alternate_protocols_cache_options")
+    {
+        out.push(Finding::at(
+            &HTTP3_AUTO_CONFIG_CACHE,
+            with(path, [PathStep::Field(af), PathStep::Field(hf)]),
+            "auto_config with http3_protocol_options needs alternate_protocols_cache_options",
+        ));
+    }
 }
 
 fn http3_transport(
