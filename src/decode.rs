@@ -172,12 +172,21 @@ pub static HEX_NUMBER: Rule = Rule {
     ..Rule::WARNING
 };
 
+/// The message below which typed configs are not constraint-checked.
+const LB_POLICY: &str = "envoy.config.cluster.v3.LoadBalancingPolicy";
+
 /// Decodes YAML nodes of one file into messages, collecting diagnostics.
 pub struct Decoder<'a> {
     file: Arc<str>,
     diags: &'a mut Diagnostics,
     rules: &'a mut Rules,
-    /// False below a field whose contents Envoy does not validate.
+    /// How many `LoadBalancingPolicy` messages enclose the node being decoded.
+    in_lb_policy: u32,
+    /// How many `Any`s below a `LoadBalancingPolicy` enclose it: Envoy never
+    /// checks the `validate.rules` of typed load-balancing policy configs
+    /// (Config::Utility::translateOpaqueConfig skips them), so neither may we.
+    unconstrained: u32,
+    /// False below a field whose contents Envoy does not validate (`message.skip`).
     checking: bool,
 }
 
@@ -188,6 +197,8 @@ impl<'a> Decoder<'a> {
             file,
             diags,
             rules,
+            in_lb_policy: 0,
+            unconstrained: 0,
             checking: true,
         }
     }
@@ -206,7 +217,6 @@ impl<'a> Decoder<'a> {
         node: &Node,
         skip: &[&str],
     ) -> DynamicMessage {
-        let mut msg = DynamicMessage::new(desc.clone());
         let Some(entries) = node.as_map() else {
             self.report(
                 &WRONG_TYPE,
@@ -217,9 +227,32 @@ impl<'a> Decoder<'a> {
                     node.shape()
                 ),
             );
-            return msg;
+            return DynamicMessage::new(desc.clone());
         };
-        let mut marks = FieldMarks::new(node.mark);
+        let lb_policy = desc.full_name() == LB_POLICY;
+        self.in_lb_policy += u32::from(lb_policy);
+        let (msg, marks) = self.fields(desc, entries, node.mark, skip);
+        self.in_lb_policy -= u32::from(lb_policy);
+        if self.unconstrained == 0 && self.checking {
+            let found = self.rules.check_message(&msg, &marks);
+            for (mark, text) in found {
+                self.report(&crate::rules::CONSTRAINT, mark, text);
+            }
+        }
+        msg
+    }
+
+    /// Decodes the entries of a mapping into a message of type `desc`, with
+    /// the place of each field for the constraint checks.
+    fn fields<'n>(
+        &mut self,
+        desc: &MessageDescriptor,
+        entries: &'n [(Node, Node)],
+        mark: Mark,
+        skip: &[&str],
+    ) -> (DynamicMessage, FieldMarks<'n>) {
+        let mut msg = DynamicMessage::new(desc.clone());
+        let mut marks = FieldMarks::new(mark);
         let mut oneofs: Vec<(String, String)> = Vec::new();
         for (key, value) in entries {
             let Some(name) = key.as_scalar().map(|s| s.text.as_str()) else {
@@ -294,13 +327,7 @@ impl<'a> Decoder<'a> {
                 msg.set_field(&field, v);
             }
         }
-        if self.checking {
-            let found = self.rules.check_message(&msg, &marks);
-            for (mark, text) in found {
-                self.report(&crate::rules::CONSTRAINT, mark, text);
-            }
-        }
-        msg
+        (msg, marks)
     }
 
     fn field_value(&mut self, field: &FieldDescriptor, node: &Node) -> Option<Value> {
@@ -635,6 +662,29 @@ impl<'a> Decoder<'a> {
         if schema::is_work_in_progress(&inner_desc) {
             return self.work_in_progress_any(desc, node, &inner_desc, url);
         }
+        let below_lb_policy = self.in_lb_policy > 0;
+        self.unconstrained += u32::from(below_lb_policy);
+        let inner = self.any_content(node, &inner_desc);
+        self.unconstrained -= u32::from(below_lb_policy);
+        let inner = inner?;
+        if matches!(
+            inner_desc.full_name(),
+            "xds.type.v3.TypedStruct" | "udpa.type.v1.TypedStruct"
+        ) {
+            self.typed_struct_content(node);
+        }
+        let mut any = DynamicMessage::new(desc.clone());
+        any.set_field_by_name("type_url", Value::String(url));
+        any.set_field_by_name("value", Value::Bytes(inner.encode_to_vec().into()));
+        Some(any)
+    }
+
+    /// The message inside an `Any` of a known type.
+    fn any_content(
+        &mut self,
+        node: &Node,
+        inner_desc: &MessageDescriptor,
+    ) -> Option<DynamicMessage> {
         let inner = if has_special_json(inner_desc.full_name()) {
             for (k, _) in node.as_map().unwrap_or(&[]) {
                 if !matches!(k.as_str(), Some("@type" | "value")) {
@@ -650,20 +700,11 @@ impl<'a> Decoder<'a> {
                 }
             }
             let value = node.get("value")?;
-            self.message_value(&inner_desc, value)?
+            self.message_value(inner_desc, value)?
         } else {
-            self.message(&inner_desc, node, &["@type"])
+            self.message(inner_desc, node, &["@type"])
         };
-        if matches!(
-            inner_desc.full_name(),
-            "xds.type.v3.TypedStruct" | "udpa.type.v1.TypedStruct"
-        ) {
-            self.typed_struct_content(node);
-        }
-        let mut any = DynamicMessage::new(desc.clone());
-        any.set_field_by_name("type_url", Value::String(url));
-        any.set_field_by_name("value", Value::Bytes(inner.encode_to_vec().into()));
-        Some(any)
+        Some(inner)
     }
 
     /// A type URL the schema lacks. A message in a package the schema knows
@@ -709,11 +750,10 @@ impl<'a> Decoder<'a> {
         url: String,
     ) -> Option<DynamicMessage> {
         let mut scratch = Diagnostics::default();
-        let inner = Decoder::new(Arc::clone(&self.file), &mut scratch, self.rules).message(
-            inner_desc,
-            node,
-            &["@type"],
-        );
+        let mut decoder = Decoder::new(Arc::clone(&self.file), &mut scratch, self.rules);
+        decoder.in_lb_policy = self.in_lb_policy;
+        decoder.unconstrained = self.unconstrained;
+        let inner = decoder.message(inner_desc, node, &["@type"]);
         let clean = scratch.is_ok();
         let note = format!(
             "in work-in-progress API {}, which may differ in the Envoy you run",
@@ -1151,6 +1191,40 @@ mod tests {
         );
         assert!(
             errors.iter().any(|e| e.contains("unknown type URL")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn typed_lb_policy_configs_are_not_constraint_checked() {
+        // Envoy accepts choice_count 1 in a typed LeastRequest policy (also
+        // as a Subset child) but refuses it in the legacy cluster field.
+        let least_request = "{\"@type\": type.googleapis.com/envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest, choice_count: 1}";
+        let typed = format!(
+            "name: b\nload_balancing_policy:\n  policies:\n  - typed_extension_config:\n      name: lr\n      typed_config: {least_request}\n"
+        );
+        let (_, errors) = decode(CLUSTER, &typed);
+        assert!(errors.is_empty(), "{errors:?}");
+        let subset = format!(
+            "name: b\nload_balancing_policy:\n  policies:\n  - typed_extension_config:\n      name: subset\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.load_balancing_policies.subset.v3.Subset\n        subset_lb_policy:\n          policies:\n          - typed_extension_config: {{name: lr, typed_config: {least_request}}}\n"
+        );
+        let (_, errors) = decode(CLUSTER, &subset);
+        assert!(errors.is_empty(), "{errors:?}");
+        let (_, errors) = decode(
+            CLUSTER,
+            "name: b\nlb_policy: LEAST_REQUEST\nleast_request_lb_config: {choice_count: 1}\n",
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("choice_count")),
+            "{errors:?}"
+        );
+        // The policy list itself is still checked: a policy needs a config.
+        let (_, errors) = decode(
+            CLUSTER,
+            "name: b\nload_balancing_policy:\n  policies:\n  - typed_extension_config: {name: lr}\n",
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("typed_config")),
             "{errors:?}"
         );
     }

@@ -83,7 +83,7 @@ pub static ENDPOINT_ADDRESS: Rule = Rule {
 /// A LOGICAL_DNS cluster with several endpoints.
 pub static LOGICAL_DNS_ENDPOINTS: Rule = Rule {
     id: "cluster-logical-dns-endpoints",
-    summary: "a LOGICAL_DNS cluster has more than one endpoint",
+    summary: "a LOGICAL_DNS cluster does not have exactly one locality with one endpoint",
     explanation: "A LOGICAL_DNS cluster resolves one hostname and connects to whichever address comes back, \
 so it takes exactly one locality with one endpoint. For several hostnames use STRICT_DNS.",
     envoy: "source/extensions/clusters/logical_dns/logical_dns_cluster.cc",
@@ -311,6 +311,13 @@ fn cluster(m: &DynamicMessage, out: &mut Vec<Finding>) {
         .and_then(|(_, v)| v.as_enum_number())
         .unwrap_or(STATIC);
     let Some((af, Value::Message(assignment))) = get(m, "load_assignment") else {
+        if kind == LOGICAL_DNS {
+            out.push(missing(
+                &LOGICAL_DNS_ENDPOINTS,
+                Vec::new(),
+                "a LOGICAL_DNS cluster needs a load_assignment with its single host",
+            ));
+        }
         return;
     };
     let base = vec![PathStep::Field(af)];
@@ -318,7 +325,7 @@ fn cluster(m: &DynamicMessage, out: &mut Vec<Finding>) {
         endpoint_ips(assignment, &base, out);
     }
     let localities = list(assignment, "endpoints").map_or(0, |(_, l)| l.len());
-    if kind == LOGICAL_DNS && (localities > 1 || lb_endpoints(assignment, &base).len() > 1) {
+    if kind == LOGICAL_DNS && (localities != 1 || lb_endpoints(assignment, &base).len() != 1) {
         out.push(wrong(
             &LOGICAL_DNS_ENDPOINTS,
             base,
@@ -364,11 +371,29 @@ fn endpoint_ips(assignment: &DynamicMessage, base: &[PathStep], out: &mut Vec<Fi
         let Some((ef, Value::Message(endpoint))) = get(&lb, "endpoint") else {
             continue;
         };
-        let Some((af, Value::Message(address))) = get(endpoint, "address") else {
+        path.push(PathStep::Field(ef));
+        if let Some((af, Value::Message(address))) = get(endpoint, "address") {
+            let mut at = path.clone();
+            at.push(PathStep::Field(af));
+            socket_ip(address, at, "endpoint", out);
+        }
+        // Additional addresses are resolved the same way (and must be IPs too).
+        let Some((xf, extra)) = list(endpoint, "additional_addresses") else {
             continue;
         };
-        path.extend([PathStep::Field(ef), PathStep::Field(af)]);
-        socket_ip(address, path, "endpoint", out);
+        for (i, item) in extra.iter().enumerate() {
+            if let Some((af, Value::Message(address))) =
+                item.as_message().and_then(|m| get(m, "address"))
+            {
+                let mut at = path.clone();
+                at.extend([
+                    PathStep::Field(xf.clone()),
+                    PathStep::Index(i),
+                    PathStep::Field(af),
+                ]);
+                socket_ip(address, at, "endpoint additional", out);
+            }
+        }
     }
 }
 

@@ -24,13 +24,15 @@ pub struct Resource {
     pub source: Arc<Node>,
 }
 
-/// One step into a message: a field name, or a list index.
+/// One step into a message: a field name, a list index, or a map key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PathStep {
     /// A field.
     Field(prost_reflect::FieldDescriptor),
     /// An element of a list.
     Index(usize),
+    /// The entry of a map field with this key (as written in YAML).
+    Key(String),
 }
 
 impl Resource {
@@ -82,6 +84,16 @@ pub fn locate_in(root: &Node, path: &[PathStep], body: bool) -> Mark {
                 crate::yaml::NodeKind::Seq(items) => items.get(*i).map(|n| (n.mark, n)),
                 _ => None,
             },
+            PathStep::Key(key) => node.entry(key).map(|(k, v)| {
+                (
+                    if body || v.as_scalar().is_some() {
+                        v.mark
+                    } else {
+                        k.mark
+                    },
+                    v,
+                )
+            }),
         };
         match next {
             Some((m, n)) => {

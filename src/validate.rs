@@ -478,6 +478,19 @@ fn cluster_mentions(resources: &[Resource]) -> HashSet<String> {
     out
 }
 
+/// A map key as it is written in YAML.
+fn map_key_text(key: &prost_reflect::MapKey) -> String {
+    use prost_reflect::MapKey;
+    match key {
+        MapKey::String(s) => s.clone(),
+        MapKey::Bool(b) => b.to_string(),
+        MapKey::I32(n) => n.to_string(),
+        MapKey::I64(n) => n.to_string(),
+        MapKey::U32(n) => n.to_string(),
+        MapKey::U64(n) => n.to_string(),
+    }
+}
+
 fn with(path: &Path, steps: impl IntoIterator<Item = PathStep>) -> Path {
     let mut p = path.clone();
     p.extend(steps);
@@ -547,9 +560,14 @@ impl Walk<'_> {
                     }
                 }
                 Value::Map(entries) => {
-                    for child in entries.values().filter_map(Value::as_message) {
+                    for (key, child) in entries {
+                        let Value::Message(child) = child else {
+                            continue;
+                        };
                         path.push(PathStep::Field(f.clone()));
+                        path.push(PathStep::Key(map_key_text(key)));
                         self.message(child, path);
+                        path.pop();
                         path.pop();
                     }
                 }

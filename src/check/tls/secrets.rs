@@ -241,7 +241,7 @@ impl<'a> Check<'a> {
             .rev()
             .find_map(|s| match s {
                 PathStep::Field(f) => Some(f.name().to_string()),
-                PathStep::Index(_) => None,
+                PathStep::Index(_) | PathStep::Key(_) => None,
             })
             .unwrap_or_default();
         let location = self.resource.locate(&join(

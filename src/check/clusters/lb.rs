@@ -1,0 +1,646 @@
+//! Load balancing: the legacy `lb_policy` with its `*_lb_config`, the typed
+//! `load_balancing_policy`, and subsets.
+//!
+//! Envoy only checks a load balancer's config when it builds it at load:
+//! the legacy configs when their `lb_policy` is the one used, the typed
+//! policy it picks (the first entry whose type it knows). Children of a
+//! subset policy are built per subset later, in the workers.
+
+use super::{
+    Cluster, STRICT_DNS, any_type, enum_number, field, messages, sub, unpacked, with, wrapped_u64,
+};
+use crate::check::{Finding, Rule};
+use crate::reflect::list;
+use crate::resource::PathStep;
+use prost_reflect::{DynamicMessage, ReflectMessage, Value};
+
+/// CLUSTER_PROVIDED on a cluster without its own load balancer.
+pub static CLUSTER_PROVIDED_UNSUPPORTED: Rule = Rule {
+    id: "lb-cluster-provided-unsupported",
+    summary: "lb_policy CLUSTER_PROVIDED (or the typed cluster_provided policy) on a cluster type that has no built-in load balancer",
+    explanation: "CLUSTER_PROVIDED means \"use the cluster's own load balancer\", and only cluster types such \
+as ORIGINAL_DST, aggregate, dynamic_forward_proxy and redis have one; Envoy refuses it elsewhere. For a STATIC, \
+DNS or EDS cluster, pick a real policy such as ROUND_ROBIN, LEAST_REQUEST, RING_HASH or MAGLEV.",
+    envoy: "source/common/upstream/cluster_manager_impl.cc",
+    ..Rule::ERROR
+};
+
+/// A cluster with its own load balancer that does not say CLUSTER_PROVIDED.
+pub static CLUSTER_PROVIDED_REQUIRED: Rule = Rule {
+    id: "lb-cluster-provided-required",
+    summary: "an aggregate, dynamic_forward_proxy or redis cluster does not use lb_policy CLUSTER_PROVIDED",
+    explanation: "Aggregate, dynamic forward proxy and redis clusters choose hosts with their own load \
+balancer, and Envoy insists that the cluster says so with `lb_policy: CLUSTER_PROVIDED`. The default \
+ROUND_ROBIN is refused. Tune the load balancing of the underlying clusters instead (for aggregate: on each \
+sub-cluster).",
+    envoy: "source/common/upstream/cluster_manager_impl.cc",
+    ..Rule::ERROR
+};
+
+/// A ring hash whose minimum size is above its maximum.
+pub static RING_HASH_MIN_ABOVE_MAX: Rule = Rule {
+    id: "lb-ring-hash-min-above-max",
+    summary: "ring hash minimum_ring_size is above maximum_ring_size",
+    explanation: "The ring is built with at least minimum_ring_size and at most maximum_ring_size entries, so \
+Envoy refuses a minimum above the maximum. Remember that an unset minimum is 1024: a maximum below 1024 needs \
+an explicit smaller minimum.",
+    envoy: "source/extensions/load_balancing_policies/ring_hash/ring_hash_lb.cc",
+    ..Rule::ERROR
+};
+
+/// A maglev table whose size is not prime.
+pub static MAGLEV_NOT_PRIME: Rule = Rule {
+    id: "lb-maglev-table-size-not-prime",
+    summary: "the maglev table_size is not a prime number",
+    explanation: "Maglev builds its lookup table from per-host permutations that only cover every slot when \
+the table size is prime, and Envoy refuses other sizes. Use a prime such as the default 65537, or 5000011 for \
+the largest table. Do not use 1: Envoy's prime test lets it through, and then Envoy crashes building the table.",
+    envoy: "source/extensions/load_balancing_policies/maglev/maglev_lb.cc",
+    ..Rule::ERROR
+};
+
+/// Hashing by hostname on a cluster that keeps no hostnames.
+pub static HOSTNAME_HASHING: Rule = Rule {
+    id: "lb-hostname-hashing-non-strict-dns",
+    summary: "common_lb_config.consistent_hashing_lb_config.use_hostname_for_hashing is set on a cluster whose type is not STRICT_DNS",
+    explanation: "Hashing by hostname needs the hostname each endpoint was resolved from, which only \
+STRICT_DNS clusters keep per host; Envoy refuses the option on other cluster types. Hash by address (remove \
+the option), or make the cluster STRICT_DNS.",
+    envoy: "source/common/upstream/cluster_factory_impl.cc",
+    ..Rule::ERROR
+};
+
+/// load_balancing_policy with the legacy lb_subset_config.
+pub static WITH_SUBSET_CONFIG: Rule = Rule {
+    id: "lb-policy-with-subset-config",
+    summary: "load_balancing_policy is combined with lb_subset_config",
+    explanation: "Once `load_balancing_policy` is used, the legacy lb_subset_config is not read, and Envoy \
+refuses the combination. Express subsetting as the `envoy.load_balancing_policies.subset` policy with its own \
+subset_selectors and child policy, or drop lb_subset_config.",
+    envoy: "source/common/upstream/upstream_impl.cc",
+    ..Rule::ERROR
+};
+
+/// load_balancing_policy with policy settings in common_lb_config.
+pub static WITH_COMMON_LB_PARTIAL: Rule = Rule {
+    id: "lb-policy-with-common-lb-partial",
+    summary: "load_balancing_policy is combined with common_lb_config zone_aware_lb_config, locality_weighted_lb_config or consistent_hashing_lb_config",
+    explanation: "With load_balancing_policy, zone awareness, locality weighting and consistent-hashing \
+options belong to the policy's own config (for example RingHash.consistent_hashing_lb_config or \
+RoundRobin.locality_lb_config), and Envoy refuses them in common_lb_config. Move them there.",
+    envoy: "source/common/upstream/upstream_impl.cc",
+    ..Rule::ERROR
+};
+
+/// No load-balancing policy Envoy knows.
+pub static NONE_SUPPORTED: Rule = Rule {
+    id: "lb-policy-none-supported",
+    summary: "load_balancing_policy has no policy Envoy knows (or is missing while lb_policy is LOAD_BALANCING_POLICY_CONFIG)",
+    explanation: "Envoy walks load_balancing_policy.policies in order, uses the first policy whose config type \
+it has (the name is ignored), and refuses the cluster when it has none. Add a built-in policy (for example \
+round_robin) as a last-entry fallback, and check the `@type` URLs.",
+    envoy: "source/common/upstream/upstream_impl.cc",
+    ..Rule::ERROR
+};
+
+/// A subset selector's fallback keys that do not fit its keys or policy.
+pub static SUBSET_FALLBACK_KEYS: Rule = Rule {
+    id: "lb-subset-fallback-keys",
+    summary: "a subset selector's fallback_keys_subset is inconsistent with its fallback_policy or keys",
+    explanation: "KEYS_SUBSET falls back from a selector to a less specific one made of some of its keys. So \
+fallback_keys_subset must be set exactly when fallback_policy is KEYS_SUBSET, and it must be a proper subset \
+of the selector's keys; Envoy refuses anything else.",
+    envoy: "source/extensions/load_balancing_policies/subset/subset_lb_config.cc",
+    ..Rule::ERROR
+};
+
+/// locality_weight_aware subsets without locality weighting.
+pub static SUBSET_LOCALITY_WEIGHT_AWARE: Rule = Rule {
+    id: "lb-subset-locality-weight-aware",
+    summary: "lb_subset_config.locality_weight_aware is set without common_lb_config.locality_weighted_lb_config",
+    explanation: "Locality-weight-aware subsetting uses the locality weights, which Envoy only honours when \
+locality-weighted load balancing is enabled, so it refuses the option alone. Add \
+`common_lb_config.locality_weighted_lb_config: {}` or drop locality_weight_aware.",
+    envoy: "source/common/upstream/upstream_impl.cc",
+    ..Rule::ERROR
+};
+
+/// Subsets of a cluster-provided load balancer.
+pub static SUBSET_CLUSTER_PROVIDED: Rule = Rule {
+    id: "lb-subset-cluster-provided",
+    summary: "legacy lb_subset_config with selectors is combined with lb_policy CLUSTER_PROVIDED",
+    explanation: "Subsetting wraps one of Envoy's own load balancers, while CLUSTER_PROVIDED hands host \
+selection to the cluster, so Envoy refuses the combination. Remove lb_subset_config.",
+    envoy: "source/extensions/load_balancing_policies/subset/config.cc",
+    ..Rule::ERROR
+};
+
+/// wrr_locality with a picker other than client-side weighted round robin.
+pub static WRR_LOCALITY_ENDPOINT_POLICY: Rule = Rule {
+    id: "lb-wrr-locality-endpoint-policy",
+    summary: "the wrr_locality policy's endpoint_picking_policy is not client_side_weighted_round_robin",
+    explanation: "The wrr_locality policy, as used for proxyless gRPC and xDS-style weighted localities, only \
+works with client-side weighted round robin as the per-endpoint picker in Envoy, which refuses any other. Use \
+ClientSideWeightedRoundRobin there, or use a plain round_robin policy with locality weights.",
+    envoy: "source/extensions/load_balancing_policies/wrr_locality/config.h",
+    ..Rule::ERROR
+};
+
+/// `Cluster.LbPolicy` values.
+const RING_HASH: i32 = 2;
+const MAGLEV: i32 = 5;
+const CLUSTER_PROVIDED: i32 = 6;
+const LOAD_BALANCING_POLICY_CONFIG: i32 = 7;
+
+const POLICY_PACKAGE: &str = "envoy.extensions.load_balancing_policies.";
+const CLUSTER_PROVIDED_TYPE: &str =
+    "envoy.extensions.load_balancing_policies.cluster_provided.v3.ClusterProvided";
+const RING_HASH_TYPE: &str = "envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash";
+const MAGLEV_TYPE: &str = "envoy.extensions.load_balancing_policies.maglev.v3.Maglev";
+const SUBSET_TYPE: &str = "envoy.extensions.load_balancing_policies.subset.v3.Subset";
+const WRR_LOCALITY_TYPE: &str =
+    "envoy.extensions.load_balancing_policies.wrr_locality.v3.WrrLocality";
+const CSWRR_TYPE: &str = "envoy.extensions.load_balancing_policies.client_side_weighted_round_robin.v3.ClientSideWeightedRoundRobin";
+
+/// Cluster types whose factory provides no load balancer.
+const WITHOUT_LB: [&str; 5] = [
+    "envoy.cluster.static",
+    "envoy.cluster.strict_dns",
+    "envoy.cluster.logical_dns",
+    "envoy.cluster.eds",
+    "envoy.cluster.dns",
+];
+
+/// Extension clusters that provide their own load balancer (ORIGINAL_DST
+/// has its own, earlier check).
+const WITH_LB: [&str; 3] = [
+    "envoy.clusters.aggregate",
+    "envoy.clusters.dynamic_forward_proxy",
+    "envoy.clusters.redis",
+];
+
+/// The policy a `LoadBalancingPolicy` resolves to: the first entry whose type
+/// Envoy has a factory for (all of them live in one package).
+struct Chosen<'m> {
+    /// From the LoadBalancingPolicy to the entry's typed_config.
+    path: Vec<PathStep>,
+    type_name: String,
+    any: &'m DynamicMessage,
+}
+
+fn chosen(policy: &DynamicMessage) -> Option<Chosen<'_>> {
+    let (pf, entries) = messages(policy, "policies")?;
+    entries.into_iter().find_map(|(i, entry)| {
+        let (ef, extension) = sub(entry, "typed_extension_config")?;
+        let (tf, any) = sub(extension, "typed_config")?;
+        let type_name = any_type(any)?;
+        type_name.starts_with(POLICY_PACKAGE).then(|| Chosen {
+            path: vec![
+                PathStep::Field(pf.clone()),
+                PathStep::Index(i),
+                PathStep::Field(ef),
+                PathStep::Field(tf),
+            ],
+            type_name,
+            any,
+        })
+    })
+}
+
+/// How the cluster balances load.
+enum Lb<'m> {
+    /// `lb_policy` and its `*_lb_config`.
+    Legacy(i32),
+    /// `load_balancing_policy` resolved to this policy (path from the cluster).
+    Typed(Chosen<'m>),
+    /// `load_balancing_policy` resolves to nothing Envoy knows.
+    Unresolved,
+}
+
+impl<'m> Lb<'m> {
+    fn of(c: &Cluster<'m>) -> Self {
+        let lb_policy = enum_number(c.m, "lb_policy").unwrap_or(0);
+        let Some((f, policy)) = sub(c.m, "load_balancing_policy") else {
+            if lb_policy == LOAD_BALANCING_POLICY_CONFIG {
+                return Lb::Unresolved;
+            }
+            return Lb::Legacy(lb_policy);
+        };
+        match chosen(policy) {
+            Some(mut chosen) => {
+                chosen.path.insert(0, PathStep::Field(f));
+                Lb::Typed(chosen)
+            }
+            None => Lb::Unresolved,
+        }
+    }
+
+    fn is_cluster_provided(&self) -> bool {
+        match self {
+            Lb::Legacy(p) => *p == CLUSTER_PROVIDED,
+            Lb::Typed(chosen) => chosen.type_name == CLUSTER_PROVIDED_TYPE,
+            Lb::Unresolved => false,
+        }
+    }
+}
+
+/// The legacy subset load balancer is used: selectors are configured.
+fn legacy_subset_active(m: &DynamicMessage) -> bool {
+    sub(m, "lb_subset_config")
+        .and_then(|(_, s)| list(s, "subset_selectors"))
+        .is_some_and(|(_, l)| !l.is_empty())
+}
+
+pub(super) fn check(c: &Cluster<'_>, out: &mut Vec<Finding>) {
+    let lb = Lb::of(c);
+    cluster_provided(c, &lb, out);
+    hostname_hashing(c, out);
+    match &lb {
+        Lb::Legacy(policy) => legacy(c, *policy, out),
+        Lb::Typed(chosen) => typed(chosen, out),
+        Lb::Unresolved => {}
+    }
+    if !matches!(lb, Lb::Legacy(_)) {
+        typed_with_legacy_fields(c, out);
+    }
+    none_supported(c, out);
+}
+
+fn cluster_provided(c: &Cluster<'_>, lb: &Lb<'_>, out: &mut Vec<Finding>) {
+    let Some(factory) = c.factory() else {
+        return;
+    };
+    // ROUND_ROBIN (0) written out is not "set" in proto3: the path then
+    // locates at the cluster's first line when the key is absent.
+    let lb_policy_at: Vec<PathStep> =
+        c.m.descriptor()
+            .get_field_by_name("lb_policy")
+            .map(PathStep::Field)
+            .into_iter()
+            .collect();
+    if WITHOUT_LB.contains(&factory) && lb.is_cluster_provided() {
+        let text = format!(
+            "cluster '{}' ({factory}) does not provide a load balancer; CLUSTER_PROVIDED needs ORIGINAL_DST, aggregate, dynamic_forward_proxy, redis...",
+            c.name
+        );
+        out.push(match lb {
+            Lb::Typed(chosen) => {
+                Finding::missing_in(&CLUSTER_PROVIDED_UNSUPPORTED, chosen.path.clone(), text)
+            }
+            _ => Finding::at(&CLUSTER_PROVIDED_UNSUPPORTED, lb_policy_at.clone(), text),
+        });
+    }
+    if WITH_LB.contains(&factory) && !lb.is_cluster_provided() && !matches!(lb, Lb::Unresolved) {
+        let text = format!(
+            "cluster '{}' ({factory}) provides its own load balancer; set lb_policy: CLUSTER_PROVIDED",
+            c.name
+        );
+        out.push(Finding::at(&CLUSTER_PROVIDED_REQUIRED, lb_policy_at, text));
+    }
+}
+
+fn hostname_hashing(c: &Cluster<'_>, out: &mut Vec<Finding>) {
+    let Some((cf, common)) = sub(c.m, "common_lb_config") else {
+        return;
+    };
+    let Some((hf, hashing)) = sub(common, "consistent_hashing_lb_config") else {
+        return;
+    };
+    let Some((uf, Value::Bool(true))) = field(hashing, "use_hostname_for_hashing") else {
+        return;
+    };
+    // Envoy tests the `type` enum, whatever cluster_type says.
+    if c.discovery == STRICT_DNS {
+        return;
+    }
+    let kind = match &c.extension {
+        Some(ext) => ext.name.clone(),
+        None => format!(
+            "envoy.cluster.{}",
+            super::kind::enum_name(c.m, "type", c.discovery).to_ascii_lowercase()
+        ),
+    };
+    out.push(Finding::at(
+        &HOSTNAME_HASHING,
+        vec![
+            PathStep::Field(cf),
+            PathStep::Field(hf),
+            PathStep::Field(uf),
+        ],
+        format!(
+            "use_hostname_for_hashing needs a STRICT_DNS cluster (cluster '{}' is {kind})",
+            c.name
+        ),
+    ));
+}
+
+fn legacy(c: &Cluster<'_>, policy: i32, out: &mut Vec<Finding>) {
+    let subset = legacy_subset_active(c.m);
+    if policy == CLUSTER_PROVIDED && subset {
+        if let Some((f, _)) = field(c.m, "lb_subset_config") {
+            out.push(Finding::at(
+                &SUBSET_CLUSTER_PROVIDED,
+                vec![PathStep::Field(f)],
+                "lb_subset_config cannot be used with lb_policy CLUSTER_PROVIDED",
+            ));
+        }
+    } else if subset && let Some((f, config)) = sub(c.m, "lb_subset_config") {
+        subset_selectors(config, &[PathStep::Field(f)], out);
+    }
+    if let Some((sf, config)) = sub(c.m, "lb_subset_config")
+        && let Some((wf, Value::Bool(true))) = field(config, "locality_weight_aware")
+        && !sub(c.m, "common_lb_config")
+            .is_some_and(|(_, common)| common.has_field_by_name("locality_weighted_lb_config"))
+    {
+        out.push(Finding::at(
+            &SUBSET_LOCALITY_WEIGHT_AWARE,
+            vec![PathStep::Field(sf), PathStep::Field(wf)],
+            "lb_subset_config.locality_weight_aware needs common_lb_config.locality_weighted_lb_config",
+        ));
+    }
+    // The child load balancer of an active subset is only built per subset, in the workers.
+    if subset {
+        return;
+    }
+    if policy == RING_HASH
+        && let Some((f, config)) = sub(c.m, "ring_hash_lb_config")
+    {
+        ring_sizes(config, &[PathStep::Field(f)], out);
+    }
+    if policy == MAGLEV
+        && let Some((f, config)) = sub(c.m, "maglev_lb_config")
+    {
+        table_size(config, &[PathStep::Field(f)], out);
+    }
+}
+
+fn typed(chosen: &Chosen<'_>, out: &mut Vec<Finding>) {
+    let Some(config) = unpacked(chosen.any, &chosen.type_name) else {
+        return;
+    };
+    match chosen.type_name.as_str() {
+        RING_HASH_TYPE => ring_sizes(&config, &chosen.path, out),
+        MAGLEV_TYPE => table_size(&config, &chosen.path, out),
+        SUBSET_TYPE => subset_selectors(&config, &chosen.path, out),
+        WRR_LOCALITY_TYPE => wrr_locality(&config, &chosen.path, out),
+        _ => {}
+    }
+}
+
+/// With load_balancing_policy, the legacy subset and policy settings are refused.
+fn typed_with_legacy_fields(c: &Cluster<'_>, out: &mut Vec<Finding>) {
+    if let Some((f, _)) = field(c.m, "lb_subset_config") {
+        out.push(Finding::at(
+            &WITH_SUBSET_CONFIG,
+            vec![PathStep::Field(f)],
+            "load_balancing_policy cannot be combined with lb_subset_config; use the Subset policy inside load_balancing_policy",
+        ));
+    }
+    let Some((cf, common)) = sub(c.m, "common_lb_config") else {
+        return;
+    };
+    for name in [
+        "zone_aware_lb_config",
+        "locality_weighted_lb_config",
+        "consistent_hashing_lb_config",
+    ] {
+        if let Some((f, _)) = field(common, name) {
+            out.push(Finding::at(
+                &WITH_COMMON_LB_PARTIAL,
+                vec![PathStep::Field(cf.clone()), PathStep::Field(f)],
+                format!("common_lb_config.{name} cannot be used with load_balancing_policy; configure it inside the policy"),
+            ));
+        }
+    }
+}
+
+fn none_supported(c: &Cluster<'_>, out: &mut Vec<Finding>) {
+    let Some((f, policy)) = sub(c.m, "load_balancing_policy") else {
+        if enum_number(c.m, "lb_policy") == Some(LOAD_BALANCING_POLICY_CONFIG)
+            && let Some((lf, _)) = field(c.m, "lb_policy")
+        {
+            out.push(Finding::at(
+                &NONE_SUPPORTED,
+                vec![PathStep::Field(lf)],
+                "lb_policy LOAD_BALANCING_POLICY_CONFIG needs load_balancing_policy",
+            ));
+        }
+        return;
+    };
+    if chosen(policy).is_some() {
+        return;
+    }
+    let entries = messages(policy, "policies");
+    let names: Vec<String> = entries
+        .iter()
+        .flat_map(|(_, items)| items.iter())
+        .filter_map(|(_, e)| sub(e, "typed_extension_config"))
+        .map(|(_, ext)| super::string(ext, "name").unwrap_or_default())
+        .collect();
+    let text = format!(
+        "no load_balancing_policy entry is a policy Envoy knows (tried: {})",
+        names.join(", ")
+    );
+    let first = entries.as_ref().and_then(|(pf, items)| {
+        let (i, entry) = items.first()?;
+        let (ef, ext) = sub(entry, "typed_extension_config")?;
+        let (tf, _) = field(ext, "typed_config")?;
+        Some(vec![
+            PathStep::Field(f.clone()),
+            PathStep::Field(pf.clone()),
+            PathStep::Index(*i),
+            PathStep::Field(ef),
+            PathStep::Field(tf),
+        ])
+    });
+    out.push(match first {
+        Some(path) => Finding::missing_in(&NONE_SUPPORTED, path, text),
+        None => Finding::at(&NONE_SUPPORTED, vec![PathStep::Field(f)], text),
+    });
+}
+
+/// RingHash or legacy RingHashLbConfig (same field names).
+fn ring_sizes(config: &DynamicMessage, path: &[PathStep], out: &mut Vec<Finding>) {
+    const DEFAULT_MIN: u64 = 1024;
+    const DEFAULT_MAX: u64 = 8_388_608;
+    let min = wrapped_u64(config, "minimum_ring_size");
+    let max = wrapped_u64(config, "maximum_ring_size");
+    let min_value = min.as_ref().map_or(DEFAULT_MIN, |(_, v)| *v);
+    let max_value = max.as_ref().map_or(DEFAULT_MAX, |(_, v)| *v);
+    if min_value <= max_value {
+        return;
+    }
+    let Some((f, _)) = min.or(max) else {
+        return;
+    };
+    out.push(Finding::at(
+        &RING_HASH_MIN_ABOVE_MAX,
+        with(path, [PathStep::Field(f)]),
+        format!(
+            "ring hash minimum_ring_size ({min_value}) is above maximum_ring_size ({max_value})"
+        ),
+    ));
+}
+
+/// Envoy's Primes::isPrime: 1, 2 and 3 count as prime.
+fn is_prime(n: u64) -> bool {
+    if n == 0 {
+        return false;
+    }
+    if n < 4 {
+        return true;
+    }
+    if n.is_multiple_of(2) {
+        return false;
+    }
+    let mut d = 3u64;
+    while d.saturating_mul(d) <= n {
+        if n.is_multiple_of(d) {
+            return false;
+        }
+        d += 2;
+    }
+    true
+}
+
+/// Maglev or legacy MaglevLbConfig.
+fn table_size(config: &DynamicMessage, path: &[PathStep], out: &mut Vec<Finding>) {
+    let Some((f, size)) = wrapped_u64(config, "table_size") else {
+        return;
+    };
+    let text = if size == 1 {
+        "maglev table_size 1 crashes Envoy when the cluster has hosts (use a prime such as 65537)"
+            .to_string()
+    } else if !is_prime(size) {
+        let next = (size..).find(|n| is_prime(*n)).unwrap_or(65537);
+        format!("maglev table_size {size} is not prime (try {next})")
+    } else {
+        return;
+    };
+    out.push(Finding::at(
+        &MAGLEV_NOT_PRIME,
+        with(path, [PathStep::Field(f)]),
+        text,
+    ));
+}
+
+/// `subset_selectors` of a legacy LbSubsetConfig or a typed Subset policy.
+fn subset_selectors(config: &DynamicMessage, path: &[PathStep], out: &mut Vec<Finding>) {
+    const KEYS_SUBSET: i32 = 4;
+    let Some((sf, selectors)) = messages(config, "subset_selectors") else {
+        return;
+    };
+    for (i, selector) in selectors {
+        let at = |steps: Vec<PathStep>| {
+            let mut p = with(path, [PathStep::Field(sf.clone()), PathStep::Index(i)]);
+            p.extend(steps);
+            p
+        };
+        let keys = strings(selector, "keys");
+        if keys.is_empty() {
+            continue;
+        }
+        let fallback = strings(selector, "fallback_keys_subset");
+        let fallback_field = field(selector, "fallback_keys_subset").map(|(f, _)| f);
+        let policy = field(selector, "fallback_policy");
+        let keys_subset = enum_number(selector, "fallback_policy") == Some(KEYS_SUBSET);
+        let label = format!("subset selector [{}]", keys.join(", "));
+        let finding = if !keys_subset && !fallback.is_empty() {
+            fallback_field.map(|f| {
+                Finding::at(
+                    &SUBSET_FALLBACK_KEYS,
+                    at(vec![PathStep::Field(f)]),
+                    format!("{label}: fallback_keys_subset is only allowed with fallback_policy KEYS_SUBSET"),
+                )
+            })
+        } else if keys_subset && fallback.is_empty() {
+            policy.map(|(f, _)| {
+                Finding::at(
+                    &SUBSET_FALLBACK_KEYS,
+                    at(vec![PathStep::Field(f)]),
+                    format!("{label}: fallback_policy KEYS_SUBSET needs fallback_keys_subset"),
+                )
+            })
+        } else if let Some(j) = fallback.iter().position(|k| !keys.contains(k)) {
+            fallback_field.map(|f| {
+                Finding::at(
+                    &SUBSET_FALLBACK_KEYS,
+                    at(vec![PathStep::Field(f), PathStep::Index(j)]),
+                    format!(
+                        "{label}: fallback_keys_subset [{}] is not a subset of keys",
+                        fallback.join(", ")
+                    ),
+                )
+            })
+        } else if !fallback.is_empty() && distinct(&fallback) == distinct(&keys) {
+            fallback_field.map(|f| {
+                Finding::at(
+                    &SUBSET_FALLBACK_KEYS,
+                    at(vec![PathStep::Field(f)]),
+                    format!("{label}: fallback_keys_subset must be smaller than keys"),
+                )
+            })
+        } else {
+            None
+        };
+        out.extend(finding);
+    }
+}
+
+/// A list of strings (empty when unset).
+fn strings(m: &DynamicMessage, name: &str) -> Vec<String> {
+    list(m, name).map_or_else(Vec::new, |(_, items)| {
+        items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    })
+}
+
+/// How many distinct strings a list holds.
+fn distinct(items: &[String]) -> usize {
+    let set: std::collections::HashSet<&String> = items.iter().collect();
+    set.len()
+}
+
+fn wrr_locality(config: &DynamicMessage, path: &[PathStep], out: &mut Vec<Finding>) {
+    let Some((ef, picking)) = sub(config, "endpoint_picking_policy") else {
+        return;
+    };
+    let base = with(path, [PathStep::Field(ef)]);
+    match chosen(picking) {
+        Some(picker) if picker.type_name != CSWRR_TYPE => {
+            let short = picker
+                .type_name
+                .strip_prefix(POLICY_PACKAGE)
+                .and_then(|t| t.split('.').next())
+                .unwrap_or(&picker.type_name)
+                .to_string();
+            out.push(Finding::missing_in(
+                &WRR_LOCALITY_ENDPOINT_POLICY,
+                with(&base, picker.path),
+                format!("wrr_locality endpoint_picking_policy must be client_side_weighted_round_robin (is {short})"),
+            ));
+        }
+        Some(_) => {}
+        None => out.push(Finding::at(
+            &WRR_LOCALITY_ENDPOINT_POLICY,
+            base,
+            "wrr_locality endpoint_picking_policy has no supported policy (it must be client_side_weighted_round_robin)",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_prime;
+
+    #[test]
+    fn primes_as_envoy_counts_them() {
+        assert!(!is_prime(0));
+        assert!(is_prime(1) && is_prime(2) && is_prime(3));
+        assert!(!is_prime(1000) && is_prime(1009));
+        assert!(!is_prime(65536) && is_prime(65537));
+        assert!(is_prime(5_000_011) && !is_prime(25));
+    }
+}
