@@ -9,7 +9,7 @@
 //!   RouteConfiguration; the target must be visible to every node that sees
 //!   the referrer;
 //! * route tables: duplicate virtual-host domains;
-//! * listeners: duplicate addresses, duplicate filter-chain matches;
+//! * listeners: duplicate addresses (filter-chain matches: check::listeners);
 //! * HTTP filter chains: the router (a terminal filter) must come last.
 
 use crate::check::Rule;
@@ -29,7 +29,6 @@ pub static RULES: &[&Rule] = &[
     &REFERENCE_NOT_VISIBLE,
     &DUPLICATE_DOMAIN,
     &DUPLICATE_ADDRESS,
-    &DUPLICATE_FILTER_CHAIN_MATCH,
     &UNREFERENCED,
     &RESPONSE_SIZE,
 ];
@@ -86,16 +85,6 @@ pub static DUPLICATE_ADDRESS: Rule = Rule {
     explanation: "Two listeners served to one node bind the same address and port (\"has duplicate address \
 ... as existing listener\"). Change one port, or serve them to different nodes.",
     envoy: "source/common/listener_manager/listener_manager_impl.cc",
-    ..Rule::ERROR
-};
-
-/// Two filter chains that match the same connections.
-pub static DUPLICATE_FILTER_CHAIN_MATCH: Rule = Rule {
-    id: "listener-duplicate-filter-chain-match",
-    summary: "two filter chains of a listener have the same filter_chain_match",
-    explanation: "Filter chains are chosen by their `filter_chain_match`; two chains with identical matches \
-would be ambiguous, and Envoy refuses the listener (\"has the same matching rules defined as\").",
-    envoy: "source/common/listener_manager/filter_chain_manager_impl.cc",
     ..Rule::ERROR
 };
 
@@ -747,31 +736,6 @@ impl Walk<'_> {
             let mut p = with(path, [PathStep::Field(af)]);
             p.extend(steps);
             self.addresses.push((text, p));
-        }
-        let Some((cf, Value::List(chains))) = field(m, "filter_chains") else {
-            return;
-        };
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        for (i, chain) in chains.iter().enumerate() {
-            let Some(chain) = chain.as_message() else {
-                continue;
-            };
-            let matcher = field(chain, "filter_chain_match");
-            let key = matcher
-                .as_ref()
-                .and_then(|(_, v)| v.as_message().map(canonical_json))
-                .unwrap_or_default();
-            if let Some(first) = seen.insert(key, i) {
-                let mut p = with(path, [PathStep::Field(cf.clone()), PathStep::Index(i)]);
-                if let Some((mf, _)) = matcher {
-                    p.push(PathStep::Field(mf));
-                }
-                self.diags.report(
-                    &DUPLICATE_FILTER_CHAIN_MATCH,
-                    self.resource.locate(&p),
-                    format!("filter chain {i} has the same filter_chain_match as filter chain {first}; Envoy rejects the listener"),
-                );
-            }
         }
     }
 
