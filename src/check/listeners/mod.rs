@@ -326,4 +326,41 @@ mod tests {
             assert!(errors(&text).is_empty(), "{address}: {:?}", errors(&text));
         }
     }
+
+    #[test]
+    fn duplicate_addresses_follow_envoy_exemptions() {
+        let listener = |name: &str, address: &str| {
+            format!(
+                "\"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\nname: {name}\naddress: {{socket_address: {{{address}}}}}\nfilter_chains:\n-{}---\n",
+                &PROXY[1..]
+            )
+        };
+        let clash = |a: &str, b: &str| {
+            let text = format!("{}{}{}", listener("a", a), listener("b", b), &CLUSTER[4..]);
+            errors(&text)
+                .iter()
+                .any(|(rule, _)| rule == "listener-duplicate-address")
+        };
+        assert!(clash(
+            "address: 127.0.0.1, port_value: 1",
+            "address: 127.0.0.1, port_value: 1"
+        ));
+        assert!(clash(
+            "address: \"::1\", port_value: 1",
+            "address: \"0::1\", port_value: 1"
+        ));
+        // Port 0 is a fresh port per bind; different IPs and socket types never clash.
+        assert!(!clash(
+            "address: 127.0.0.1, port_value: 0",
+            "address: 127.0.0.1, port_value: 0"
+        ));
+        assert!(!clash(
+            "address: 0.0.0.0, port_value: 1",
+            "address: 127.0.0.1, port_value: 1"
+        ));
+        assert!(!clash(
+            "address: 127.0.0.1, port_value: 1",
+            "address: 127.0.0.1, port_value: 1, protocol: UDP"
+        ));
+    }
 }
