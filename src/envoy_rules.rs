@@ -64,9 +64,10 @@ listeners and API listeners (for proxyless gRPC) go without one.",
 /// A TCP listener without filter chains.
 pub static LISTENER_FILTER_CHAINS: Rule = Rule {
     id: "listener-no-filter-chains",
-    summary: "a TCP listener has no filter chain",
-    explanation: "A TCP listener needs at least one entry in `filter_chains`, or a `default_filter_chain` \
-(\"no filter chains specified\"): without one it could not handle any connection.",
+    summary: "a TCP or QUIC listener has no filter chain",
+    explanation: "A TCP or QUIC listener needs at least one entry in `filter_chains`, or a \
+`default_filter_chain` (\"no filter chains specified\"): without one it could not handle any connection. \
+Only plain UDP listeners (no quic_options) go without, driven by listener filters such as udp_proxy.",
     envoy: "source/common/listener_manager/listener_impl.cc",
     ..Rule::ERROR
 };
@@ -258,24 +259,19 @@ fn listener(m: &DynamicMessage, out: &mut Vec<Finding>) {
         _ => {}
     }
     let chains = list(m, "filter_chains").is_some_and(|(_, c)| !c.is_empty());
-    if !api && !chains && !is_udp(m) && !m.has_field_by_name("default_filter_chain") {
+    // Plain UDP listeners are driven by listener filters (udp_proxy); QUIC
+    // listeners are connection oriented and need chains like TCP ones.
+    if !api
+        && !chains
+        && !crate::check::listeners::is_connectionless_udp(m)
+        && !m.has_field_by_name("default_filter_chain")
+    {
         out.push(missing(
             &LISTENER_FILTER_CHAINS,
             Vec::new(),
             "a listener needs at least one filter chain (or a default_filter_chain)",
         ));
     }
-}
-
-/// UDP listeners are driven by listener filters (udp_proxy), not filter chains.
-fn is_udp(listener: &DynamicMessage) -> bool {
-    const UDP: i32 = 1;
-    listener.has_field_by_name("udp_listener_config")
-        || get(listener, "address")
-            .and_then(|(_, a)| a.as_message().and_then(|a| get(a, "socket_address")))
-            .and_then(|(_, sa)| sa.as_message().and_then(|sa| get(sa, "protocol")))
-            .and_then(|(_, p)| p.as_enum_number())
-            == Some(UDP)
 }
 
 /// Reports a socket address whose `address` is not an IP, unless a custom resolver is named.

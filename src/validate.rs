@@ -9,7 +9,7 @@
 //!   RouteConfiguration; the target must be visible to every node that sees
 //!   the referrer;
 //! * route tables: duplicate virtual-host domains;
-//! * listeners: duplicate addresses, duplicate filter-chain matches;
+//! * listeners: duplicate addresses (filter-chain matches: check::listeners);
 //! * HTTP filter chains: the router (a terminal filter) must come last.
 
 use crate::check::Rule;
@@ -29,7 +29,6 @@ pub static RULES: &[&Rule] = &[
     &REFERENCE_NOT_VISIBLE,
     &DUPLICATE_DOMAIN,
     &DUPLICATE_ADDRESS,
-    &DUPLICATE_FILTER_CHAIN_MATCH,
     &UNREFERENCED,
     &RESPONSE_SIZE,
 ];
@@ -83,19 +82,11 @@ configuration, once (\"Only unique values for domains are permitted\").",
 pub static DUPLICATE_ADDRESS: Rule = Rule {
     id: "listener-duplicate-address",
     summary: "two listeners one node could get bind the same address",
-    explanation: "Two listeners served to one node bind the same address and port (\"has duplicate address \
-... as existing listener\"). Change one port, or serve them to different nodes.",
+    explanation: "Two listeners served to one node use the same address and port, through their main or \
+additional addresses (\"has duplicate address ... as existing listener\"); listeners with \
+`bind_to_port: false` count too, and IPs compare after parsing. Only port 0 (a fresh port per bind) and \
+TCP against UDP are exempt. Change one port, merge the listeners, or serve them to different nodes.",
     envoy: "source/common/listener_manager/listener_manager_impl.cc",
-    ..Rule::ERROR
-};
-
-/// Two filter chains that match the same connections.
-pub static DUPLICATE_FILTER_CHAIN_MATCH: Rule = Rule {
-    id: "listener-duplicate-filter-chain-match",
-    summary: "two filter chains of a listener have the same filter_chain_match",
-    explanation: "Filter chains are chosen by their `filter_chain_match`; two chains with identical matches \
-would be ambiguous, and Envoy refuses the listener (\"has the same matching rules defined as\").",
-    envoy: "source/common/listener_manager/filter_chain_manager_impl.cc",
     ..Rule::ERROR
 };
 
@@ -221,7 +212,7 @@ pub fn validate(resources: &[Resource], settings: &Settings, diags: &mut Diagnos
             .push(r);
     }
     let mut referenced: HashSet<(ResourceType, String)> = HashSet::new();
-    let mut listener_addresses: Vec<(usize, String, Path)> = Vec::new();
+    let mut listener_addresses: Vec<(usize, BoundAddress)> = Vec::new();
     // Each resource is walked on its own (in parallel); findings are merged in order.
     let walks = crate::parallel::map(resources, |resource| {
         let mut walk = Walk {
@@ -238,8 +229,8 @@ pub fn validate(resources: &[Resource], settings: &Settings, diags: &mut Diagnos
     });
     for (index, (resource, (refs, addresses, found))) in resources.iter().zip(walks).enumerate() {
         diags.extend(found);
-        for (address, path) in addresses {
-            listener_addresses.push((index, address, path));
+        for address in addresses {
+            listener_addresses.push((index, address));
         }
         for r in refs {
             let targets = by_name
@@ -375,27 +366,47 @@ fn check_reference(
     }
 }
 
+/// One listen address of a listener, for the duplicate-address check.
+#[derive(Debug)]
+struct BoundAddress {
+    /// `ip:port` (the IP in canonical form) or a pipe path, with `/udp`
+    /// for datagram listeners: equal texts are equal addresses to Envoy.
+    text: String,
+    /// Where to report it (its port).
+    path: Path,
+    /// Does its listener bind (`bind_to_port` not false)?
+    binds: bool,
+    /// Port 0 (any free port).
+    port_zero: bool,
+}
+
+/// Envoy's ListenerImpl::hasDuplicatedAddress: a later listener may not
+/// use an address of an earlier one of the same socket type, except that
+/// port 0 (a fresh port each time) only clashes with a non-binding listener.
 fn check_duplicate_addresses(
     resources: &[Resource],
-    addresses: &[(usize, String, Path)],
+    addresses: &[(usize, BoundAddress)],
     diags: &mut Diagnostics,
 ) {
-    for (i, (index, address, path)) in addresses.iter().enumerate() {
+    for (i, (index, address)) in addresses.iter().enumerate() {
         let resource = &resources[*index];
-        let clash = addresses[..i].iter().find(|(other, a, _)| {
-            a == address
+        let clash = addresses[..i].iter().find(|(other, a)| {
+            a.text == address.text
                 && other != index
+                && !(address.port_zero && a.binds)
+                && resources[*other].name != resource.name
                 && resources[*other].selector.overlaps(&resource.selector)
         });
-        if let Some((other, _, other_path)) = clash {
+        if let Some((other, earlier)) = clash {
             diags.report(
                 &DUPLICATE_ADDRESS,
-                resource.locate(path),
+                resource.locate(&address.path),
                 format!(
-                    "listener `{}` has the same address {address} as listener `{}` ({})",
+                    "listener `{}` binds {}, already used by listener `{}` ({})",
                     resource.name,
+                    address.text,
                     resources[*other].name,
-                    resources[*other].locate(other_path)
+                    resources[*other].locate(&earlier.path)
                 ),
             );
         }
@@ -515,7 +526,7 @@ struct Walk<'a> {
     resource: &'a Resource,
     refs: Vec<Reference>,
     diags: Diagnostics,
-    addresses: Vec<(String, Path)>,
+    addresses: Vec<BoundAddress>,
 }
 
 impl Walk<'_> {
@@ -779,36 +790,38 @@ impl Walk<'_> {
                 .and_then(|v| v.as_bool())
                 != Some(false)
         });
-        if let (true, Some((af, address))) = (binds, field(m, "address"))
-            && let Some((text, steps)) = address.as_message().and_then(socket_address_text)
-        {
-            let mut p = with(path, [PathStep::Field(af)]);
-            p.extend(steps);
-            self.addresses.push((text, p));
+        // The listener's socket type comes from its main address.
+        let udp = crate::check::listeners::is_udp(m);
+        let mut addresses = Vec::new();
+        if let Some((af, Value::Message(address))) = field(m, "address") {
+            addresses.push((with(path, [PathStep::Field(af)]), address));
         }
-        let Some((cf, Value::List(chains))) = field(m, "filter_chains") else {
-            return;
-        };
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        for (i, chain) in chains.iter().enumerate() {
-            let Some(chain) = chain.as_message() else {
-                continue;
-            };
-            let matcher = field(chain, "filter_chain_match");
-            let key = matcher
-                .as_ref()
-                .and_then(|(_, v)| v.as_message().map(canonical_json))
-                .unwrap_or_default();
-            if let Some(first) = seen.insert(key, i) {
-                let mut p = with(path, [PathStep::Field(cf.clone()), PathStep::Index(i)]);
-                if let Some((mf, _)) = matcher {
-                    p.push(PathStep::Field(mf));
+        if let Some((lf, Value::List(items))) = field(m, "additional_addresses") {
+            for (i, item) in items.iter().enumerate() {
+                if let Some((af, Value::Message(address))) =
+                    item.as_message().and_then(|a| field(a, "address"))
+                {
+                    let p = with(
+                        path,
+                        [
+                            PathStep::Field(lf.clone()),
+                            PathStep::Index(i),
+                            PathStep::Field(af),
+                        ],
+                    );
+                    addresses.push((p, address));
                 }
-                self.diags.report(
-                    &DUPLICATE_FILTER_CHAIN_MATCH,
-                    self.resource.locate(&p),
-                    format!("filter chain {i} has the same filter_chain_match as filter chain {first}; Envoy rejects the listener"),
-                );
+            }
+        }
+        for (mut p, address) in addresses {
+            if let Some((text, port_zero, steps)) = socket_address_text(address) {
+                p.extend(steps);
+                self.addresses.push(BoundAddress {
+                    text: format!("{text}{}", if udp { "/udp" } else { "" }),
+                    path: p,
+                    binds,
+                    port_zero,
+                });
             }
         }
     }
@@ -843,20 +856,35 @@ impl Walk<'_> {
     }
 }
 
-/// `host:port/protocol` for an Address holding a socket address, and the path to its port.
-fn socket_address_text(address: &DynamicMessage) -> Option<(String, Path)> {
-    let (sf, sa) = field(address, "socket_address")?;
-    let sa = sa.as_message()?.clone();
-    let host = string_field(&sa, "address")
+/// `ip:port` (or a pipe's path) of an Address, whether the port is 0, and
+/// the path to the port. IPs are compared as Envoy does, after parsing.
+fn socket_address_text(address: &DynamicMessage) -> Option<(String, bool, Path)> {
+    if let Some((pf, Value::Message(pipe))) = field(address, "pipe") {
+        let path = string_field(pipe, "path")
+            .map(|(_, p)| p)
+            .unwrap_or_default();
+        return Some((format!("pipe:{path}"), false, vec![PathStep::Field(pf)]));
+    }
+    let (sf, Value::Message(sa)) = field(address, "socket_address")? else {
+        return None;
+    };
+    let host = string_field(sa, "address")
         .map(|(_, h)| h)
         .unwrap_or_default();
-    let port = field(&sa, "port_value")
+    // Scoped IPv6 addresses keep their text: the scope tells them apart.
+    let port = field(sa, "port_value")
         .and_then(|(_, v)| v.as_u32())
         .unwrap_or(0);
-    let udp = field(&sa, "protocol").and_then(|(_, v)| v.as_enum_number()) == Some(1);
+    let text = match crate::check::listeners::filter_chains::parse_ip(&host) {
+        Some(ip) if !host.contains('%') => {
+            std::net::SocketAddr::new(ip, u16::try_from(port).unwrap_or(0)).to_string()
+        }
+        _ => format!("{host}:{port}"),
+    };
     let port_field = sa.descriptor().get_field_by_name("port_value")?;
     Some((
-        format!("{host}:{port}{}", if udp { "/udp" } else { "" }),
+        text,
+        port == 0,
         vec![PathStep::Field(sf), PathStep::Field(port_field)],
     ))
 }
