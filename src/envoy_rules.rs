@@ -5,7 +5,7 @@
 //! Each check looks at one message (wherever it appears, also inside `Any`)
 //! and reports a field path relative to it.
 
-use crate::check::{Finding, Rule};
+use crate::check::{Finding, Place, Rule};
 use crate::reflect::{field as get, list};
 use crate::resource::PathStep;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
@@ -203,10 +203,6 @@ pub fn check(m: &DynamicMessage, top_level: bool, out: &mut Vec<Finding>) {
         }
         "envoy.extensions.transport_sockets.tls.v3.TlsParameters" => cipher_suites(m, out),
         "envoy.config.core.v3.HeaderValueOption" => modified_header(m, out),
-        "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter"
-        | "envoy.config.listener.v3.Filter"
-        | "envoy.config.listener.v3.ListenerFilter"
-        | "envoy.config.core.v3.TransportSocket" => typed_config_present(m, out),
         "envoy.type.matcher.v3.RegexMatcher" => {
             if let Some((f, Value::String(re))) = get(m, "regex")
                 && let Err(e) = crate::rules::check_re2(re)
@@ -223,10 +219,31 @@ pub fn check(m: &DynamicMessage, top_level: bool, out: &mut Vec<Finding>) {
 }
 
 /// Extensions are found by their config's type: one without a config (or,
-/// for filters, a discovery source) cannot be built.
-fn typed_config_present(m: &DynamicMessage, out: &mut Vec<Finding>) {
+/// for filters, a discovery source) cannot be built. A config that is
+/// written but failed to decode was reported already.
+pub fn typed_config_present(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
+    if !matches!(
+        m.descriptor().full_name(),
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter"
+            | "envoy.config.listener.v3.Filter"
+            | "envoy.config.listener.v3.ListenerFilter"
+            | "envoy.config.core.v3.TransportSocket"
+    ) {
+        return;
+    }
     let optional = get(m, "is_optional").and_then(|(_, v)| v.as_bool()) == Some(true);
-    if m.has_field_by_name("typed_config") || m.has_field_by_name("config_discovery") || optional {
+    let written = |name: &str| {
+        m.descriptor().get_field_by_name(name).is_some_and(|f| {
+            let mut path = place.path.to_vec();
+            path.push(PathStep::Field(f));
+            crate::resource::written(&place.resource.source, &path)
+        })
+    };
+    if m.has_field_by_name("typed_config")
+        || m.has_field_by_name("config_discovery")
+        || optional
+        || written("typed_config")
+    {
         return;
     }
     let name = get(m, "name")

@@ -106,6 +106,30 @@ pub fn locate_in(root: &Node, path: &[PathStep], body: bool) -> Mark {
     mark
 }
 
+/// Is the whole of `path` written in the YAML under `root` (each field's
+/// key, list item and map key present)?
+pub fn written(root: &Node, path: &[PathStep]) -> bool {
+    let mut node = root;
+    for step in path {
+        let next = match step {
+            PathStep::Field(field) => node
+                .entry(field.name())
+                .or_else(|| node.entry(field.json_name()))
+                .map(|(_, v)| v),
+            PathStep::Index(i) => match &node.kind {
+                crate::yaml::NodeKind::Seq(items) => items.get(*i),
+                _ => None,
+            },
+            PathStep::Key(key) => node.entry(key).map(|(_, v)| v),
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
+        }
+    }
+    true
+}
+
 /// The resources `node` is served, in a stable order (type, then name).
 pub fn view<'a>(resources: &'a [Resource], node: &NodeIdentity) -> Vec<&'a Resource> {
     let mut seen: Vec<&Resource> = resources.iter().filter(|r| r.visible_to(node)).collect();

@@ -120,6 +120,7 @@ pub struct Place<'a> {
 /// Runs every area's checks of one message.
 pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
     crate::envoy_rules::check(m, place.path.is_empty(), out);
+    crate::envoy_rules::typed_config_present(m, place, out);
     tls::message(m, place, out);
     listeners::message(m, place, out);
     clusters::message(m, place, out);
