@@ -115,9 +115,10 @@ filter would answer the request (\"non-terminal filter ... is the last filter\")
 /// Two path rewrites on one route.
 pub static REWRITE_CONFLICT: Rule = Rule {
     id: "route-rewrite-conflict",
-    summary: "a route sets more than one of prefix_rewrite, regex_rewrite and path_rewrite_policy",
-    explanation: "A route rewrites the path in one way only (\"Specify only one of prefix_rewrite, \
-regex_rewrite or path_rewrite_policy\"). Keep one.",
+    summary: "a route sets more than one of prefix_rewrite, regex_rewrite, path_rewrite and path_rewrite_policy",
+    explanation: "A route rewrites the path in one way only: prefix_rewrite, regex_rewrite, path_rewrite (a \
+format string) or a path_rewrite_policy extension (\"Specify only one of prefix_rewrite, regex_rewrite or \
+path_rewrite_policy\"). Keep the one that does what you need.",
     envoy: "source/common/router/config_impl.cc",
     ..Rule::ERROR
 };
@@ -490,17 +491,23 @@ fn http_filter_order(m: &DynamicMessage, out: &mut Vec<Finding>) {
 }
 
 fn rewrites(m: &DynamicMessage, out: &mut Vec<Finding>) {
-    let set: Vec<&str> = ["prefix_rewrite", "regex_rewrite", "path_rewrite_policy"]
-        .into_iter()
-        .filter(|n| match get(m, n) {
-            Some((_, Value::String(s))) => !s.is_empty(),
-            Some(_) => true,
-            None => false,
-        })
-        .collect();
+    // path_rewrite (a format string) counts too (config_impl.cc).
+    let set: Vec<&str> = [
+        "prefix_rewrite",
+        "regex_rewrite",
+        "path_rewrite",
+        "path_rewrite_policy",
+    ]
+    .into_iter()
+    .filter(|n| match get(m, n) {
+        Some((_, Value::String(s))) => !s.is_empty(),
+        Some(_) => true,
+        None => false,
+    })
+    .collect();
     if set.len() > 1 {
         let path = step(m, set[1]).into_iter().collect();
-        out.push(wrong(&REWRITE_CONFLICT, path, format!("only one of prefix_rewrite, regex_rewrite and path_rewrite_policy may be set; found {}", set.join(" and "))));
+        out.push(wrong(&REWRITE_CONFLICT, path, format!("only one of prefix_rewrite, regex_rewrite, path_rewrite and path_rewrite_policy may be set; found {}", set.join(" and "))));
     }
 }
 

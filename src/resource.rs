@@ -31,8 +31,23 @@ pub enum PathStep {
     Field(prost_reflect::FieldDescriptor),
     /// An element of a list.
     Index(usize),
-    /// The entry of a map field with this key (as written in YAML).
+    /// The entry of a map (the map's field comes first), by its key as written.
     Key(String),
+}
+
+impl PathStep {
+    /// The step to a map's entry.
+    pub fn key(key: &prost_reflect::MapKey) -> PathStep {
+        use prost_reflect::MapKey;
+        PathStep::Key(match key {
+            MapKey::String(s) => s.clone(),
+            MapKey::Bool(b) => b.to_string(),
+            MapKey::I32(n) => n.to_string(),
+            MapKey::I64(n) => n.to_string(),
+            MapKey::U32(n) => n.to_string(),
+            MapKey::U64(n) => n.to_string(),
+        })
+    }
 }
 
 impl Resource {
@@ -67,33 +82,18 @@ pub fn locate_in(root: &Node, path: &[PathStep], body: bool) -> Mark {
     let mut mark = root.mark;
     for step in path {
         let next = match step {
+            // A Struct is written as a plain mapping, a Value as its content,
+            // a ListValue as a plain list: their fields have no key in YAML.
+            PathStep::Field(field) if written_inline(field) => continue,
             PathStep::Field(field) => node
                 .entry(field.name())
                 .or_else(|| node.entry(field.json_name()))
-                .map(|(k, v)| {
-                    (
-                        if body || v.as_scalar().is_some() {
-                            v.mark
-                        } else {
-                            k.mark
-                        },
-                        v,
-                    )
-                }),
+                .map(|entry| keyed(entry, body)),
+            PathStep::Key(key) => node.entry(key).map(|entry| keyed(entry, body)),
             PathStep::Index(i) => match &node.kind {
                 crate::yaml::NodeKind::Seq(items) => items.get(*i).map(|n| (n.mark, n)),
                 _ => None,
             },
-            PathStep::Key(key) => node.entry(key).map(|(k, v)| {
-                (
-                    if body || v.as_scalar().is_some() {
-                        v.mark
-                    } else {
-                        k.mark
-                    },
-                    v,
-                )
-            }),
         };
         match next {
             Some((m, n)) => {
@@ -112,6 +112,7 @@ pub fn written(root: &Node, path: &[PathStep]) -> bool {
     let mut node = root;
     for step in path {
         let next = match step {
+            PathStep::Field(field) if written_inline(field) => continue,
             PathStep::Field(field) => node
                 .entry(field.name())
                 .or_else(|| node.entry(field.json_name()))
@@ -128,6 +129,21 @@ pub fn written(root: &Node, path: &[PathStep]) -> bool {
         }
     }
     true
+}
+
+/// A mapping entry's location (a block value at its key, a scalar at
+/// itself unless it starts on a later line, as a `|` block does) and its value.
+fn keyed((k, v): &(Node, Node), body: bool) -> (Mark, &Node) {
+    let scalar_here = v.as_scalar().is_some() && v.mark.line == k.mark.line;
+    (if body || scalar_here { v.mark } else { k.mark }, v)
+}
+
+/// Fields of the JSON well-known types that YAML writes without a key.
+fn written_inline(field: &prost_reflect::FieldDescriptor) -> bool {
+    matches!(
+        field.parent_message().full_name(),
+        "google.protobuf.Struct" | "google.protobuf.Value" | "google.protobuf.ListValue"
+    )
 }
 
 /// The resources `node` is served, in a stable order (type, then name).

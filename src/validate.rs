@@ -120,6 +120,9 @@ struct Reference {
     name: String,
     path: Path,
     what: &'static str,
+    /// Named by a route table with `validate_clusters: false`: Envoy loads
+    /// it whether or not the cluster exists (and answers 503 meanwhile).
+    unchecked: bool,
 }
 
 /// What a check knows beyond the directory, and which rules it applies.
@@ -220,6 +223,7 @@ pub fn validate(resources: &[Resource], settings: &Settings, diags: &mut Diagnos
             refs: Vec::new(),
             diags: Diagnostics::default(),
             addresses: Vec::new(),
+            unvalidated_routes: false,
         };
         walk.message(&resource.message, &mut Vec::new());
         if resource.rtype == ResourceType::Cluster {
@@ -236,7 +240,9 @@ pub fn validate(resources: &[Resource], settings: &Settings, diags: &mut Diagnos
             let targets = by_name
                 .get(&(r.target, r.name.as_str()))
                 .map_or(&[][..], Vec::as_slice);
-            if !(r.target == ResourceType::Cluster && settings.known_clusters.contains(&r.name)) {
+            let known =
+                r.target == ResourceType::Cluster && settings.known_clusters.contains(&r.name);
+            if !(r.unchecked || known) {
                 check_reference(resource, &r, targets, diags);
             }
             referenced.insert((r.target, r.name));
@@ -489,19 +495,6 @@ fn cluster_mentions(resources: &[Resource]) -> HashSet<String> {
     out
 }
 
-/// A map key as it is written in YAML.
-fn map_key_text(key: &prost_reflect::MapKey) -> String {
-    use prost_reflect::MapKey;
-    match key {
-        MapKey::String(s) => s.clone(),
-        MapKey::Bool(b) => b.to_string(),
-        MapKey::I32(n) => n.to_string(),
-        MapKey::I64(n) => n.to_string(),
-        MapKey::U32(n) => n.to_string(),
-        MapKey::U64(n) => n.to_string(),
-    }
-}
-
 fn with(path: &Path, steps: impl IntoIterator<Item = PathStep>) -> Path {
     let mut p = path.clone();
     p.extend(steps);
@@ -527,6 +520,8 @@ struct Walk<'a> {
     refs: Vec<Reference>,
     diags: Diagnostics,
     addresses: Vec<BoundAddress>,
+    /// Inside a RouteConfiguration with `validate_clusters: false`.
+    unvalidated_routes: bool,
 }
 
 impl Walk<'_> {
@@ -576,7 +571,7 @@ impl Walk<'_> {
                             continue;
                         };
                         path.push(PathStep::Field(f.clone()));
-                        path.push(PathStep::Key(map_key_text(key)));
+                        path.push(PathStep::key(key));
                         self.message(child, path);
                         path.pop();
                         path.pop();
@@ -594,14 +589,19 @@ impl Walk<'_> {
                 name,
                 path,
                 what,
+                unchecked: false,
             });
         }
     }
 
     fn visit(&mut self, m: &DynamicMessage, path: &Path) {
         match m.descriptor().full_name() {
-            "envoy.config.route.v3.RouteAction"
-            | "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy" => {
+            "envoy.config.route.v3.RouteAction" => {
+                let before = self.refs.len();
+                self.cluster_references(m, path);
+                self.route_references_from(before);
+            }
+            "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy" => {
                 self.cluster_references(m, path)
             }
             "envoy.config.core.v3.GrpcService.EnvoyGrpc" if !in_config_source(path) => {
@@ -644,7 +644,20 @@ impl Walk<'_> {
                     );
                 }
             }
-            "envoy.config.route.v3.RouteConfiguration" => self.duplicate_domains(m, path),
+            "envoy.config.route.v3.RouteConfiguration" => {
+                // An explicit `validate_clusters: false` lets routes name clusters
+                // that do not exist yet (the default is checked, as Envoy does
+                // for a route_config inlined in the connection manager).
+                self.unvalidated_routes = field(m, "validate_clusters")
+                    .and_then(|(_, w)| w.as_message().and_then(|w| w.get_field_by_name("value")))
+                    .is_some_and(|v| v.as_bool() == Some(false));
+                self.duplicate_domains(m, path)
+            }
+            "envoy.config.route.v3.VirtualHost" => {
+                let before = self.refs.len();
+                self.mirror_references(m, path);
+                self.route_references_from(before);
+            }
             "envoy.config.listener.v3.Listener" => self.listener(m, path),
             _ => {}
         }
@@ -707,6 +720,20 @@ impl Walk<'_> {
                 }
             }
         }
+        self.mirror_references(m, path);
+    }
+
+    /// Marks the references made since `before` as a route table's, which
+    /// `validate_clusters: false` exempts.
+    fn route_references_from(&mut self, before: usize) {
+        let unchecked = self.unvalidated_routes;
+        for r in self.refs.iter_mut().skip(before) {
+            r.unchecked = unchecked;
+        }
+    }
+
+    /// Request mirror policies (of a route action or a virtual host).
+    fn mirror_references(&mut self, m: &DynamicMessage, path: &Path) {
         if let Some((mf, Value::List(mirrors))) = field(m, "request_mirror_policies") {
             for (i, mirror) in mirrors.iter().enumerate() {
                 if let Some((cf, name)) =

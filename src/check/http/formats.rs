@@ -1,0 +1,723 @@
+//! Substitution format strings (`%REQ(:PATH)%`): access log formats, local
+//! replies, direct response bodies, path rewrites and header values. Envoy
+//! parses every one when it loads the config; one parser serves them all.
+
+use super::{field, items, join, msg, text};
+use crate::check::{Finding, Place, Rule};
+use crate::resource::PathStep;
+use prost_reflect::{DynamicMessage, Value};
+use regex::Regex;
+use std::sync::LazyLock;
+
+pub static UNKNOWN_COMMAND: Rule = Rule {
+    id: "format-unknown-command",
+    summary: "a substitution format string uses a `%COMMAND%` that Envoy 1.40 does not know",
+    explanation: "Envoy parses every `%...%` command in access-log formats and header values when it \
+loads the config, and refuses the whole listener if a command name is unknown (\"Not supported field in \
+StreamInfo\"). Command names are case-sensitive upper case. Commands from formatter extensions \
+(FILE_CONTENT, SECRET, REQ_WITHOUT_QUERY) work only when that extension is listed under `formatters`. Fix \
+the name, or write a literal percent sign as `%%`.",
+    envoy: "source/common/formatter/substitution_formatter.cc",
+    ..Rule::ERROR
+};
+
+pub static MALFORMED_COMMAND: Rule = Rule {
+    id: "format-malformed-command",
+    summary: "a `%` in a format string does not start a well-formed `%COMMAND(arg):N%` token",
+    explanation: "In Envoy format strings (access logs and header values) every `%` starts a command such \
+as `%REQ(:PATH)%`, which must be closed by another `%`. Command names are upper case. A literal percent \
+sign must be written `%%`. Envoy rejects the config if a `%` does not begin a well-formed command.",
+    envoy: "source/common/formatter/substitution_formatter.cc",
+    ..Rule::ERROR
+};
+
+pub static COMMAND_ARGUMENTS: Rule = Rule {
+    id: "format-command-arguments",
+    summary: "a format command is given an argument or length it does not take, or lacks a required argument",
+    explanation: "Each format command has a fixed shape. Header commands such as `%REQ(name)%` need a \
+header name (optionally `name?fallback`, and at most one fallback). Most commands take no argument. Only \
+some accept a `:N` truncation length. Envoy checks these shapes when it loads the config and rejects the \
+listener on a mismatch.",
+    envoy: "source/common/formatter/substitution_format_utility.cc",
+    ..Rule::ERROR
+};
+
+pub static COMMAND_OPTION: Rule = Rule {
+    id: "format-command-option",
+    summary: "a format command's argument is not one of the values that command accepts",
+    explanation: "Some format commands take an option from a fixed list, e.g. `%GRPC_STATUS(CAMEL_STRING)%`, \
+`%PATH(NQ:ORIG)%`, `%FILTER_STATE(key:PLAIN)%`, `%COMMON_DURATION(start:end:ms)%`. Envoy validates these \
+options at load time and rejects the config on an unknown one. Use one of the listed spellings.",
+    envoy: "source/common/formatter/stream_info_formatter.cc",
+    ..Rule::ERROR
+};
+
+/// Envoy's token pattern (`SubstitutionFormatParser::parse`), anchored at a `%`.
+static TOKEN: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^%([A-Z0-9_]+)(?:\((.*?)\))?(?::([0-9]+))?%").expect("static pattern")
+});
+
+/// What a command accepts.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// No argument, no length.
+    Bare,
+    /// A header name argument (`main?alt`), length allowed.
+    Header,
+    /// Argument required, length allowed.
+    Required,
+    /// Argument required, no length.
+    RequiredNoLength,
+    /// Argument optional, no length.
+    OptionalNoLength,
+    /// Argument optional, length allowed.
+    Optional,
+}
+
+const BARE: &[&str] = &[
+    "ACCESS_LOG_TYPE",
+    "BYTES_RECEIVED",
+    "BYTES_RETRANSMITTED",
+    "BYTES_SENT",
+    "CONNECTION_ID",
+    "CONNECTION_TERMINATION_DETAILS",
+    "CUSTOM_FLAGS",
+    "DOWNSTREAM_CX_RTT",
+    "DOWNSTREAM_DECOMPRESSED_HEADER_BYTES_RECEIVED",
+    "DOWNSTREAM_DECOMPRESSED_HEADER_BYTES_SENT",
+    "DOWNSTREAM_DETECTED_CLOSE_TYPE",
+    "DOWNSTREAM_DIRECT_LOCAL_ADDRESS",
+    "DOWNSTREAM_DIRECT_LOCAL_ADDRESS_ENDPOINT_ID",
+    "DOWNSTREAM_DIRECT_LOCAL_PORT",
+    "DOWNSTREAM_DIRECT_REMOTE_ADDRESS",
+    "DOWNSTREAM_DIRECT_REMOTE_PORT",
+    "DOWNSTREAM_HANDSHAKE_DURATION",
+    "DOWNSTREAM_HEADER_BYTES_RECEIVED",
+    "DOWNSTREAM_HEADER_BYTES_SENT",
+    "DOWNSTREAM_LOCAL_ADDRESS",
+    "DOWNSTREAM_LOCAL_ADDRESS_ENDPOINT_ID",
+    "DOWNSTREAM_LOCAL_CLOSE_REASON",
+    "DOWNSTREAM_LOCAL_DNS_SAN",
+    "DOWNSTREAM_LOCAL_EMAIL_SAN",
+    "DOWNSTREAM_LOCAL_IP_SAN",
+    "DOWNSTREAM_LOCAL_OTHERNAME_SAN",
+    "DOWNSTREAM_LOCAL_PORT",
+    "DOWNSTREAM_LOCAL_SUBJECT",
+    "DOWNSTREAM_LOCAL_URI_SAN",
+    "DOWNSTREAM_PEER_CERT",
+    "DOWNSTREAM_PEER_CHAIN_FINGERPRINTS_1",
+    "DOWNSTREAM_PEER_CHAIN_FINGERPRINTS_256",
+    "DOWNSTREAM_PEER_CHAIN_SERIALS",
+    "DOWNSTREAM_PEER_DNS_SAN",
+    "DOWNSTREAM_PEER_EMAIL_SAN",
+    "DOWNSTREAM_PEER_FINGERPRINT_1",
+    "DOWNSTREAM_PEER_FINGERPRINT_256",
+    "DOWNSTREAM_PEER_IP_SAN",
+    "DOWNSTREAM_PEER_ISSUER",
+    "DOWNSTREAM_PEER_ISSUER_FINGERPRINT_256",
+    "DOWNSTREAM_PEER_ISSUER_SERIAL",
+    "DOWNSTREAM_PEER_OTHERNAME_SAN",
+    "DOWNSTREAM_PEER_SERIAL",
+    "DOWNSTREAM_PEER_SUBJECT",
+    "DOWNSTREAM_PEER_URI_SAN",
+    "DOWNSTREAM_REMOTE_ADDRESS",
+    "DOWNSTREAM_REMOTE_PORT",
+    "DOWNSTREAM_TLS_CIPHER",
+    "DOWNSTREAM_TLS_GROUP",
+    "DOWNSTREAM_TLS_SESSION_ID",
+    "DOWNSTREAM_TLS_VERSION",
+    "DOWNSTREAM_TRANSPORT_FAILURE_REASON",
+    "DOWNSTREAM_WIRE_BYTES_RECEIVED",
+    "DOWNSTREAM_WIRE_BYTES_SENT",
+    "DURATION",
+    "FILTER_CHAIN_NAME",
+    "GRPC_STATUS_NUMBER",
+    "HOSTNAME",
+    "LISTENER_NAME",
+    "LOCAL_REPLY_BODY",
+    "PACKETS_RETRANSMITTED",
+    "PROTOCOL",
+    "REQUEST_DURATION",
+    "REQUEST_HEADERS_BYTES",
+    "REQUEST_TX_DURATION",
+    "RESPONSE_CODE",
+    "RESPONSE_DURATION",
+    "RESPONSE_FLAGS",
+    "RESPONSE_FLAGS_LONG",
+    "RESPONSE_HEADERS_BYTES",
+    "RESPONSE_TRAILERS_BYTES",
+    "RESPONSE_TX_DURATION",
+    "ROUNDTRIP_DURATION",
+    "ROUTE_NAME",
+    "ROUTE_RESOLUTION_COUNT",
+    "ROUTE_RESOLUTION_TIME_US",
+    "SPAN_ID",
+    "STREAM_ID",
+    "TLS_JA3_FINGERPRINT",
+    "TLS_JA4_FINGERPRINT",
+    "TRACE_ID",
+    "UNIQUE_ID",
+    "UPSTREAM_CLUSTER",
+    "UPSTREAM_CLUSTER_RAW",
+    "UPSTREAM_CONNECTION_ID",
+    "UPSTREAM_CONNECTION_IDS_ATTEMPTED",
+    "UPSTREAM_CONNECTION_POOL_READY_DURATION",
+    "UPSTREAM_DECOMPRESSED_HEADER_BYTES_RECEIVED",
+    "UPSTREAM_DECOMPRESSED_HEADER_BYTES_SENT",
+    "UPSTREAM_DETECTED_CLOSE_TYPE",
+    "UPSTREAM_HEADER_BYTES_RECEIVED",
+    "UPSTREAM_HEADER_BYTES_SENT",
+    "UPSTREAM_HOST",
+    "UPSTREAM_HOSTS_ATTEMPTED",
+    "UPSTREAM_HOSTS_ATTEMPTED_WITHOUT_PORT",
+    "UPSTREAM_HOST_NAME",
+    "UPSTREAM_HOST_NAMES_ATTEMPTED",
+    "UPSTREAM_HOST_NAMES_ATTEMPTED_WITHOUT_PORT",
+    "UPSTREAM_HOST_NAME_WITHOUT_PORT",
+    "UPSTREAM_LOCAL_ADDRESS",
+    "UPSTREAM_LOCAL_CLOSE_REASON",
+    "UPSTREAM_LOCAL_DNS_SAN",
+    "UPSTREAM_LOCAL_IP_SAN",
+    "UPSTREAM_LOCAL_PORT",
+    "UPSTREAM_LOCAL_URI_SAN",
+    "UPSTREAM_PEER_CERT",
+    "UPSTREAM_PEER_DNS_SAN",
+    "UPSTREAM_PEER_IP_SAN",
+    "UPSTREAM_PEER_ISSUER",
+    "UPSTREAM_PEER_SUBJECT",
+    "UPSTREAM_PEER_URI_SAN",
+    "UPSTREAM_PROTOCOL",
+    "UPSTREAM_REMOTE_ADDRESS",
+    "UPSTREAM_REMOTE_ADDRESS_ENDPOINT_ID",
+    "UPSTREAM_REMOTE_PORT",
+    "UPSTREAM_REQUEST_ATTEMPT_COUNT",
+    "UPSTREAM_SERVER_NAME",
+    "UPSTREAM_TLS_CIPHER",
+    "UPSTREAM_TLS_GROUP",
+    "UPSTREAM_TLS_SESSION_ID",
+    "UPSTREAM_TLS_VERSION",
+    "UPSTREAM_TRANSPORT_FAILURE_REASON",
+    "UPSTREAM_WIRE_BYTES_RECEIVED",
+    "UPSTREAM_WIRE_BYTES_SENT",
+    "VIRTUAL_CLUSTER_NAME",
+];
+
+const HEADER: &[&str] = &[
+    "REQ",
+    "REQUEST_HEADER",
+    "RESP",
+    "RESPONSE_HEADER",
+    "TRAILER",
+    "RESPONSE_TRAILER",
+    "STREAM_INFO_REQ",
+];
+const REQUIRED: &[&str] = &["DYNAMIC_METADATA", "ENVIRONMENT", "QUERY_PARAM"];
+const REQUIRED_NO_LENGTH: &[&str] = &["CLUSTER_METADATA", "UPSTREAM_METADATA", "COMMON_DURATION"];
+const OPTIONAL_NO_LENGTH: &[&str] = &[
+    "START_TIME",
+    "START_TIME_LOCAL",
+    "EMIT_TIME",
+    "EMIT_TIME_LOCAL",
+    "RESPONSE_CODE_DETAILS",
+    "DOWNSTREAM_PEER_CERT_V_START",
+    "DOWNSTREAM_PEER_CERT_V_END",
+    "UPSTREAM_PEER_CERT_V_START",
+    "UPSTREAM_PEER_CERT_V_END",
+    "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT",
+    "DOWNSTREAM_DIRECT_LOCAL_ADDRESS_WITHOUT_PORT",
+    "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT",
+    "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT",
+    "UPSTREAM_LOCAL_ADDRESS_WITHOUT_PORT",
+    "UPSTREAM_REMOTE_ADDRESS_WITHOUT_PORT",
+    "GRPC_STATUS",
+    "REQUESTED_SERVER_NAME",
+];
+/// Optional argument, length allowed; the last four validate their argument
+/// themselves (METADATA, CEL, TYPED_CEL, COALESCE, XFCC_VALUE: only where lint knows how).
+const OPTIONAL: &[&str] = &[
+    "PATH",
+    "QUERY_PARAMS",
+    "FILTER_STATE",
+    "UPSTREAM_FILTER_STATE",
+    "METADATA",
+    "CEL",
+    "TYPED_CEL",
+    "COALESCE",
+    "XFCC_VALUE",
+];
+
+/// The commands formatter extensions add, by their config type.
+const EXTENSIONS: &[(&str, &str)] = &[
+    (
+        "envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery",
+        "REQ_WITHOUT_QUERY",
+    ),
+    (
+        "envoy.extensions.formatter.file_content.v3.FileContent",
+        "FILE_CONTENT",
+    ),
+    (
+        "envoy.extensions.formatter.generic_secret.v3.GenericSecret",
+        "SECRET",
+    ),
+    (
+        "envoy.extensions.formatter.metadata.v3.Metadata",
+        "METADATA",
+    ),
+    ("envoy.extensions.formatter.cel.v3.Cel", "CEL"),
+];
+
+fn shape(command: &str, header_value: bool) -> Option<Shape> {
+    let has = |list: &[&str]| list.contains(&command);
+    Some(if has(BARE) {
+        Shape::Bare
+    } else if has(HEADER) {
+        Shape::Header
+    } else if has(REQUIRED) {
+        Shape::Required
+    } else if has(REQUIRED_NO_LENGTH) {
+        Shape::RequiredNoLength
+    } else if has(OPTIONAL_NO_LENGTH) {
+        Shape::OptionalNoLength
+    } else if has(OPTIONAL) || (header_value && command == "PER_REQUEST_STATE") {
+        // Header values rewrite PER_REQUEST_STATE(x) to FILTER_STATE(x:PLAIN).
+        Shape::Optional
+    } else {
+        return None;
+    })
+}
+
+/// Where a format string is and what it may use.
+pub struct Format<'a> {
+    /// The field holding it, for messages (`log_format.text_format`).
+    pub what: &'a str,
+    /// A header value (which knows PER_REQUEST_STATE) rather than a log format.
+    pub header_value: bool,
+    /// Commands added by `formatters`; `None` when an unknown formatter may add any.
+    pub extensions: Option<Vec<&'static str>>,
+}
+
+/// Checks one format string; reports the first defect, located at `path`.
+pub fn check(text: &str, format: &Format<'_>, path: Vec<PathStep>, out: &mut Vec<Finding>) {
+    if let Some((rule, message)) = first_defect(text, format) {
+        out.push(Finding::at(rule, path, message));
+    }
+}
+
+fn first_defect(text: &str, format: &Format<'_>) -> Option<(&'static Rule, String)> {
+    let mut pos = 0;
+    while let Some(offset) = text.get(pos..)?.find('%') {
+        pos += offset;
+        let rest = text.get(pos..)?;
+        if rest.starts_with("%%") {
+            pos += 2;
+            continue;
+        }
+        let Some(token) = TOKEN.captures(rest) else {
+            return Some((
+                &MALFORMED_COMMAND,
+                format!(
+                    "malformed format command at byte {pos} of {}: write a literal % as %%",
+                    format.what
+                ),
+            ));
+        };
+        let whole = token.get(0).map_or(1, |m| m.len());
+        let command = token.get(1).map_or("", |m| m.as_str());
+        let arg = token.get(2).map_or("", |m| m.as_str());
+        let length = token.get(3).is_some();
+        if let Some(defect) = command_defect(command, arg, length, format) {
+            return Some(defect);
+        }
+        pos += whole;
+    }
+    None
+}
+
+fn command_defect(
+    command: &str,
+    arg: &str,
+    length: bool,
+    format: &Format<'_>,
+) -> Option<(&'static Rule, String)> {
+    let known_extension = format
+        .extensions
+        .as_ref()
+        .is_none_or(|known| known.contains(&command));
+    let Some(shape) = shape(command, format.header_value) else {
+        return (!known_extension).then(|| {
+            (
+                &UNKNOWN_COMMAND,
+                format!("unknown format command %{command}% in {}", format.what),
+            )
+        });
+    };
+    let args = |m: String| Some((&COMMAND_ARGUMENTS, m));
+    match shape {
+        Shape::Bare if !arg.is_empty() || length => {
+            return args(format!("%{command}% takes no argument or length"));
+        }
+        Shape::Header | Shape::Required | Shape::RequiredNoLength if arg.is_empty() => {
+            return args(format!("%{command}% requires an argument"));
+        }
+        Shape::RequiredNoLength | Shape::OptionalNoLength if length => {
+            return args(format!("%{command}% does not accept a :N length"));
+        }
+        Shape::Header => return header_argument(command, arg),
+        _ => {}
+    }
+    option_defect(command, arg).map(|why| (&COMMAND_OPTION, format!("%{command}({arg})%: {why}")))
+}
+
+/// `main[?alt]`: at most one alternative, both valid header names.
+fn header_argument(command: &str, arg: &str) -> Option<(&'static Rule, String)> {
+    let parts: Vec<&str> = arg.split('?').collect();
+    if parts.len() > 2 {
+        return Some((
+            &COMMAND_ARGUMENTS,
+            format!("%{command}({arg})% names more than two headers"),
+        ));
+    }
+    if !parts.iter().all(|p| header_name_is_valid(p)) {
+        return Some((
+            &COMMAND_ARGUMENTS,
+            format!("%{command}({arg})% has an invalid header name"),
+        ));
+    }
+    None
+}
+
+/// `HeaderUtility::headerNameIsValid`: RFC 7230 token characters, after an
+/// optional `:` (an empty name is valid).
+fn header_name_is_valid(name: &str) -> bool {
+    let name = match name.strip_prefix(':') {
+        Some("") => return false,
+        Some(rest) => rest,
+        None => name,
+    };
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// What is wrong with a known command's argument, for commands that validate it.
+fn option_defect(command: &str, arg: &str) -> Option<String> {
+    let one_of = |allowed: &[&str], what: &str| {
+        (!arg.is_empty() && !allowed.contains(&arg)).then(|| format!("option must be {what}"))
+    };
+    match command {
+        "FILTER_STATE" | "UPSTREAM_FILTER_STATE" => filter_state(arg),
+        "PER_REQUEST_STATE" if arg.is_empty() => Some("a key is required".into()),
+        "COMMON_DURATION" => common_duration(arg),
+        "GRPC_STATUS" => one_of(
+            &["CAMEL_STRING", "SNAKE_STRING", "NUMBER"],
+            "CAMEL_STRING, SNAKE_STRING or NUMBER",
+        ),
+        "REQUESTED_SERVER_NAME" => one_of(
+            &["SNI_ONLY", "SNI_FIRST", "HOST_FIRST"],
+            "SNI_ONLY, SNI_FIRST or HOST_FIRST",
+        ),
+        "QUERY_PARAMS" => one_of(&["ORIG", "DECODED"], "ORIG or DECODED"),
+        "PATH" => path_option(arg),
+        "METADATA" => metadata(arg),
+        "XFCC_VALUE" => xfcc(arg),
+        _ => None,
+    }
+}
+
+fn filter_state(arg: &str) -> Option<String> {
+    let mut parts = arg.splitn(3, ':');
+    let key = parts.next().unwrap_or("");
+    let kind = parts.next().unwrap_or("");
+    let field = parts.next().unwrap_or("");
+    if key.is_empty() {
+        return Some("a filter state key is required".into());
+    }
+    if !["", "PLAIN", "TYPED", "FIELD"].contains(&kind) {
+        return Some(format!(
+            "serialization type {kind} is not PLAIN, TYPED or FIELD"
+        ));
+    }
+    if (kind == "FIELD") == field.is_empty() {
+        return Some("FIELD goes with a field name, and only FIELD takes one".into());
+    }
+    None
+}
+
+fn common_duration(arg: &str) -> Option<String> {
+    let parts: Vec<&str> = arg.split(':').collect();
+    match parts.as_slice() {
+        [_, _] => None,
+        [_, _, precision] if ["ms", "us", "ns"].contains(precision) => None,
+        [_, _, precision] => Some(format!("precision {precision} is not ms, us or ns")),
+        _ => Some("expected START:END[:PRECISION]".into()),
+    }
+}
+
+fn path_option(arg: &str) -> Option<String> {
+    let (query, source) = arg.split_once(':').unwrap_or((arg, ""));
+    if !["", "WQ", "NQ"].contains(&query) {
+        return Some(format!("{query} is not WQ or NQ"));
+    }
+    if !["", "ORIG", "PATH", "ORIG_OR_PATH"].contains(&source) {
+        return Some(format!("{source} is not ORIG, PATH or ORIG_OR_PATH"));
+    }
+    None
+}
+
+fn metadata(arg: &str) -> Option<String> {
+    const KINDS: &[&str] = &[
+        "DYNAMIC",
+        "CLUSTER",
+        "ROUTE",
+        "UPSTREAM_HOST",
+        "LISTENER",
+        "LISTENER_FILTER_CHAIN",
+        "VIRTUAL_HOST",
+    ];
+    let kind = arg.split(':').next().unwrap_or("");
+    (!KINDS.contains(&kind)).then(|| format!("metadata type '{kind}' is not supported"))
+}
+
+fn xfcc(arg: &str) -> Option<String> {
+    const KEYS: &[&str] = &["by", "hash", "cert", "chain", "subject", "uri", "dns"];
+    if arg.is_empty() {
+        return Some("a subcommand is required".into());
+    }
+    let key = arg.to_ascii_lowercase();
+    (!KEYS.contains(&key.as_str())).then(|| format!("unknown subcommand {key}"))
+}
+
+/// Finds the format strings of `m` and checks them.
+pub fn message(name: &str, m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
+    match name {
+        "envoy.config.core.v3.SubstitutionFormatString" => substitution_format(m, out),
+        "envoy.extensions.access_loggers.file.v3.FileAccessLog" => legacy_file_log(m, out),
+        "envoy.config.core.v3.HeaderValueOption" if header_option_is_parsed(place.path) => {
+            header_value(m, out)
+        }
+        "envoy.config.route.v3.RouteAction" => path_rewrite(m, out),
+        _ => {}
+    }
+}
+
+/// The header options Envoy builds with its header parser (so their values
+/// are format strings): route tables, local reply mappers, header_mutation.
+pub fn header_option_is_parsed(path: &[PathStep]) -> bool {
+    let Some(PathStep::Field(list)) = path.iter().rev().nth(1) else {
+        return false;
+    };
+    let parent = list.parent_message();
+    match parent.full_name() {
+        "envoy.config.route.v3.RouteConfiguration"
+        | "envoy.config.route.v3.VirtualHost"
+        | "envoy.config.route.v3.Route"
+        | "envoy.config.route.v3.WeightedCluster.ClusterWeight" => {
+            matches!(
+                list.name(),
+                "request_headers_to_add" | "response_headers_to_add"
+            )
+        }
+        "envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper" => {
+            list.name() == "headers_to_add"
+        }
+        "envoy.config.common.mutation_rules.v3.HeaderMutation" => list.name() == "append",
+        _ => false,
+    }
+}
+
+fn substitution_format(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    let format = |what: &'static str| Format {
+        what,
+        header_value: false,
+        extensions: extensions(items(m, "formatters")),
+    };
+    if let Some((f, Value::String(s))) = field(m, "text_format") {
+        check(s, &format("text_format"), vec![PathStep::Field(f)], out);
+    }
+    if let Some((f, Value::Message(source))) = field(m, "text_format_source")
+        && let Some((path, bytes)) = super::inline_source(source)
+        && let Ok(s) = std::str::from_utf8(&bytes)
+    {
+        check(
+            s,
+            &format("text_format_source"),
+            join(&[PathStep::Field(f)], path),
+            out,
+        );
+    }
+    if let Some((f, Value::Message(json))) = field(m, "json_format") {
+        json_strings(json, &format("json_format"), vec![PathStep::Field(f)], out);
+    }
+}
+
+/// The commands `formatters` add; `None` when one of them is unknown to lint.
+fn extensions(formatters: &[Value]) -> Option<Vec<&'static str>> {
+    let mut known = Vec::new();
+    for formatter in formatters.iter().filter_map(Value::as_message) {
+        let url = msg(formatter, "typed_config").map_or("", |any| text(any, "type_url"));
+        let type_name = url.rsplit('/').next().unwrap_or(url);
+        let (_, command) = EXTENSIONS.iter().find(|(t, _)| *t == type_name)?;
+        known.push(*command);
+    }
+    Some(known)
+}
+
+/// Every string in a `json_format` Struct that holds a `%` (keys are not parsed).
+fn json_strings(
+    s: &DynamicMessage,
+    format: &Format<'_>,
+    path: Vec<PathStep>,
+    out: &mut Vec<Finding>,
+) {
+    let Some((ff, Value::Map(fields))) = field(s, "fields") else {
+        return;
+    };
+    for (key, value) in fields {
+        let Value::Message(value) = value else {
+            continue;
+        };
+        let at = join(&path, [PathStep::Field(ff.clone()), PathStep::key(key)]);
+        json_value(value, format, at, out);
+    }
+}
+
+fn json_value(
+    v: &DynamicMessage,
+    format: &Format<'_>,
+    path: Vec<PathStep>,
+    out: &mut Vec<Finding>,
+) {
+    if let Some((f, Value::String(s))) = field(v, "string_value") {
+        if s.contains('%') {
+            check(s, format, join(&path, [PathStep::Field(f)]), out);
+        }
+    } else if let Some((f, Value::Message(inner))) = field(v, "struct_value") {
+        json_strings(inner, format, join(&path, [PathStep::Field(f)]), out);
+    } else if let Some((f, Value::Message(list))) = field(v, "list_value")
+        && let Some((lf, Value::List(values))) = field(list, "values")
+    {
+        for (i, item) in values.iter().enumerate() {
+            if let Value::Message(item) = item {
+                let at = join(
+                    &path,
+                    [
+                        PathStep::Field(f.clone()),
+                        PathStep::Field(lf.clone()),
+                        PathStep::Index(i),
+                    ],
+                );
+                json_value(item, format, at, out);
+            }
+        }
+    }
+}
+
+/// FileAccessLog's deprecated `format`, `json_format` and `typed_json_format`.
+fn legacy_file_log(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    let format = |what| Format {
+        what,
+        header_value: false,
+        extensions: Some(Vec::new()),
+    };
+    if let Some((f, Value::String(s))) = field(m, "format") {
+        check(s, &format("format"), vec![PathStep::Field(f)], out);
+    }
+    for name in ["json_format", "typed_json_format"] {
+        if let Some((f, Value::Message(json))) = field(m, name) {
+            json_strings(json, &format(name), vec![PathStep::Field(f)], out);
+        }
+    }
+}
+
+fn header_value(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    let Some((hf, Value::Message(header))) = field(m, "header") else {
+        return;
+    };
+    let key = text(header, "key");
+    // A pseudo-header or Host is refused before its value is parsed.
+    if key.starts_with(':') || key.eq_ignore_ascii_case("host") {
+        return;
+    }
+    if let Some((vf, Value::String(value))) = field(header, "value") {
+        let what = format!("the value of header '{key}'");
+        let format = Format {
+            what: &what,
+            header_value: true,
+            extensions: Some(Vec::new()),
+        };
+        check(
+            value,
+            &format,
+            vec![PathStep::Field(hf), PathStep::Field(vf)],
+            out,
+        );
+    }
+}
+
+/// RouteAction `path_rewrite` (a format string since 1.36).
+fn path_rewrite(m: &DynamicMessage, out: &mut Vec<Finding>) {
+    if let Some((f, Value::String(s))) = field(m, "path_rewrite") {
+        let format = Format {
+            what: "path_rewrite",
+            header_value: false,
+            extensions: Some(Vec::new()),
+        };
+        check(s, &format, vec![PathStep::Field(f)], out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defect(text: &str) -> Option<&'static str> {
+        let format = Format {
+            what: "f",
+            header_value: false,
+            extensions: Some(Vec::new()),
+        };
+        first_defect(text, &format).map(|(rule, _)| rule.id)
+    }
+
+    #[test]
+    fn tokens_are_read_as_envoy_reads_them() {
+        assert_eq!(
+            defect("%START_TIME(%Y-%m-%d)% %START_TIME(a)b)% 100%%"),
+            None
+        );
+        assert_eq!(defect("%REQ(a)b)%"), Some("format-command-arguments"));
+        assert_eq!(defect("%PROTOCOL()% %REQ(X):0% %START_TIME(%)%"), None);
+        assert_eq!(
+            defect("%ENVIRONMENT(UNSET)% %COMMON_DURATION(FOO:BAR)%"),
+            None
+        );
+        assert_eq!(
+            defect("%UPSTREAM_METADATA([\"a\",\"b\"])% %METADATA(ROUTE)%"),
+            None
+        );
+        assert_eq!(defect("50% off"), Some("format-malformed-command"));
+        assert_eq!(defect("%REQ(X):%"), Some("format-malformed-command"));
+        assert_eq!(defect("%PROTOCOL"), Some("format-malformed-command"));
+        assert_eq!(
+            defect("%PER_REQUEST_STATE(x)%"),
+            Some("format-unknown-command")
+        );
+        assert_eq!(defect("%REQ()%"), Some("format-command-arguments"));
+        assert_eq!(defect("%PROTOCOL:5%"), Some("format-command-arguments"));
+        assert_eq!(
+            defect("%UPSTREAM_METADATA(a):3%"),
+            Some("format-command-arguments")
+        );
+        assert_eq!(
+            defect("%FILTER_STATE(a:FIELD)%"),
+            Some("format-command-option")
+        );
+        assert_eq!(
+            defect("%FILTER_STATE(a:PLAIN:b)%"),
+            Some("format-command-option")
+        );
+        assert_eq!(defect("%FILTER_STATE(a:FIELD:b)% %PATH(NQ:ORIG)%"), None);
+        assert_eq!(defect("%METADATA%"), Some("format-command-option"));
+        assert_eq!(defect("%XFCC_VALUE(URI)%"), None);
+    }
+}
