@@ -284,10 +284,11 @@ fn listener(m: &DynamicMessage, out: &mut Vec<Finding>) {
         && !crate::check::listeners::is_connectionless_udp(m)
         && !m.has_field_by_name("default_filter_chain")
     {
-        out.push(missing(
+        // At `filter_chains:` when it is written (empty), else at the listener.
+        out.push(wrong(
             &LISTENER_FILTER_CHAINS,
-            Vec::new(),
-            "a listener needs at least one filter chain (or a default_filter_chain)",
+            step(m, "filter_chains").into_iter().collect(),
+            "a listener needs at least one filter chain (or a default_filter_chain)".into(),
         ));
     }
 }
