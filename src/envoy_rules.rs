@@ -12,6 +12,7 @@ use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 /// The rules this module reports.
 pub static RULES: &[&Rule] = &[
+    &EDS_WITHOUT_CONFIG,
     &MISSING_TYPED_CONFIG,
     &NOT_AN_IP,
     &LISTENER_ADDRESS,
@@ -26,6 +27,18 @@ pub static RULES: &[&Rule] = &[
     &UNKNOWN_CIPHER,
     &INVALID_REGEX,
 ];
+
+/// An EDS cluster that does not say where its endpoints come from.
+pub static EDS_WITHOUT_CONFIG: Rule = Rule {
+    id: "cluster-eds-without-config",
+    summary: "an EDS cluster has no eds_cluster_config",
+    explanation: "A cluster of type EDS gets its endpoints over EDS, and `eds_cluster_config.eds_config` says \
+from where (`ads: {}` for xdsd); without it Envoy refuses the cluster (\"cannot create an EDS cluster \
+without an EDS config\"). A `load_assignment` is no substitute: for endpoints written in the cluster, use \
+type STATIC.",
+    envoy: "source/extensions/clusters/eds/eds.cc",
+    ..Rule::ERROR
+};
 
 /// An extension named without its configuration.
 pub static MISSING_TYPED_CONFIG: Rule = Rule {
@@ -184,13 +197,6 @@ pub fn check(m: &DynamicMessage, top_level: bool, out: &mut Vec<Finding>) {
             // EDS endpoints are never resolved by DNS.
             endpoint_ips(m, &[], out);
         }
-        "envoy.config.endpoint.v3.Endpoint" if !m.has_field_by_name("address") => {
-            out.push(missing(
-                &ENDPOINT_ADDRESS,
-                Vec::new(),
-                "an endpoint needs an `address`",
-            ));
-        }
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => {
             http_filter_order(m, out)
         }
@@ -317,6 +323,7 @@ fn socket_ip(
 
 const STATIC: i32 = 0;
 const LOGICAL_DNS: i32 = 2;
+const EDS: i32 = 3;
 
 fn cluster(m: &DynamicMessage, out: &mut Vec<Finding>) {
     if m.has_field_by_name("cluster_type") {
@@ -325,6 +332,13 @@ fn cluster(m: &DynamicMessage, out: &mut Vec<Finding>) {
     let kind = get(m, "type")
         .and_then(|(_, v)| v.as_enum_number())
         .unwrap_or(STATIC);
+    if kind == EDS && !m.has_field_by_name("eds_cluster_config") {
+        out.push(wrong(
+            &EDS_WITHOUT_CONFIG,
+            step(m, "type").into_iter().collect(),
+            "an EDS cluster needs `eds_cluster_config` (e.g. `eds_config: {ads: {}}`)".into(),
+        ));
+    }
     let Some((af, Value::Message(assignment))) = get(m, "load_assignment") else {
         if kind == LOGICAL_DNS {
             out.push(missing(
@@ -381,16 +395,36 @@ fn lb_endpoints(
     found
 }
 
+/// The addresses of a STATIC cluster's or a ClusterLoadAssignment's
+/// endpoints, which Envoy resolves as they are written: each must be there
+/// ("Address must be set") and be an IP. DNS clusters resolve names later
+/// and accept what is missing here.
 fn endpoint_ips(assignment: &DynamicMessage, base: &[PathStep], out: &mut Vec<Finding>) {
     for (mut path, lb) in lb_endpoints(assignment, base) {
+        if lb.has_field_by_name("endpoint_name") {
+            continue;
+        }
         let Some((ef, Value::Message(endpoint))) = get(&lb, "endpoint") else {
+            out.push(missing(
+                &ENDPOINT_ADDRESS,
+                path,
+                "an lb_endpoint needs an `endpoint` with an `address`",
+            ));
             continue;
         };
         path.push(PathStep::Field(ef));
-        if let Some((af, Value::Message(address))) = get(endpoint, "address") {
-            let mut at = path.clone();
-            at.push(PathStep::Field(af));
-            socket_ip(address, at, "endpoint", out);
+        match get(endpoint, "address") {
+            Some((af, Value::Message(address))) => {
+                let mut at = path.clone();
+                at.push(PathStep::Field(af));
+                // An empty address breaks its required oneof (reported as such).
+                socket_ip(address, at, "endpoint", out);
+            }
+            _ => out.push(missing(
+                &ENDPOINT_ADDRESS,
+                path.clone(),
+                "an endpoint needs an `address`",
+            )),
         }
         // Additional addresses are resolved the same way (and must be IPs too).
         let Some((xf, extra)) = list(endpoint, "additional_addresses") else {
