@@ -6,6 +6,7 @@
 use crate::check::Rule;
 use crate::diag::Diagnostics;
 use crate::reflect::{field, list, string_field, unpack_any};
+use crate::resource::field_step as step;
 use crate::resource::{PathStep, Resource};
 use crate::schema::ResourceType;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
@@ -125,14 +126,6 @@ pub fn check(resources: &[Resource], diags: &mut Diagnostics) {
             }
         }
     }
-}
-
-fn step(m: &DynamicMessage, name: &str) -> Vec<PathStep> {
-    m.descriptor()
-        .get_field_by_name(name)
-        .map(PathStep::Field)
-        .into_iter()
-        .collect()
 }
 
 /// The RDS name of a gRPC listener (an `api_listener` with an HttpConnectionManager).

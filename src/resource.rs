@@ -35,6 +35,18 @@ pub enum PathStep {
     Key(String),
 }
 
+/// The one-step path to field `name` of `m`, whether it is set or not
+/// (empty when `m` has no such field): where a finding about that field
+/// points.
+pub fn field_step(m: &prost_reflect::DynamicMessage, name: &str) -> Vec<PathStep> {
+    use prost_reflect::ReflectMessage;
+    m.descriptor()
+        .get_field_by_name(name)
+        .map(PathStep::Field)
+        .into_iter()
+        .collect()
+}
+
 impl PathStep {
     /// The step to a map's entry.
     pub fn key(key: &prost_reflect::MapKey) -> PathStep {

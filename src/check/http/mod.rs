@@ -22,6 +22,7 @@ mod tracers;
 use super::{Finding, Place, Rule};
 use crate::diag::Diagnostics;
 use crate::reflect::field;
+use crate::resource::field_step as step;
 use crate::resource::{PathStep, Resource};
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
@@ -87,15 +88,6 @@ pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
 /// Checks across resources (cluster references are `missing-reference`, in
 /// `validate`).
 pub fn set(_resources: &[Resource], _diags: &mut Diagnostics) {}
-
-/// The step to field `name` of `m` (whether set or not).
-fn step(m: &DynamicMessage, name: &str) -> Vec<PathStep> {
-    m.descriptor()
-        .get_field_by_name(name)
-        .map(PathStep::Field)
-        .into_iter()
-        .collect()
-}
 
 /// `base` followed by `more`.
 fn join(base: &[PathStep], more: impl IntoIterator<Item = PathStep>) -> Vec<PathStep> {

@@ -4,6 +4,7 @@
 use super::{Finding, Place, Rule, enclosing_listener, has_quic_options};
 use crate::reflect::{field, list};
 use crate::resource::PathStep;
+use crate::resource::field_step as step;
 use prost_reflect::{DynamicMessage, Kind, ReflectMessage, Value};
 use std::collections::HashSet;
 
@@ -87,14 +88,6 @@ pub fn check(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
         codec(m, has_quic_options(listener), out);
     }
     upgrades(m, out);
-}
-
-fn step(m: &DynamicMessage, name: &str) -> Vec<PathStep> {
-    m.descriptor()
-        .get_field_by_name(name)
-        .map(PathStep::Field)
-        .into_iter()
-        .collect()
 }
 
 fn is_true(m: &DynamicMessage, name: &str) -> bool {

@@ -4,7 +4,8 @@
 use super::{Finding, Rule, any_type, is_connectionless_udp, is_datagram, is_udp, name_of};
 use crate::reflect::{field, list};
 use crate::resource::PathStep;
-use prost_reflect::{DynamicMessage, ReflectMessage, Value};
+use crate::resource::field_step as step;
+use prost_reflect::{DynamicMessage, Value};
 use std::net::IpAddr;
 
 const LISTENER: &str = "source/common/listener_manager/listener_impl.cc";
@@ -118,14 +119,6 @@ pub fn listener(m: &DynamicMessage, out: &mut Vec<Finding>) {
     if is_udp(m) {
         udp(m, out);
     }
-}
-
-fn step(m: &DynamicMessage, name: &str) -> Vec<PathStep> {
-    m.descriptor()
-        .get_field_by_name(name)
-        .map(PathStep::Field)
-        .into_iter()
-        .collect()
 }
 
 fn udp(m: &DynamicMessage, out: &mut Vec<Finding>) {
