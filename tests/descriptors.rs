@@ -77,25 +77,7 @@ mod common;
 /// schema has would be an error: lint would reject a config Envoy accepts.
 #[test]
 fn every_type_envoy_registers_is_known_to_the_schema() {
-    let work = common::ScratchDir::new("server-info");
-    let admin = common::free_port();
-    let bootstrap = format!(
-        "admin:\n  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}\n"
-    );
-    let envoy = common::Envoy::start_bootstrap(work.path(), "server-info", &bootstrap, admin);
-    let body = common::wait_for(
-        std::time::Duration::from_secs(20),
-        std::time::Duration::from_millis(50),
-        || {
-            common::http_get(admin, "/server_info", std::time::Duration::from_secs(2))
-                .ok()
-                .filter(|r| r.status == 200)
-                .map(|r| r.body)
-        },
-    )
-    .expect("Envoy answers on its admin port");
-    drop(envoy);
-    let info: serde_json::Value = serde_json::from_str(&body).expect("server_info is JSON");
+    let info = envoy_server_info();
     let extensions = info["node"]["extensions"]
         .as_array()
         .expect("extensions listed");
@@ -133,4 +115,57 @@ fn every_type_envoy_registers_is_known_to_the_schema() {
         unknown.is_empty(),
         "types Envoy registers that lint would call misspelled: {unknown:?}"
     );
+}
+
+/// A running Envoy's `/server_info`.
+fn envoy_server_info() -> serde_json::Value {
+    let work = common::ScratchDir::new("server-info");
+    let admin = common::free_port();
+    let bootstrap = format!(
+        "admin:\n  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}\n"
+    );
+    let envoy = common::Envoy::start_bootstrap(work.path(), "server-info", &bootstrap, admin);
+    let body = common::wait_for(
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(50),
+        || {
+            common::http_get(admin, "/server_info", std::time::Duration::from_secs(2))
+                .ok()
+                .filter(|r| r.status == 200)
+                .map(|r| r.body)
+        },
+    )
+    .expect("Envoy answers on its admin port");
+    drop(envoy);
+    serde_json::from_str(&body).expect("server_info is JSON")
+}
+
+/// The types lint's rule `extension-wrong-category` accepts in each category
+/// (proto/extension-categories.txt) are exactly those the Envoy under test
+/// registers there: a type missing from the table would be a false error, an
+/// extra one a miss.
+#[test]
+fn the_extension_category_table_matches_what_envoy_registers() {
+    let info = envoy_server_info();
+    let mut registered = std::collections::BTreeSet::new();
+    for extension in info["node"]["extensions"].as_array().expect("extensions") {
+        let category = extension["category"].as_str().unwrap_or_default();
+        for url in extension["type_urls"].as_array().into_iter().flatten() {
+            registered.insert(format!("{category} {}", url.as_str().unwrap_or_default()));
+        }
+    }
+    let table = include_str!("../proto/extension-categories.txt");
+    let listed: std::collections::BTreeSet<String> = table
+        .lines()
+        .filter_map(|l| l.strip_prefix("type "))
+        .map(str::to_string)
+        .collect();
+    let missing: Vec<_> = registered.difference(&listed).collect();
+    let extra: Vec<_> = listed.difference(&registered).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "proto/extension-categories.txt is stale (see proto/README.md): \
+         registered but not listed {missing:?}; listed but not registered {extra:?}"
+    );
+    assert!(listed.len() > 400, "{} types", listed.len());
 }

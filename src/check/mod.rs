@@ -12,6 +12,7 @@
 //! message of every resource (also inside `Any`) by [`message`], and once
 //! per set by [`set`]:
 //!
+//! * [`extensions`]: every `typed_config` of a type its place accepts;
 //! * [`tls`]: certificates, keys, TLS contexts and secrets;
 //! * [`listeners`]: listeners, filter chain matching, the HTTP connection manager;
 //! * [`clusters`]: clusters, load balancers, health checks, outlier detection;
@@ -19,6 +20,7 @@
 
 pub mod clusters;
 pub mod docs;
+pub mod extensions;
 pub mod http;
 pub mod listeners;
 pub mod policy;
@@ -121,6 +123,7 @@ pub struct Place<'a> {
 pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
     crate::envoy_rules::check(m, place.path.is_empty(), out);
     crate::envoy_rules::typed_config_present(m, place, out);
+    extensions::message(m, place, out);
     tls::message(m, place, out);
     listeners::message(m, place, out);
     clusters::message(m, place, out);
@@ -143,6 +146,7 @@ pub fn all() -> Vec<&'static Rule> {
         crate::rules::RULES,
         crate::validate::RULES,
         crate::envoy_rules::RULES,
+        &[&extensions::WRONG_CATEGORY],
         tls::RULES,
         listeners::RULES,
         clusters::RULES,

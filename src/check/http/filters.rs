@@ -64,16 +64,6 @@ cannot be combined with a route_cache_action.",
     ..Rule::ERROR
 };
 
-pub static COMPRESSOR_LIBRARY: Rule = Rule {
-    id: "filter-compressor-library-type",
-    summary: "compressor_library.typed_config is not a compressor library (e.g. a decompressor message)",
-    explanation: "The compressor filter needs a compressor library message (e.g. \
-envoy.extensions.compression.gzip.compressor.v3.Gzip). The decompressor messages have the same short names \
-but belong to the decompressor filter (\"Didn't find a registered implementation\").",
-    envoy: "source/extensions/filters/http/compressor/config.cc",
-    ..Rule::ERROR
-};
-
 pub fn message(name: &str, m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
     match name {
         "envoy.extensions.filters.http.header_to_metadata.v3.Config" => {
@@ -91,18 +81,6 @@ pub fn message(name: &str, m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<
         }
         "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz" => ext_authz(m, out),
         "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor" => ext_proc(m, out),
-        "envoy.extensions.filters.http.compressor.v3.Compressor" => {
-            if let Some((f, Value::Message(library))) = field(m, "compressor_library") {
-                compressor_library(library, vec![PathStep::Field(f)], out);
-            }
-        }
-        "envoy.extensions.filters.http.compressor.v3.CompressorPerRoute" => {
-            if let Some((f, Value::Message(overrides))) = field(m, "overrides")
-                && let Some((lf, Value::Message(library))) = field(overrides, "compressor_library")
-            {
-                compressor_library(library, vec![PathStep::Field(f), PathStep::Field(lf)], out);
-            }
-        }
         _ => {}
     }
 }
@@ -292,28 +270,4 @@ fn processing_mode_defect(mode: &DynamicMessage, http: bool) -> Option<(Vec<Path
         }
     }
     None
-}
-
-const COMPRESSOR_LIBRARIES: &[&str] = &[
-    "envoy.extensions.compression.gzip.compressor.v3.Gzip",
-    "envoy.extensions.compression.brotli.compressor.v3.Brotli",
-    "envoy.extensions.compression.zstd.compressor.v3.Zstd",
-];
-
-fn compressor_library(library: &DynamicMessage, path: Vec<PathStep>, out: &mut Vec<Finding>) {
-    let Some((tf, Value::Message(any))) = field(library, "typed_config") else {
-        return;
-    };
-    let url = text(any, "type_url");
-    let type_name = url.rsplit('/').next().unwrap_or(url);
-    // Only other compression messages are certain misses (a TypedStruct may name anything).
-    if type_name.starts_with("envoy.extensions.compression.")
-        && !COMPRESSOR_LIBRARIES.contains(&type_name)
-    {
-        out.push(Finding::missing_in(
-            &COMPRESSOR_LIBRARY,
-            join(&path, [PathStep::Field(tf)]),
-            format!("compressor_library type {type_name} is not a compressor library"),
-        ));
-    }
 }

@@ -3,7 +3,8 @@
 //!
 //! * [`formats`]: substitution format strings (access logs, header values);
 //! * [`routes`]: route tables, virtual hosts, routes and route actions;
-//! * [`per_filter`]: HTTP filter types and `typed_per_filter_config`;
+//! * [`per_filter`]: `typed_per_filter_config` (the HTTP filter types are
+//!   [`super::extensions`]' rule);
 //! * [`lua`], [`jwt`], [`rbac`], [`ratelimit`]: those filters;
 //! * [`filters`]: the smaller HTTP filters (ext_authz, ext_proc, ...);
 //! * [`tracers`] and [`tcp_proxy`].
@@ -45,7 +46,6 @@ pub static RULES: &[&Rule] = &[
     &per_filter::UNSUPPORTED,
     &per_filter::WRONG_TYPE,
     &per_filter::EMPTY,
-    &per_filter::HTTP_FILTER_TYPE,
     &lua::LOAD_ERROR,
     &lua::INLINE_AND_DEFAULT,
     &jwt::UNKNOWN_PROVIDER,
@@ -63,7 +63,6 @@ pub static RULES: &[&Rule] = &[
     &filters::EXT_AUTHZ_ALLOWED_HEADERS,
     &filters::EXT_PROC_SERVICE,
     &filters::EXT_PROC_MODE,
-    &filters::COMPRESSOR_LIBRARY,
     &tracers::ZIPKIN_COLLECTOR,
     &tracers::OPENTELEMETRY_EXPORTER,
     &tcp_proxy::BACKOFF,

@@ -38,32 +38,7 @@ pub static EMPTY: Rule = Rule {
     ..Rule::ERROR
 };
 
-pub static HTTP_FILTER_TYPE: Rule = Rule {
-    id: "filter-http-typed-config-type",
-    summary: "an http_filters entry's typed_config is not an HTTP filter config type (e.g. a network filter message)",
-    explanation: "Envoy chooses an HTTP filter from the type of its typed_config, not from its name. A \
-network-filter message (like envoy.extensions.filters.network.local_ratelimit) is not an HTTP filter, so the \
-listener is rejected (\"Didn't find a registered implementation\"). Use the HTTP variant of the message \
-(envoy.extensions.filters.http.*).",
-    envoy: "source/common/config/utility.h",
-    ..Rule::ERROR
-};
-
 const FILTER_CONFIG: &str = "envoy.config.route.v3.FilterConfig";
-
-/// Packages whose messages are certainly not HTTP filter configs.
-const NOT_HTTP_FILTERS: &[&str] = &[
-    "envoy.extensions.filters.network.",
-    "envoy.extensions.filters.listener.",
-    "envoy.extensions.filters.udp.",
-    "envoy.extensions.transport_sockets.",
-    "envoy.extensions.clusters.",
-    "envoy.extensions.access_loggers.",
-    "envoy.extensions.compression.",
-    "envoy.config.cluster.",
-    "envoy.config.listener.",
-    "envoy.config.trace.",
-];
 
 /// HTTP filters without per-route configuration (verified against 1.40), by package.
 const NO_PER_ROUTE: &[&str] = &[
@@ -162,41 +137,18 @@ pub fn message(name: &str, m: &DynamicMessage, out: &mut Vec<Finding>) {
         | "envoy.config.route.v3.VirtualHost"
         | "envoy.config.route.v3.Route"
         | "envoy.config.route.v3.WeightedCluster.ClusterWeight" => per_filter_configs(m, out),
-        "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter" => {
-            http_filter(m, out)
-        }
         _ => {}
     }
 }
 
-/// The message type of an Any (its type URL without the prefix).
-fn any_type(any: &DynamicMessage) -> &str {
-    let url = text(any, "type_url");
-    url.rsplit('/').next().unwrap_or(url)
+/// The config type of an Any (for a TypedStruct, the type it describes).
+fn any_type(any: &DynamicMessage) -> String {
+    crate::check::extensions::config_type(any)
 }
 
+/// Envoy finds a per-route config's filter among the HTTP filters by type.
 fn not_http_filter(type_name: &str) -> bool {
-    NOT_HTTP_FILTERS.iter().any(|p| type_name.starts_with(p))
-}
-
-fn http_filter(m: &DynamicMessage, out: &mut Vec<Finding>) {
-    if flag(m, "is_optional") {
-        return;
-    }
-    let Some(any) = msg(m, "typed_config") else {
-        return;
-    };
-    let type_name = any_type(any);
-    if not_http_filter(type_name) {
-        out.push(Finding::missing_in(
-            &HTTP_FILTER_TYPE,
-            step(m, "typed_config"),
-            format!(
-                "http filter '{}': {type_name} is not an HTTP filter config",
-                text(m, "name")
-            ),
-        ));
-    }
+    crate::check::extensions::registered("envoy.filters.http", type_name) == Some(false)
 }
 
 fn per_filter_configs(m: &DynamicMessage, out: &mut Vec<Finding>) {
@@ -217,8 +169,7 @@ fn per_filter_configs(m: &DynamicMessage, out: &mut Vec<Finding>) {
 }
 
 fn per_filter_config(key: &str, any: &DynamicMessage, path: Vec<PathStep>, out: &mut Vec<Finding>) {
-    let type_name = any_type(any);
-    if type_name == FILTER_CONFIG {
+    if any_type(any) == FILTER_CONFIG {
         let Some(wrapper) = crate::reflect::unpack_any(any) else {
             return;
         };
@@ -245,6 +196,7 @@ fn per_filter_config(key: &str, any: &DynamicMessage, path: Vec<PathStep>, out: 
 /// The per-route checks of one config by its type.
 fn filter_type(key: &str, any: &DynamicMessage, path: Vec<PathStep>, out: &mut Vec<Finding>) {
     let type_name = any_type(any);
+    let type_name = type_name.as_str();
     if not_http_filter(type_name) {
         out.push(Finding::missing_in(
             &WRONG_TYPE,
