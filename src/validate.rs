@@ -759,13 +759,23 @@ impl Walk<'_> {
         {
             let ours = field(rds, "config_source")
                 .is_some_and(|(_, s)| s.as_message().is_some_and(served_over_xds));
-            if let (true, Some((nf, name))) = (ours, string_field(rds, "route_config_name")) {
-                self.reference(
+            match (ours, string_field(rds, "route_config_name")) {
+                (true, Some((nf, name))) => self.reference(
                     ResourceType::RouteConfiguration,
                     name,
                     with(path, [PathStep::Field(rf), PathStep::Field(nf)]),
                     "route configuration",
-                );
+                ),
+                // Envoy would ask for a route configuration named "", which
+                // no resource is: the listener would never become ready.
+                (true, None) => self.diags.report(
+                    &MISSING_REFERENCE,
+                    self.resource.locate(&with(path, [PathStep::Field(rf)])),
+                    "rds has no route_config_name: Envoy asks for a route configuration named \"\", \
+                     which no resource can be, and the listener never becomes ready"
+                        .to_string(),
+                ),
+                _ => {}
             }
         }
     }
@@ -992,6 +1002,29 @@ mod tests {
                 "c.yaml:8:22: error: cluster `missing` does not exist (a cluster from the proxies' bootstrap is declared with --known-cluster) [missing-reference]"
             ]
         );
+    }
+
+    #[test]
+    fn rds_without_a_route_config_name_is_a_missing_reference() {
+        let listener = |rds: &str| {
+            format!(
+                "\"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\nname: l\naddress: {{socket_address: {{address: 127.0.0.1, port_value: 1}}}}\nfilter_chains:\n- filters:\n  - name: hcm\n    typed_config:\n      \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n      stat_prefix: s\n      rds: {rds}\n      http_filters:\n      - name: router\n        typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}\n"
+            )
+        };
+        let errors = lint(&listener(
+            "{config_source: {ads: {}}, route_config_name: \"\"}",
+        ));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("c.yaml:10:7: error: rds has no route_config_name")
+                && errors[0].ends_with("[missing-reference]"),
+            "{errors:?}"
+        );
+        // Routes from a file on the proxy are not xdsd's to resolve.
+        let local = lint(&listener(
+            "{config_source: {path_config_source: {path: /r.yaml}}}",
+        ));
+        assert!(local.is_empty(), "{local:?}");
     }
 
     #[test]
