@@ -135,6 +135,33 @@ fn unit_passes_systemd_analyze_verify() {
     }
 }
 
+/// The service runs as the package's own system user, so /etc/xdsd can be
+/// group-readable instead of world-readable; the sysusers file that creates
+/// it is valid (systemd-sysusers --dry-run into a scratch root).
+#[test]
+fn unit_runs_as_the_packages_system_user() {
+    let unit = packaging("xdsd.service");
+    let settings: Vec<&str> = unit.lines().map(str::trim).collect();
+    assert!(settings.contains(&"User=xdsd") && settings.contains(&"Group=xdsd"));
+    assert!(
+        !settings.iter().any(|l| l.starts_with("DynamicUser=")),
+        "a dynamic user cannot be given the group of /etc/xdsd"
+    );
+    let Some(sysusers) = on_path("systemd-sysusers") else {
+        return skip("systemd-sysusers is not on PATH");
+    };
+    let dir = ScratchDir::new("sysusers");
+    std::fs::create_dir_all(dir.path().join("etc")).expect("scratch etc");
+    let (_, text) = run(Command::new(sysusers)
+        .arg(format!("--root={}", dir.path().display()))
+        .arg("--dry-run")
+        .arg(root().join("packaging/xdsd.sysusers")));
+    assert!(
+        text.contains("Creating group 'xdsd'") && text.contains("Creating user 'xdsd'"),
+        "systemd-sysusers --dry-run:\n{text}"
+    );
+}
+
 #[test]
 fn unit_sandbox_exposure_stays_low() {
     let Some(analyze) = on_path("systemd-analyze") else {
@@ -337,6 +364,7 @@ fn expected_package_files() -> Vec<(String, &'static str)> {
         ("./usr/lib/systemd/system/xdsd.service", "-rw-r--r--"),
         ("./etc/default/xdsd", "-rw-r--r--"),
         ("./etc/xdsd/example.yaml", "-rw-r--r--"),
+        ("./usr/lib/sysusers.d/xdsd.conf", "-rw-r--r--"),
         ("./usr/share/bash-completion/completions/xdsd", "-rw-r--r--"),
         ("./usr/share/zsh/vendor-completions/_xdsd", "-rw-r--r--"),
         (
@@ -357,13 +385,14 @@ fn expected_package_files() -> Vec<(String, &'static str)> {
 }
 
 /// Installed path in the package → the repository file it must equal.
-const SHIPPED_AS_IS: [(&str, &str); 8] = [
+const SHIPPED_AS_IS: [(&str, &str); 9] = [
     (
         "usr/lib/systemd/system/xdsd.service",
         "packaging/xdsd.service",
     ),
     ("etc/default/xdsd", "packaging/xdsd.default"),
     ("etc/xdsd/example.yaml", "packaging/example.yaml"),
+    ("usr/lib/sysusers.d/xdsd.conf", "packaging/xdsd.sysusers"),
     (
         "usr/share/bash-completion/completions/xdsd",
         "packaging/completions/xdsd.bash",
@@ -438,6 +467,16 @@ fn deb_package_installs_everything() {
         postinst.contains("if deb-systemd-helper debian-installed xdsd.service; then"),
         "postinst must not enable the unit on install:\n{postinst}"
     );
+    // The service user and group exist before /etc/xdsd is given to the
+    // group, and the directory is closed to other local users (resource
+    // files may hold private keys inline).
+    let sysusers = postinst.find("systemd-sysusers");
+    let chown = postinst.find("chown root:xdsd /etc/xdsd");
+    assert!(
+        sysusers.is_some() && chown.is_some() && sysusers < chown,
+        "postinst must create the user, then chown /etc/xdsd:\n{postinst}"
+    );
+    assert!(postinst.contains("chmod 0750 /etc/xdsd"), "{postinst}");
     assert!(
         prerm.contains("deb-systemd-invoke stop xdsd.service"),
         "prerm must stop the service on removal:\n{prerm}"
