@@ -60,10 +60,17 @@ shown as xdsd-loader) limited by --load-memory-limit-mb and --load-timeout-secs:
 exhausts either gets the load rejected with the reason, and the daemon keeps serving. The \
 child exits 10 s after the last change, which keeps an idle daemon small.
 
-Admin API (--admin, plain HTTP): /healthz, /readyz, /metrics (Prometheus, xdsd_*), /clients (per \
+Admin API (--admin, plain HTTP/1.1, GET and HEAD only, no authentication: keep it on loopback; \
+another address is warned about): /healthz, /readyz, /metrics (Prometheus, xdsd_*), /clients (per \
 stream and type: sent and ACKed versions, the last NACK's text), /status (served version, last \
-load and its located errors), /config?node_id=ID&node_cluster=C (what `render` prints for that \
-node, from the served set). CSDS is served on the xDS port; its node matchers match node ids only.
+load and its located errors, listeners), /config?node_id=ID&node_cluster=C (what `render` prints \
+for that node, from the served set). A request head over 16 KiB is answered 431. CSDS is served on \
+the xDS port; its node matchers match node ids only.
+
+When the process runs out of descriptors or memory, accepting connections pauses (5 ms, doubling \
+up to 1 s) instead of retrying at once; connections wait in the kernel's queue meanwhile. Each \
+burst of such errors is logged once when it starts and once when it ends (5 s without one), is \
+counted in xdsd_accept_errors_total, and shows in xdsd_listener_saturated and /status.
 
 --authorize-node compares the filled-in template with the certificate's DNS and URI SANs and \
 subject CNs for equality (no wildcards). systemd: Type=notify gets READY=1 after the first valid \
@@ -237,6 +244,15 @@ pub struct ServeArgs {
     listen: std::net::SocketAddr,
     #[command(flatten)]
     admin: AdminArg,
+    /// Seconds an admin client has to send a request head, also the next
+    /// one on a kept-alive connection (so an idle connection is closed after
+    /// this long), and that a write to it may stay stuck.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    admin_timeout_secs: u64,
+    /// Most admin connections open at once; over it, new connections are not
+    /// accepted but wait in the kernel's queue until one closes.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    admin_max_connections: u64,
     #[command(flatten)]
     tls: ServeTlsArgs,
     /// Quiet period, in milliseconds, that ends a burst of file events.
@@ -526,6 +542,10 @@ fn serve(args: &ServeArgs) -> ExitCode {
         dir: args.dir.dir.clone(),
         listen: args.listen,
         admin: args.admin.admin,
+        admin_limits: crate::admin::Limits {
+            timeout: std::time::Duration::from_secs(args.admin_timeout_secs),
+            max_connections: usize::try_from(args.admin_max_connections).unwrap_or(usize::MAX),
+        },
         debounce: crate::watch::Debounce {
             quiet,
             max_delay: std::time::Duration::from_millis(args.debounce_max_ms).max(quiet),
@@ -567,10 +587,14 @@ fn serve(args: &ServeArgs) -> ExitCode {
 fn status(args: &StatusArgs) -> ExitCode {
     let admin = args.admin.admin;
     let fetched =
-        crate::status::get_json(admin, "/clients").and_then(|clients| match args.format {
-            StatusFormat::Json => Ok(pretty_json(&clients)),
-            StatusFormat::Table => crate::status::get_json(admin, "/status")
-                .map(|status| crate::status::report(&status, &clients)),
+        crate::status::get::<crate::admin::api::Clients>(admin, "/clients").and_then(|clients| {
+            match args.format {
+                StatusFormat::Json => Ok(pretty_json(
+                    &serde_json::to_value(&clients).unwrap_or_default(),
+                )),
+                StatusFormat::Table => crate::status::get(admin, "/status")
+                    .map(|status| crate::status::report(&status, &clients)),
+            }
         });
     match fetched {
         Ok(text) => {

@@ -15,6 +15,7 @@
 //! * [`diag`]: located findings and their output formats; [`check`]: the rule
 //!   registry every finding names, `--allow`/`--deny` and inline allow comments;
 //! * [`snapshot`], [`xds`], [`watch`], [`serve`], [`admin`], [`systemd`], [`tls`]: the daemon;
+//!   [`accept`]: both listeners' accept loop (pauses and counts errors, never spins);
 //!   [`worker`]: the daemon's loads run in a child process (containment, memory);
 //!   [`state`]: the last good set on disk (`--state-dir`);
 //! * [`bootstrap`]: client bootstraps pointing at xdsd; [`status`]: `xdsd status`, a client of the admin API;
@@ -22,6 +23,7 @@
 //! * [`load`]: the `xds-load` fleet of simulated clients, for benchmarks.
 #![forbid(unsafe_code)]
 
+pub mod accept;
 pub mod admin;
 pub mod bootstrap;
 pub mod check;

@@ -1,6 +1,7 @@
 //! `xdsd serve`: load and validate the directory, serve it over ADS, reload
 //! on change (all or nothing: an invalid set never replaces the served one).
 
+use crate::accept::Incoming;
 use crate::admin::{self, Health, LoadOutcome};
 use crate::schema::ResourceType;
 use crate::snapshot::{Changes, Snapshot};
@@ -27,6 +28,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// The admin HTTP address.
     pub admin: SocketAddr,
+    /// What admin clients may hold.
+    pub admin_limits: admin::Limits,
     /// How file events are coalesced.
     pub debounce: Debounce,
     /// TLS (and mTLS) for the xDS listener; plaintext when `None`.
@@ -94,7 +97,16 @@ pub async fn run(options: Options) -> Result<(), StartError> {
             health.record_load(LoadOutcome::Restored(&snapshot, added, errors));
         }
     }
-    tokio::spawn(admin::serve(admin_listener, Arc::clone(&health)));
+    if let Some(warning) = admin::exposure_warning(options.admin) {
+        tracing::warn!("{warning}");
+    }
+    let admin_incoming =
+        Incoming::new(admin_listener, "admin", Arc::clone(&health.listeners.admin));
+    tokio::spawn(admin::serve(
+        admin_incoming,
+        Arc::clone(&health),
+        options.admin_limits,
+    ));
     let systemd = Arc::new(Notifier::from_env());
 
     let (trigger_tx, triggers) = mpsc::channel::<Trigger>(4);
@@ -119,17 +131,7 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     health.ready.store(true, Ordering::Relaxed);
     systemd.ready(&serving_status(&health.snapshots.borrow()));
     tokio::spawn(Arc::clone(&systemd).watchdog());
-    // xDS messages are small and latency-bound: no Nagle delay on any of them.
-    let incoming = tokio_stream::StreamExt::map(
-        tokio_stream::wrappers::TcpListenerStream::new(grpc),
-        |accepted| {
-            accepted.inspect(|socket| {
-                if let Err(e) = socket.set_nodelay(true) {
-                    tracing::debug!("TCP_NODELAY: {e}");
-                }
-            })
-        },
-    );
+    let incoming = Incoming::new(grpc, "xds", Arc::clone(&health.listeners.xds));
     // One signal listener; the server and the drain timer both follow it.
     let (stop, stopping) = channel::channel(false);
     let stop_systemd = Arc::clone(&systemd);

@@ -1,9 +1,11 @@
 //! `xdsd status`: reads a running daemon's admin API (`/status`, `/clients`)
 //! and prints one line per connected stream, per type SYNCED / STALE /
 //! NACKED, and every NACK's text below. Only the admin API's JSON is used,
-//! so this works against any xdsd of the same API, local or remote.
+//! read with the types the daemon writes it with (`admin::api`), so this
+//! works against any xdsd of the same API, local or remote.
 
-use serde_json::Value;
+use crate::admin::api::{Client, Status};
+use serde::de::DeserializeOwned;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -15,8 +17,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// a column only when some client has them.
 const MAIN_TYPES: [&str; 5] = ["CDS", "EDS", "LDS", "RDS", "SDS"];
 
-/// `GET path` on the admin endpoint, parsed as JSON.
-pub fn get_json(admin: SocketAddr, path: &str) -> Result<Value, String> {
+/// `GET path` on the admin endpoint, read as the API type `T`.
+pub fn get<T: DeserializeOwned>(admin: SocketAddr, path: &str) -> Result<T, String> {
     let fail = |e: std::io::Error| format!("cannot reach xdsd's admin API at {admin}: {e}");
     let mut socket = TcpStream::connect_timeout(&admin, TIMEOUT).map_err(fail)?;
     socket.set_read_timeout(Some(TIMEOUT)).map_err(fail)?;
@@ -32,7 +34,7 @@ pub fn get_json(admin: SocketAddr, path: &str) -> Result<Value, String> {
     if !status.contains(" 200 ") {
         return Err(format!("{admin}{path}: {status}"));
     }
-    serde_json::from_str(body).map_err(|e| format!("{admin}{path}: not JSON: {e}"))
+    serde_json::from_str(body).map_err(|e| format!("{admin}{path}: not the admin API's JSON: {e}"))
 }
 
 /// The abbreviation of a type URL's resource type (`CDS` for clusters).
@@ -46,27 +48,35 @@ fn abbreviation(type_url: &str) -> String {
         )
 }
 
-/// The report: the served version, the table, then the NACKs.
-pub fn report(status: &Value, clients: &Value) -> String {
-    let clients = clients.as_array().map(Vec::as_slice).unwrap_or_default();
+/// The report: the served version, the listeners if saturated, the table, then the NACKs.
+pub fn report(status: &Status, clients: &[Client]) -> String {
     let mut out = format!(
         "serving version {} ({} streams)\n",
-        status["served_version"].as_str().unwrap_or("?"),
+        status.served_version,
         clients.len()
     );
-    if let Some(errors) = status["last_load"]["errors"]
-        .as_array()
-        .filter(|e| !e.is_empty())
-    {
+    if let Some(load) = status.last_load.as_ref().filter(|l| !l.errors.is_empty()) {
         out.push_str(&format!(
             "last reload REJECTED ({} errors), first: {}\n",
-            errors.len(),
-            errors[0].as_str().unwrap_or_default()
+            load.errors.len(),
+            load.errors[0]
         ));
+    }
+    for (name, listener) in [
+        ("xDS", &status.listeners.xds),
+        ("admin", &status.listeners.admin),
+    ] {
+        if listener.saturated {
+            out.push_str(&format!(
+                "{name} listener SATURATED: out of descriptors or memory, new connections wait \
+                 ({} accept errors so far)\n",
+                listener.accept_errors
+            ));
+        }
     }
     let mut columns: Vec<String> = MAIN_TYPES.iter().map(|s| s.to_string()).collect();
     for c in clients {
-        for url in c["types"].as_object().into_iter().flat_map(|t| t.keys()) {
+        for url in c.types.keys() {
             let abbreviation = abbreviation(url);
             if !columns.contains(&abbreviation) {
                 columns.push(abbreviation);
@@ -79,34 +89,30 @@ pub fn report(status: &Value, clients: &Value) -> String {
     let mut rows = vec![header];
     let mut nacks = Vec::new();
     for c in clients {
-        let node = c["node_id"].as_str().unwrap_or_default();
-        let protocol = if c["incremental"].as_bool() == Some(true) {
-            "delta"
-        } else {
-            "sotw"
-        };
+        let protocol = if c.incremental { "delta" } else { "sotw" };
         let mut row = vec![
-            node.to_string(),
-            c["node_cluster"].as_str().unwrap_or_default().to_string(),
-            format!("{} {protocol}", c["service"].as_str().unwrap_or("?")),
+            c.node_id.clone(),
+            c.node_cluster.clone(),
+            format!("{} {protocol}", c.service),
         ];
-        let types = c["types"].as_object();
         for column in &columns {
-            let entry = types.and_then(|t| t.iter().find(|(url, _)| abbreviation(url) == *column));
-            let cell = entry.map_or("-", |(_, s)| s["status"].as_str().unwrap_or("?"));
+            let entry = c.types.iter().find(|(url, _)| abbreviation(url) == *column);
+            let cell = entry.map_or("-", |(_, s)| s.status.as_str());
             row.push(cell.to_string());
             if let Some((_, s)) = entry
                 && cell == "NACKED"
             {
-                let nack = &s["last_nack"];
+                let (version, error) = s
+                    .last_nack
+                    .as_ref()
+                    .map_or(("", ""), |n| (n.version.as_str(), n.error.as_str()));
                 nacks.push(format!(
-                    "{node} {column} (version {}): {}",
-                    nack["version"].as_str().unwrap_or_default(),
-                    nack["error"].as_str().unwrap_or_default()
+                    "{} {column} (version {version}): {error}",
+                    c.node_id
                 ));
             }
         }
-        row.push(c["peer"].as_str().unwrap_or("-").to_string());
+        row.push(c.peer.clone().unwrap_or_else(|| "-".to_string()));
         rows.push(row);
     }
     out.push_str(&align(&rows));
@@ -140,21 +146,49 @@ fn align(rows: &[Vec<String>]) -> String {
 mod tests {
     use super::*;
 
+    use crate::admin::api::{LastLoad, Nack, TypeState};
+
     #[test]
     fn report_shows_states_and_nack_text() {
-        let status =
-            serde_json::json!({"served_version": "abc", "last_load": {"ok": true, "errors": []}});
-        let clients = serde_json::json!([{
-            "node_id": "edge-1", "node_cluster": "edge", "service": "ADS", "incremental": false,
-            "peer": "127.0.0.1:4000",
-            "types": {
-                "type.googleapis.com/envoy.config.cluster.v3.Cluster": {"status": "SYNCED"},
-                "type.googleapis.com/envoy.config.route.v3.RouteConfiguration": {
-                    "status": "NACKED",
-                    "last_nack": {"version": "v2", "error": "bad route"}
-                }
-            }
-        }]);
+        let status = Status {
+            served_version: "abc".into(),
+            last_load: Some(LastLoad {
+                ok: true,
+                ..LastLoad::default()
+            }),
+            ..Status::default()
+        };
+        let state = |status: &str| TypeState {
+            status: status.into(),
+            ..TypeState::default()
+        };
+        let clients = [Client {
+            node_id: "edge-1".into(),
+            node_cluster: "edge".into(),
+            service: "ADS".into(),
+            incremental: false,
+            peer: Some("127.0.0.1:4000".into()),
+            types: [
+                (
+                    "type.googleapis.com/envoy.config.cluster.v3.Cluster".to_string(),
+                    state("SYNCED"),
+                ),
+                (
+                    "type.googleapis.com/envoy.config.route.v3.RouteConfiguration".to_string(),
+                    TypeState {
+                        last_nack: Some(Nack {
+                            version: "v2".into(),
+                            error: "bad route".into(),
+                            time: 0.0,
+                        }),
+                        ..state("NACKED")
+                    },
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            ..Client::default()
+        }];
         let text = report(&status, &clients);
         assert_eq!(
             text,
@@ -170,7 +204,7 @@ mod tests {
         let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = unused.local_addr().expect("addr");
         drop(unused);
-        let error = get_json(addr, "/clients").expect_err("nothing listens");
+        let error = get::<Vec<Client>>(addr, "/clients").expect_err("nothing listens");
         assert!(error.contains("cannot reach"), "{error}");
     }
 }

@@ -1,6 +1,8 @@
-//! The admin API's JSON views.
+//! The admin API's bodies (`api.rs`) filled in from the daemon's state.
 
-use super::{LoadStatus, unix_seconds};
+use super::api;
+use super::{Listeners, LoadStatus, unix_seconds};
+use crate::accept::AcceptStats;
 use crate::render;
 use crate::schema::ResourceType;
 use crate::selector::NodeIdentity;
@@ -8,9 +10,10 @@ use crate::snapshot::Snapshot;
 use crate::xds::{ClientStatus, Ledger, TypeStatus};
 use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
 use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
 
 /// `/clients`: one entry per identified stream.
-pub fn clients(ledger: &Ledger) -> Value {
+pub fn clients(ledger: &Ledger) -> api::Clients {
     ledger
         .clients()
         .iter()
@@ -18,17 +21,12 @@ pub fn clients(ledger: &Ledger) -> Value {
         .collect()
 }
 
-fn client(stream: u64, c: &ClientStatus) -> Value {
-    let types: serde_json::Map<String, Value> = c
-        .types
-        .iter()
-        .map(|(t, s)| (t.type_url(), type_status(s)))
-        .collect();
-    let locality = c
-        .details
-        .locality
-        .as_ref()
-        .map(|l| json!({"region": l.region, "zone": l.zone, "sub_zone": l.sub_zone}));
+fn client(stream: u64, c: &ClientStatus) -> api::Client {
+    let locality = c.details.locality.as_ref().map(|l| api::Locality {
+        region: l.region.clone(),
+        zone: l.zone.clone(),
+        sub_zone: l.sub_zone.clone(),
+    });
     let version = match &c.details.user_agent_version_type {
         Some(UserAgentVersionType::UserAgentVersion(v)) => v.clone(),
         Some(UserAgentVersionType::UserAgentBuildVersion(build)) => build
@@ -38,63 +36,97 @@ fn client(stream: u64, c: &ClientStatus) -> Value {
             .unwrap_or_default(),
         None => String::new(),
     };
-    json!({
-        "stream": stream,
-        "node_id": c.node.id,
-        "node_cluster": c.node.cluster,
-        "locality": locality,
-        "user_agent": format!("{} {version}", c.details.user_agent_name).trim(),
-        "peer": c.peer.map(|p| p.to_string()),
-        "connected_since": unix_seconds(c.connected_at),
-        "service": c.only.map_or("ADS", ResourceType::service_abbreviation),
-        "incremental": c.incremental,
-        "types": types,
-    })
+    api::Client {
+        stream,
+        node_id: c.node.id.clone(),
+        node_cluster: c.node.cluster.clone(),
+        locality,
+        user_agent: format!("{} {version}", c.details.user_agent_name)
+            .trim()
+            .to_string(),
+        peer: c.peer.map(|p| p.to_string()),
+        connected_since: unix_seconds(c.connected_at),
+        service: c
+            .only
+            .map_or("ADS", ResourceType::service_abbreviation)
+            .to_string(),
+        incremental: c.incremental,
+        types: c
+            .types
+            .iter()
+            .map(|(t, s)| (t.type_url(), type_state(s)))
+            .collect(),
+    }
 }
 
-fn type_status(s: &TypeStatus) -> Value {
-    let nack = s
-        .last_nack
-        .as_ref()
-        .map(|n| json!({"version": n.version, "error": n.error, "time": unix_seconds(n.at)}));
-    json!({
-        "status": s.sync().label(),
-        "sent_version": s.sent_version,
-        "acked_version": s.acked_version,
-        "pending": s.pending,
-        "resources": s.resources.len(),
-        "last_nack": nack,
-    })
+fn type_state(s: &TypeStatus) -> api::TypeState {
+    api::TypeState {
+        status: s.sync().label().to_string(),
+        sent_version: s.sent_version.clone(),
+        acked_version: s.acked_version.clone(),
+        pending: s.pending,
+        resources: s.resources.len(),
+        last_nack: s.last_nack.as_ref().map(|n| api::Nack {
+            version: n.version.clone(),
+            error: n.error.clone(),
+            time: unix_seconds(n.at),
+        }),
+    }
 }
 
-/// `/status`: the served version and the last load attempt.
-pub fn status(status: &LoadStatus) -> Value {
-    let last = status.last_attempt.as_ref().map(|(at, errors)| {
-        json!({"time": unix_seconds(*at), "ok": errors.is_empty(), "errors": errors})
-    });
-    let changes: serde_json::Map<String, Value> = status
-        .last_changes
-        .iter()
-        .map(|(t, c)| {
-            let counts = json!({"added": c.added, "removed": c.removed, "changed": c.changed});
-            (t.kind_name().to_string(), counts)
-        })
-        .collect();
-    let counts: serde_json::Map<String, Value> = status
-        .counts
-        .iter()
-        .map(|(t, n)| (t.kind_name().to_string(), json!(n)))
-        .collect();
-    json!({
-        "served_version": status.served_version,
-        "source": if status.serving_saved_state { "state-dir" } else { "directory" },
-        "loaded_at": status.loaded_at.map(unix_seconds),
-        "resources": counts,
-        "last_change": changes,
-        "last_load": last,
-        "reloads": status.attempts,
-        "reload_failures": status.failures,
-    })
+/// `/status`: the served version, the last load attempt and the listeners.
+pub fn status(status: &LoadStatus, listeners: &Listeners) -> api::Status {
+    api::Status {
+        served_version: status.served_version.clone(),
+        source: if status.serving_saved_state {
+            api::Source::StateDir
+        } else {
+            api::Source::Directory
+        },
+        loaded_at: status.loaded_at.map(unix_seconds),
+        resources: status
+            .counts
+            .iter()
+            .map(|(t, n)| (t.kind_name().to_string(), *n))
+            .collect(),
+        last_change: status
+            .last_changes
+            .iter()
+            .map(|(t, c)| {
+                let counts = api::ChangeCounts {
+                    added: c.added,
+                    removed: c.removed,
+                    changed: c.changed,
+                };
+                (t.kind_name().to_string(), counts)
+            })
+            .collect(),
+        last_load: status
+            .last_attempt
+            .as_ref()
+            .map(|(at, errors)| api::LastLoad {
+                time: unix_seconds(*at),
+                ok: errors.is_empty(),
+                errors: errors.clone(),
+            }),
+        reloads: status.attempts,
+        reload_failures: status.failures,
+        listeners: api::Listeners {
+            xds: listener(&listeners.xds),
+            admin: api::Listener {
+                connections: Some(listeners.admin_connections.load(Ordering::Relaxed)),
+                ..listener(&listeners.admin)
+            },
+        },
+    }
+}
+
+fn listener(stats: &AcceptStats) -> api::Listener {
+    api::Listener {
+        saturated: stats.saturated(),
+        accept_errors: stats.total_errors(),
+        connections: None,
+    }
 }
 
 /// `/config`: what `node` is served, as `xdsd render` prints it.

@@ -1,6 +1,7 @@
 //! `/metrics`: Prometheus text format (version 0.0.4), names `xdsd_*`.
 
-use super::{LoadStatus, unix_seconds};
+use super::{Listeners, LoadStatus, unix_seconds};
+use crate::accept::{AcceptStats, ErrorKind};
 use crate::schema::ResourceType;
 use crate::xds::{LATENCY_BUCKETS, Ledger, Outcome, Sync};
 use std::collections::BTreeMap;
@@ -38,8 +39,8 @@ fn type_label(t: ResourceType) -> String {
     format!("{{type=\"{}\"}}", t.kind_name())
 }
 
-/// Every metric, from the ledger and the last load.
-pub fn render(ledger: &Ledger, status: &LoadStatus) -> String {
+/// Every metric, from the ledger, the last load and the listeners.
+pub fn render(ledger: &Ledger, status: &LoadStatus, listeners: &Listeners) -> String {
     let mut out = Families::default();
     out.family(
         "xdsd_build_info",
@@ -53,6 +54,7 @@ pub fn render(ledger: &Ledger, status: &LoadStatus) -> String {
     streams(&mut out, ledger);
     responses(&mut out, ledger);
     loads(&mut out, status);
+    accepts(&mut out, listeners);
     out.0
 }
 
@@ -191,5 +193,50 @@ fn loads(out: &mut Families, status: &LoadStatus) {
         "gauge",
         "Resources in the served set, by type.",
         |t| status.counts.get(&t).copied().unwrap_or(0) as f64,
+    );
+}
+
+fn accepts(out: &mut Families, listeners: &Listeners) {
+    let both: [(&str, &AcceptStats); 2] = [("xds", &listeners.xds), ("admin", &listeners.admin)];
+    let samples: Vec<(String, f64)> = both
+        .iter()
+        .flat_map(|(listener, stats)| {
+            ErrorKind::ALL.iter().map(move |kind| {
+                (
+                    format!("{{listener=\"{listener}\",kind=\"{}\"}}", kind.label()),
+                    stats.errors(*kind) as f64,
+                )
+            })
+        })
+        .collect();
+    out.family(
+        "xdsd_accept_errors_total",
+        "counter",
+        "Failed accepts, by listener (xds, admin) and errno (emfile, enfile, enomem, enobufs: exhaustion; econnaborted: the client left; other).",
+        &samples,
+    );
+    let samples: Vec<(String, f64)> = both
+        .iter()
+        .map(|(listener, stats)| {
+            let saturated = if stats.saturated() { 1.0 } else { 0.0 };
+            (format!("{{listener=\"{listener}\"}}"), saturated)
+        })
+        .collect();
+    out.family(
+        "xdsd_listener_saturated",
+        "gauge",
+        "1 while a listener is in a burst of exhaustion accept errors (until 5 s without one): new connections wait in the kernel's queue.",
+        &samples,
+    );
+    out.family(
+        "xdsd_admin_connections",
+        "gauge",
+        "Admin API connections open (at most --admin-max-connections).",
+        &[(
+            String::new(),
+            listeners
+                .admin_connections
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
+        )],
     );
 }

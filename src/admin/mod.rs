@@ -1,19 +1,26 @@
 //! The admin HTTP endpoint, readable with curl: `/healthz`, `/readyz`,
 //! `/metrics` (Prometheus text), and JSON views: `/clients` (the per-stream
-//! ledger), `/status` (the last load) and `/config` (what one node is served).
+//! ledger), `/status` (the last load, the listeners) and `/config` (what one
+//! node is served). Only GET and HEAD are answered. The bodies' types are in
+//! `api.rs`, the HTTP server and its limits in `server.rs`; this module holds
+//! the state reported on and the routes.
 
+pub mod api;
 mod json;
 mod metrics;
+mod server;
 
+pub use server::{Limits, exposure_warning, serve};
+
+use crate::accept::AcceptStats;
 use crate::schema::ResourceType;
 use crate::snapshot::{Changes, Snapshot};
 use crate::xds::Ledger;
+use hyper::{Method, StatusCode, Uri};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 /// The result of the last load attempt.
@@ -79,6 +86,19 @@ pub struct Health {
     pub ledger: Arc<Ledger>,
     /// The served set.
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The xDS and admin listeners.
+    pub listeners: Listeners,
+}
+
+/// The listeners' accept loops, and the admin connections open.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// The xDS listener's accept errors.
+    pub xds: Arc<AcceptStats>,
+    /// The admin listener's accept errors.
+    pub admin: Arc<AcceptStats>,
+    /// Admin connections open now.
+    pub admin_connections: AtomicUsize,
 }
 
 impl Health {
@@ -89,6 +109,7 @@ impl Health {
             status: Mutex::new(LoadStatus::default()),
             ledger,
             snapshots,
+            listeners: Listeners::default(),
         }
     }
 
@@ -136,55 +157,9 @@ impl Health {
     }
 }
 
-/// How long a client may take to send its request head.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Serves the admin endpoints on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, health: Arc<Health>) {
-    loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let health = Arc::clone(&health);
-        tokio::spawn(async move {
-            let read = tokio::time::timeout(READ_TIMEOUT, read_head(&mut socket));
-            let Ok(Some(head)) = read.await else { return };
-            let request = String::from_utf8_lossy(&head);
-            let target = request.split_whitespace().nth(1).unwrap_or("/");
-            let reply = respond(target, &health);
-            let mut head = format!(
-                "HTTP/1.1 {}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n",
-                reply.status,
-                reply.content_type,
-                reply.body.len()
-            );
-            for (name, value) in &reply.headers {
-                head.push_str(&format!("{name}: {value}\r\n"));
-            }
-            head.push_str("\r\n");
-            let _ = socket.write_all(head.as_bytes()).await;
-            let _ = socket.write_all(reply.body.as_bytes()).await;
-        });
-    }
-}
-
-/// Reads a request head (up to the blank line), which may arrive in pieces; at most 16 KiB.
-async fn read_head(socket: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = socket.read(&mut buf).await.ok()?;
-        if n == 0 || head.len() > 16 * 1024 {
-            return (!head.is_empty()).then_some(head);
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    Some(head)
-}
-
 /// An HTTP response.
 struct Reply {
-    status: &'static str,
+    status: StatusCode,
     content_type: &'static str,
     headers: Vec<(&'static str, String)>,
     body: String,
@@ -194,7 +169,7 @@ const TEXT: &str = "text/plain";
 const JSON: &str = "application/json";
 
 impl Reply {
-    fn text(status: &'static str, body: &str) -> Reply {
+    fn text(status: StatusCode, body: &str) -> Reply {
         Reply {
             status,
             content_type: TEXT,
@@ -203,11 +178,14 @@ impl Reply {
         }
     }
 
-    fn json(value: serde_json::Value) -> Reply {
+    /// `value` as pretty JSON, keys sorted (through `Value`, whose maps are
+    /// sorted) whatever the order of the type's fields.
+    fn json(value: &impl serde::Serialize) -> Reply {
+        let value = serde_json::to_value(value).unwrap_or_default();
         let mut body = serde_json::to_string_pretty(&value).unwrap_or_default();
         body.push('\n');
         Reply {
-            status: "200 OK",
+            status: StatusCode::OK,
             content_type: JSON,
             headers: Vec::new(),
             body,
@@ -215,23 +193,33 @@ impl Reply {
     }
 }
 
-fn respond(target: &str, health: &Health) -> Reply {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let query = parse_query(query);
-    match path {
-        "/healthz" => Reply::text("200 OK", "ok"),
-        "/readyz" if health.ready.load(Ordering::Relaxed) => Reply::text("200 OK", "ready"),
-        "/readyz" => Reply::text("503 Service Unavailable", "not ready"),
-        "/clients" => Reply::json(json::clients(&health.ledger)),
-        "/status" => Reply::json(json::status(&health.load_status())),
+/// The methods answered: the API only reads.
+const ALLOW: &str = "GET, HEAD";
+
+fn respond(method: &Method, uri: &Uri, health: &Health) -> Reply {
+    if method != Method::GET && method != Method::HEAD {
+        let mut reply = Reply::text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("method not allowed; allowed: {ALLOW}"),
+        );
+        reply.headers.push(("allow", ALLOW.to_string()));
+        return reply;
+    }
+    let query = parse_query(uri.query().unwrap_or(""));
+    match uri.path() {
+        "/healthz" => Reply::text(StatusCode::OK, "ok"),
+        "/readyz" if health.ready.load(Ordering::Relaxed) => Reply::text(StatusCode::OK, "ready"),
+        "/readyz" => Reply::text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+        "/clients" => Reply::json(&json::clients(&health.ledger)),
+        "/status" => Reply::json(&json::status(&health.load_status(), &health.listeners)),
         "/config" => config(&health.snapshot(), &query),
         "/metrics" => Reply {
-            status: "200 OK",
+            status: StatusCode::OK,
             content_type: "text/plain; version=0.0.4",
             headers: Vec::new(),
-            body: metrics::render(&health.ledger, &health.load_status()),
+            body: metrics::render(&health.ledger, &health.load_status(), &health.listeners),
         },
-        _ => Reply::text("404 Not Found", "not found"),
+        _ => Reply::text(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
@@ -244,7 +232,9 @@ fn config(snapshot: &Snapshot, query: &BTreeMap<String, String>) -> Reply {
         None => None,
         Some(name) => match ResourceType::parse_loose(name) {
             Some(t) => Some(t),
-            None => return Reply::text("400 Bad Request", &format!("unknown type `{name}`")),
+            None => {
+                return Reply::text(StatusCode::BAD_REQUEST, &format!("unknown type `{name}`"));
+            }
         },
     };
     let format = match query.get("format").map(String::as_str) {
@@ -252,7 +242,7 @@ fn config(snapshot: &Snapshot, query: &BTreeMap<String, String>) -> Reply {
         Some("yaml") => crate::render::Format::Yaml,
         Some(other) => {
             return Reply::text(
-                "400 Bad Request",
+                StatusCode::BAD_REQUEST,
                 &format!("unknown format `{other}`; expected json or yaml"),
             );
         }
@@ -263,7 +253,7 @@ fn config(snapshot: &Snapshot, query: &BTreeMap<String, String>) -> Reply {
     };
     let body = json::config(snapshot, &node, rtype, format);
     Reply {
-        status: "200 OK",
+        status: StatusCode::OK,
         content_type: match format {
             crate::render::Format::Json => JSON,
             crate::render::Format::Yaml => "application/yaml",
@@ -335,9 +325,9 @@ mod tests {
     fn config_answers_bad_parameters_with_400() {
         let snapshot = Snapshot::empty();
         let reply = config(&snapshot, &parse_query("type=Nope"));
-        assert!(reply.status.starts_with("400"));
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
         let reply = config(&snapshot, &parse_query("format=xml"));
-        assert!(reply.status.starts_with("400"));
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
         let reply = config(&snapshot, &parse_query("node_id=a"));
         assert_eq!(reply.body, "{\n  \"resources\": []\n}\n");
     }
