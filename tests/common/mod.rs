@@ -314,7 +314,7 @@ impl HttpResponse {
 
 /// Reads one response (status line, headers, a content-length, chunked or
 /// read-to-EOF body).
-fn read_response(reader: &mut BufReader<TcpStream>) -> Result<HttpResponse, String> {
+pub fn read_response(reader: &mut BufReader<TcpStream>) -> Result<HttpResponse, String> {
     let mut line = String::new();
     let n = reader
         .read_line(&mut line)
