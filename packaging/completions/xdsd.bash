@@ -387,7 +387,7 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__serve)
-            opts="-h -V --dir --max-file-mb --allow --deny --known-cluster --known-clusters-file --envoy-validate --listen --admin --tls-cert --tls-key --tls-client-ca --authorize-node --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --max-clients --max-request-mb --state-dir --log-format --log-level --help --version"
+            opts="-h -V --dir --max-file-mb --allow --deny --known-cluster --known-clusters-file --envoy-validate --listen --admin --admin-timeout-secs --admin-max-connections --tls-cert --tls-key --tls-client-ca --authorize-node --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --max-clients --max-request-mb --state-dir --log-format --log-level --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -426,6 +426,14 @@ _xdsd() {
                     return 0
                     ;;
                 --admin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --admin-max-connections)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

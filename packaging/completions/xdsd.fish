@@ -42,6 +42,8 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l known-clusters-file 
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l envoy-validate -d 'Have this Envoy validate every node view of each candidate set (`envoy --mode validate`) before it is served; a rejection keeps the last good set, like any invalid set' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l listen -d 'Address for gRPC xDS' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l admin -d 'Address of the admin HTTP endpoint (/healthz, /readyz, /metrics, /clients, /status, /config)' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l admin-timeout-secs -d 'Seconds an admin client has to send a request head, also the next one on a kept-alive connection (so an idle connection is closed after this long), and that a write to it may stay stuck' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l admin-max-connections -d 'Most admin connections open at once; over it, new connections are not accepted but wait in the kernel\'s queue until one closes' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-cert -d 'Serve xDS over TLS with this certificate chain (PEM); needs --tls-key' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-key -d 'The private key (PEM) of --tls-cert' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-client-ca -d 'Require client certificates signed by this CA bundle (PEM): mutual TLS. Clients without one fail the handshake' -r -F
