@@ -18,8 +18,8 @@ use futures_core::Stream;
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
@@ -194,7 +194,7 @@ pub struct Incoming {
     listener: TcpListener,
     /// `xds` or `admin`, for logs and metrics.
     name: &'static str,
-    stats: std::sync::Arc<AcceptStats>,
+    stats: Arc<AcceptStats>,
     backoff: Backoff,
     /// The pause after an error, while it runs.
     pause: Option<Pin<Box<Sleep>>>,
@@ -204,11 +204,7 @@ pub struct Incoming {
 
 impl Incoming {
     /// Accepts on `listener`, named `name` in logs, counting into `stats`.
-    pub fn new(
-        listener: TcpListener,
-        name: &'static str,
-        stats: std::sync::Arc<AcceptStats>,
-    ) -> Incoming {
+    pub fn new(listener: TcpListener, name: &'static str, stats: Arc<AcceptStats>) -> Incoming {
         Incoming {
             listener,
             name,
@@ -229,7 +225,7 @@ impl Incoming {
                 listener = self.name,
                 kind = kind.label(),
                 "cannot accept connections: {error}; new connections wait in the kernel's \
-                 queue, retrying every {} ms at most (said once per burst)",
+                 queue, accepting is retried after pauses of up to {} ms (said once per burst)",
                 LONGEST_PAUSE.as_millis()
             );
         } else if !kind.is_exhaustion() {

@@ -200,6 +200,19 @@ mod tests {
     }
 
     #[test]
+    fn a_saturated_listener_gets_a_line() {
+        let mut status = Status::default();
+        status.listeners.xds.saturated = true;
+        status.listeners.xds.accept_errors = 7;
+        let text = report(&status, &[]);
+        assert!(
+            text.contains("xDS listener SATURATED") && text.contains("7 accept errors"),
+            "{text}"
+        );
+        assert!(!text.contains("admin listener"), "{text}");
+    }
+
+    #[test]
     fn an_unreachable_daemon_is_an_error() {
         let unused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = unused.local_addr().expect("addr");

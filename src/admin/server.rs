@@ -12,7 +12,7 @@
 //!   are not accepted: they wait in the kernel's queue until one closes
 //!   (idle ones close within the timeout), and the wait is logged.
 
-use super::{Health, Listeners};
+use super::Health;
 use crate::accept::Incoming;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming as Body};
@@ -61,7 +61,8 @@ impl Default for Limits {
 
 /// Serves the admin API on `incoming` until the task is dropped.
 pub async fn serve(mut incoming: Incoming, health: Arc<Health>, limits: Limits) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let slots = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let permits = Arc::new(Semaphore::new(slots));
     let http = Arc::new(builder(limits.timeout));
     let mut last_limit_log: Option<Instant> = None;
     loop {
@@ -131,10 +132,8 @@ impl Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
-        let Listeners {
-            admin_connections, ..
-        } = &self.health.listeners;
-        admin_connections.fetch_sub(1, Ordering::Relaxed);
+        let open = &self.health.listeners.admin_connections;
+        open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
