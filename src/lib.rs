@@ -34,6 +34,7 @@ pub mod grpc_rules;
 pub mod load;
 pub mod loader;
 pub mod parallel;
+pub mod redact;
 pub mod reflect;
 pub mod render;
 pub mod resource;

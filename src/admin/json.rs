@@ -97,7 +97,7 @@ pub fn status(status: &LoadStatus) -> Value {
     })
 }
 
-/// `/config`: what `node` is served, as `xdsd render` prints it.
+/// `/config`: what `node` is served, as `xdsd render --redact` prints it.
 pub fn config(
     snapshot: &Snapshot,
     node: &NodeIdentity,
@@ -115,7 +115,10 @@ pub fn config(
                 .resources
                 .values()
                 .map(move |entry| match entry.decode() {
-                    Some(message) => render::message_json(*t, &message),
+                    Some(mut message) => {
+                        crate::redact::message(&mut message);
+                        render::message_json(*t, &message)
+                    }
                     None => {
                         json!({"@type": t.type_url(), "name": entry.name, "error": "cannot decode"})
                     }

@@ -2,6 +2,9 @@
 //! and prints one line per connected stream, per type SYNCED / STALE /
 //! NACKED, and every NACK's text below. Only the admin API's JSON is used,
 //! so this works against any xdsd of the same API, local or remote.
+//! With `--xds`, [`csds`] asks the xDS port's CSDS instead.
+
+pub mod csds;
 
 use serde_json::Value;
 use std::io::{Read, Write};
