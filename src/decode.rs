@@ -1139,6 +1139,22 @@ mod tests {
         (msg, errors)
     }
 
+    #[test]
+    fn a_message_never_quotes_a_secret() {
+        // An all-digit token written unquoted: the message would quote it.
+        let text = "name: api\ngeneric_secret: {secret: {inline_string: 31415926}}\n";
+        let (_, errors) = decode("envoy.extensions.transport_sockets.tls.v3.Secret", text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("[redacted]"), "{errors:?}");
+        assert!(!errors[0].contains("31415926"), "{errors:?}");
+        // The same mistake outside a secret is quoted, to be found.
+        let (_, errors) = decode(
+            "envoy.config.core.v3.DataSource",
+            "inline_string: 31415926\n",
+        );
+        assert!(errors[0].contains("31415926"), "{errors:?}");
+    }
+
     const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";
 
     #[test]
