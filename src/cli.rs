@@ -63,11 +63,17 @@ child exits 10 s after the last change, which keeps an idle daemon small.
 Admin API (--admin, plain HTTP): /healthz, /readyz, /metrics (Prometheus, xdsd_*), /clients (per \
 stream and type: sent and ACKed versions, the last NACK's text), /status (served version, last \
 load and its located errors), /config?node_id=ID&node_cluster=C (what `render` prints for that \
-node, from the served set). CSDS is served on the xDS port; its node matchers match node ids only.
+node, from the served set, secrets redacted). CSDS is served on the xDS port; its node matchers match \
+node ids only.
+
+Secrets (fields Envoy marks sensitive: private keys, session ticket keys, HMAC and generic secrets) \
+are shown as [redacted] by CSDS, /config, status, diff and in diagnostics and logs; render keeps \
+them unless given --redact.
 
 --authorize-node compares the filled-in template with the certificate's DNS and URI SANs and \
-subject CNs for equality (no wildcards). systemd: Type=notify gets READY=1 after the first valid \
-load, STATUS= after each reload, WATCHDOG=1 at half of WatchdogSec=, STOPPING=1 on SIGTERM; \
+subject CNs for equality (no wildcards); it holds on every service of the xDS port, CSDS \
+included (a caller sees only the nodes it proves; an --admin-identity sees all). systemd: \
+Type=notify gets READY=1 after the first valid load, STATUS= after each reload, WATCHDOG=1 at half of WatchdogSec=, STOPPING=1 on SIGTERM; \
 SIGHUP reloads (no RELOADING=1 is sent; serving never pauses).
 
 Exit status: 0 success; 1 errors found (lint, render) or differences (diff), or serve could not \
@@ -91,8 +97,9 @@ pub enum Command {
     /// `/clients`) and prints the served version and one line per connected
     /// stream: node id, node cluster, stream kind, and per type SYNCED (the
     /// last response was ACKed), STALE (not answered yet), NACKED (refused)
-    /// or `-` (not subscribed), then the text of every NACK. Exit status 0
-    /// when the daemon answered, 2 when it could not be reached.
+    /// or `-` (not subscribed), then the text of every NACK. With --xds, asks
+    /// CSDS on the xDS port instead (over TLS or mTLS), one line per node.
+    /// Exit status 0 when the daemon answered, 2 when it could not be reached.
     Status(StatusArgs),
     /// Print a client bootstrap that points at a running xdsd.
     ///
@@ -345,7 +352,7 @@ pub struct StatusArgs {
 pub enum StatusFormat {
     /// One line per stream, then the NACKs.
     Table,
-    /// `/clients` as JSON.
+    /// `/clients` (with --xds, the CSDS answer) as JSON.
     Json,
 }
 
