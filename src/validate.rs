@@ -208,6 +208,10 @@ pub fn check_dir_cached(
 /// sensitive values of the resources in the same file are redacted from it
 /// (the decoder already does this for what it reports inside a secret).
 fn scrub_secrets(resources: &[Resource], diags: &mut Diagnostics) {
+    // Walking every message costs time on large sets; a clean one needs none.
+    if diags.iter().next().is_none() {
+        return;
+    }
     let mut by_file: HashMap<&str, Vec<String>> = HashMap::new();
     for r in resources {
         let secrets = crate::redact::secrets(&r.message);
