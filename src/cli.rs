@@ -64,7 +64,7 @@ Admin API (--admin, plain HTTP/1.1, GET and HEAD only, no authentication: keep i
 another address is warned about): /healthz, /readyz, /metrics (Prometheus, xdsd_*), /clients (per \
 stream and type: sent and ACKed versions, the last NACK's text), /status (served version, last \
 load and its located errors, listeners), /config?node_id=ID&node_cluster=C (what `render` prints \
-for that node, from the served set). A request head over 16 KiB is answered 431. CSDS is served on \
+for that node, from the served set, secrets redacted). A request head over 16 KiB is answered 431. CSDS is served on \
 the xDS port; its node matchers match node ids only.
 
 When the process runs out of descriptors or memory, accepting connections pauses (5 ms, doubling \
@@ -72,9 +72,14 @@ up to 1 s) instead of retrying at once; connections wait in the kernel's queue m
 burst of such errors is logged once when it starts and once when it ends (5 s without one), is \
 counted in xdsd_accept_errors_total, and shows in xdsd_listener_saturated and /status.
 
+Secrets (fields Envoy marks sensitive: private keys, session ticket keys, HMAC and generic secrets) \
+are shown as [redacted] by CSDS, /config, status, diff and in diagnostics and logs; render keeps \
+them unless given --redact.
+
 --authorize-node compares the filled-in template with the certificate's DNS and URI SANs and \
-subject CNs for equality (no wildcards). systemd: Type=notify gets READY=1 after the first valid \
-load, STATUS= after each reload, WATCHDOG=1 at half of WatchdogSec=, STOPPING=1 on SIGTERM; \
+subject CNs for equality (no wildcards); it holds on every service of the xDS port, CSDS \
+included (a caller sees only the nodes it proves; an --admin-identity sees all). systemd: \
+Type=notify gets READY=1 after the first valid load, STATUS= after each reload, WATCHDOG=1 at half of WatchdogSec=, STOPPING=1 on SIGTERM; \
 SIGHUP reloads (no RELOADING=1 is sent; serving never pauses).
 
 Exit status: 0 success; 1 errors found (lint, render) or differences (diff), or serve could not \
@@ -98,8 +103,9 @@ pub enum Command {
     /// `/clients`) and prints the served version and one line per connected
     /// stream: node id, node cluster, stream kind, and per type SYNCED (the
     /// last response was ACKed), STALE (not answered yet), NACKED (refused)
-    /// or `-` (not subscribed), then the text of every NACK. Exit status 0
-    /// when the daemon answered, 2 when it could not be reached.
+    /// or `-` (not subscribed), then the text of every NACK. With --xds, asks
+    /// CSDS on the xDS port instead (over TLS or mTLS), one line per node.
+    /// Exit status 0 when the daemon answered, 2 when it could not be reached.
     Status(StatusArgs),
     /// Print a client bootstrap that points at a running xdsd.
     ///
@@ -313,9 +319,22 @@ pub struct ServeTlsArgs {
     /// Other clients are refused with PERMISSION_DENIED, and it is logged.
     #[arg(long, value_name = "TEMPLATE", requires = "tls_client_ca", value_parser = crate::tls::NodeAuthorization::new)]
     authorize_node: Option<crate::tls::NodeAuthorization>,
+    /// A certificate identity (DNS or URI SAN, or subject CN) that may read
+    /// every node's status through CSDS, e.g. for `xdsd status --xds`
+    /// (repeatable; exact, or a glob with `*` and `?` such as
+    /// `spiffe://example.org/ops/*`). It claims no node: over ADS and the
+    /// per-type services it is held to --authorize-node like any client.
+    #[arg(long, value_name = "ID", requires = "authorize_node")]
+    admin_identity: Vec<String>,
 }
 
 impl ServeTlsArgs {
+    /// `--authorize-node` with its `--admin-identity`s.
+    fn authorization(&self) -> Option<crate::tls::NodeAuthorization> {
+        let authorization = self.authorize_node.clone()?;
+        Some(authorization.with_admins(self.admin_identity.clone()))
+    }
+
     fn files(&self) -> Option<crate::tls::TlsFiles> {
         Some(crate::tls::TlsFiles {
             cert: self.tls_cert.clone()?,
@@ -330,9 +349,17 @@ impl ServeTlsArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     admin: AdminArg,
-    /// Output: a table, or the admin API's `/clients` JSON as it is.
+    /// Ask CSDS on xdsd's xDS port (`host:port`) instead of the admin API,
+    /// over TLS with the --tls-* flags; with --authorize-node on the daemon,
+    /// a certificate shows the nodes it proves, an --admin-identity all.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "admin")]
+    xds: Option<String>,
+    /// Output: a table, or JSON (the admin API's `/clients` as it is; with
+    /// --xds, the CSDS answer with resources decoded, secrets redacted).
     #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
     format: StatusFormat,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 }
 
 /// Output formats of `status`.
@@ -340,7 +367,7 @@ pub struct StatusArgs {
 pub enum StatusFormat {
     /// One line per stream, then the NACKs.
     Table,
-    /// `/clients` as JSON.
+    /// `/clients` (with --xds, the CSDS answer) as JSON.
     Json,
 }
 
@@ -368,13 +395,14 @@ pub struct BootstrapArgs {
     #[arg(long, value_name = "PORT", default_value_t = 9901)]
     admin_port: u16,
     #[command(flatten)]
-    tls: BootstrapTlsArgs,
+    tls: ClientTlsArgs,
 }
 
-/// TLS settings a client bootstrap carries; paths are as the client sees them.
+/// How a client reaches xdsd over TLS: the settings a bootstrap carries
+/// (paths as the client sees them), or those `status --xds` uses.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "TLS")]
-pub struct BootstrapTlsArgs {
+pub struct ClientTlsArgs {
     /// Reach xdsd over TLS, trusting this CA bundle (PEM) for its certificate.
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<String>,
@@ -384,13 +412,14 @@ pub struct BootstrapTlsArgs {
     /// mTLS: the private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<String>,
-    /// Envoy only: the name xdsd's certificate must carry (a DNS name, sent
-    /// as SNI, or an IP address); default: the host of --server.
+    /// The name xdsd's certificate must carry (a DNS name, sent as SNI, or
+    /// an IP address); default: the host of --server or --xds. Not for
+    /// gRPC bootstraps, which have no such setting.
     #[arg(long, value_name = "NAME", requires = "tls_ca")]
     tls_server_name: Option<String>,
 }
 
-impl BootstrapTlsArgs {
+impl ClientTlsArgs {
     fn settings(&self) -> Option<crate::bootstrap::ClientTls> {
         Some(crate::bootstrap::ClientTls {
             ca: self.tls_ca.clone()?,
@@ -456,6 +485,12 @@ pub struct RenderArgs {
     /// RDS inlined and EDS as load_assignment, for `envoy --mode validate`.
     #[arg(long)]
     envoy_static: bool,
+    /// Replace every secret (fields Envoy marks sensitive: private keys,
+    /// session ticket keys, HMAC and generic secrets) by `[redacted]`, for
+    /// output meant to be shown; without it the output is a loadable config
+    /// directory and holds them.
+    #[arg(long)]
+    redact: bool,
 }
 
 /// Arguments of `diff`.
@@ -551,7 +586,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
             max_delay: std::time::Duration::from_millis(args.debounce_max_ms).max(quiet),
         },
         tls: args.tls.files(),
-        authorize_node: args.tls.authorize_node.clone(),
+        authorize_node: args.tls.authorization(),
         load_limits: crate::worker::Limits {
             memory_bytes: (args.load_memory_limit_mb > 0)
                 .then(|| args.load_memory_limit_mb.saturating_mul(1024 * 1024)),
@@ -585,6 +620,13 @@ fn serve(args: &ServeArgs) -> ExitCode {
 }
 
 fn status(args: &StatusArgs) -> ExitCode {
+    if let Some(server) = &args.xds {
+        return status_csds(server, args);
+    }
+    if args.tls.tls_ca.is_some() {
+        eprintln!("xdsd: the --tls-* flags of status are for --xds (the admin API is plain HTTP)");
+        return ExitCode::from(EXIT_TROUBLE);
+    }
     let admin = args.admin.admin;
     let fetched =
         crate::status::get::<crate::admin::api::Clients>(admin, "/clients").and_then(|clients| {
@@ -599,6 +641,24 @@ fn status(args: &StatusArgs) -> ExitCode {
     match fetched {
         Ok(text) => {
             print(&text);
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("xdsd: {message}");
+            ExitCode::from(EXIT_TROUBLE)
+        }
+    }
+}
+
+/// `status --xds`: CSDS on the xDS port.
+fn status_csds(server: &str, args: &StatusArgs) -> ExitCode {
+    use crate::status::csds;
+    match csds::fetch(server, args.tls.settings().as_ref()) {
+        Ok(response) => {
+            print(&match args.format {
+                StatusFormat::Table => csds::report(server, &response),
+                StatusFormat::Json => pretty_json(&csds::to_json(&response)),
+            });
             ExitCode::SUCCESS
         }
         Err(message) => {
@@ -768,11 +828,16 @@ fn render_cmd(args: &RenderArgs) -> ExitCode {
         .filter(|r| args.rtype.is_none_or(|t| r.rtype == t))
         .collect();
     if args.envoy_static {
-        let typed: Vec<_> = view.iter().map(|r| (r.rtype, render::to_json(r))).collect();
+        let json = if args.redact {
+            render::redacted_json
+        } else {
+            render::to_json
+        };
+        let typed: Vec<_> = view.iter().map(|r| (r.rtype, json(r))).collect();
         let bootstrap = render::envoy_static(&typed);
         print(&pretty_json(&bootstrap));
     } else {
-        print(&render::render(&view, args.format));
+        print(&render::render(&view, args.format, args.redact));
     }
     ExitCode::SUCCESS
 }

@@ -188,6 +188,10 @@ pub struct Decoder<'a> {
     unconstrained: u32,
     /// False below a field whose contents Envoy does not validate (`message.skip`).
     checking: bool,
+    /// The scalars of the sensitive fields (`udpa.annotations.sensitive`)
+    /// enclosing the node being decoded: scrubbed from what is reported, so
+    /// no message quotes a key.
+    secrets: Vec<String>,
 }
 
 impl<'a> Decoder<'a> {
@@ -200,10 +204,15 @@ impl<'a> Decoder<'a> {
             in_lb_policy: 0,
             unconstrained: 0,
             checking: true,
+            secrets: Vec::new(),
         }
     }
 
     fn report(&mut self, rule: &'static Rule, mark: Mark, message: impl Into<String>) {
+        let mut message = message.into();
+        if !self.secrets.is_empty() {
+            message = crate::redact::scrub(&message, &self.secrets);
+        }
         self.diags
             .report(rule, Location::at(&self.file, mark), message);
     }
@@ -320,7 +329,12 @@ impl<'a> Decoder<'a> {
             let skip = crate::rules::skips_contents(&field);
             let checking = self.checking;
             self.checking = checking && !skip;
+            let enclosing_secrets = self.secrets.len();
+            if crate::redact::is_sensitive(&field) {
+                value.scalar_texts(&mut self.secrets);
+            }
             let decoded = self.field_value(&field, value);
+            self.secrets.truncate(enclosing_secrets);
             self.checking = checking;
             marks.record(field.number(), key.mark, value, decoded.is_some());
             if let Some(v) = decoded {
@@ -1123,6 +1137,22 @@ mod tests {
             .map(|d| d.to_string())
             .collect();
         (msg, errors)
+    }
+
+    #[test]
+    fn a_message_never_quotes_a_secret() {
+        // An all-digit token written unquoted: the message would quote it.
+        let text = "name: api\ngeneric_secret: {secret: {inline_string: 31415926}}\n";
+        let (_, errors) = decode("envoy.extensions.transport_sockets.tls.v3.Secret", text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("[redacted]"), "{errors:?}");
+        assert!(!errors[0].contains("31415926"), "{errors:?}");
+        // The same mistake outside a secret is quoted, to be found.
+        let (_, errors) = decode(
+            "envoy.config.core.v3.DataSource",
+            "inline_string: 31415926\n",
+        );
+        assert!(errors[0].contains("31415926"), "{errors:?}");
     }
 
     const CLUSTER: &str = "envoy.config.cluster.v3.Cluster";

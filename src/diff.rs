@@ -1,7 +1,9 @@
 //! Resource-level comparison of two node views: added, removed and changed
 //! resources per type, and for each changed one the fields that differ.
+//! Values are shown redacted ([`crate::redact`]); a change only inside a
+//! secret is reported as such, never with its values.
 
-use crate::render::to_json;
+use crate::render::{redacted_json, to_json};
 use crate::resource::Resource;
 use crate::schema::ResourceType;
 use serde_json::Value;
@@ -13,10 +15,12 @@ use std::fmt::Write;
 pub struct FieldChange {
     /// Path like `virtual_hosts[0].routes[1].route.cluster`.
     pub path: String,
-    /// The old value.
+    /// The old value, secrets redacted.
     pub old: Option<Value>,
-    /// The new value.
+    /// The new value, secrets redacted.
     pub new: Option<Value>,
+    /// True when what changed is a secret (then `old` and `new` are `None`).
+    pub secret: bool,
 }
 
 /// The differences for one resource type.
@@ -38,9 +42,15 @@ impl TypeDiff {
 
 /// Compares two views; only types with differences are returned, in type order.
 pub fn diff(old: &[&Resource], new: &[&Resource]) -> BTreeMap<ResourceType, TypeDiff> {
-    let index = |set: &[&Resource]| -> BTreeMap<(ResourceType, String), Value> {
+    let index = |set: &[&Resource]| -> BTreeMap<(ResourceType, String), Shown> {
         set.iter()
-            .map(|r| ((r.rtype, r.name.clone()), to_json(r)))
+            .map(|r| {
+                let shown = Shown {
+                    raw: to_json(r),
+                    redacted: redacted_json(r),
+                };
+                ((r.rtype, r.name.clone()), shown)
+            })
             .collect()
     };
     let (old, new) = (index(old), index(new));
@@ -48,13 +58,11 @@ pub fn diff(old: &[&Resource], new: &[&Resource]) -> BTreeMap<ResourceType, Type
     for ((t, name), old_value) in &old {
         match new.get(&(*t, name.clone())) {
             None => out.entry(*t).or_default().removed.push(name.clone()),
-            Some(new_value) if new_value != old_value => {
-                let mut changes = Vec::new();
-                field_changes("", old_value, new_value, &mut changes);
+            Some(new_value) if new_value.raw != old_value.raw => {
                 out.entry(*t)
                     .or_default()
                     .changed
-                    .push((name.clone(), changes));
+                    .push((name.clone(), shown_changes(old_value, new_value)));
             }
             Some(_) => {}
         }
@@ -66,6 +74,33 @@ pub fn diff(old: &[&Resource], new: &[&Resource]) -> BTreeMap<ResourceType, Type
     }
     out.retain(|_, d| !d.is_empty());
     out
+}
+
+/// A resource as JSON, and as shown.
+struct Shown {
+    raw: Value,
+    redacted: Value,
+}
+
+/// The changes between the raw forms, each shown as it is between the
+/// redacted forms; one the redacted forms do not have is a secret's.
+fn shown_changes(old: &Shown, new: &Shown) -> Vec<FieldChange> {
+    let mut raw = Vec::new();
+    field_changes("", &old.raw, &new.raw, &mut raw);
+    let mut redacted = Vec::new();
+    field_changes("", &old.redacted, &new.redacted, &mut redacted);
+    let mut shown: BTreeMap<String, FieldChange> =
+        redacted.into_iter().map(|c| (c.path.clone(), c)).collect();
+    raw.into_iter()
+        .map(|c| {
+            shown.remove(&c.path).unwrap_or(FieldChange {
+                path: c.path,
+                old: None,
+                new: None,
+                secret: true,
+            })
+        })
+        .collect()
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -86,6 +121,7 @@ fn field_changes(path: &str, old: &Value, new: &Value, out: &mut Vec<FieldChange
                         path: join(path, k),
                         old: Some(av.clone()),
                         new: None,
+                        secret: false,
                     }),
                 }
             }
@@ -95,6 +131,7 @@ fn field_changes(path: &str, old: &Value, new: &Value, out: &mut Vec<FieldChange
                         path: join(path, k),
                         old: None,
                         new: Some(bv.clone()),
+                        secret: false,
                     });
                 }
             }
@@ -108,6 +145,7 @@ fn field_changes(path: &str, old: &Value, new: &Value, out: &mut Vec<FieldChange
                         path: p,
                         old: x.cloned(),
                         new: y.cloned(),
+                        secret: false,
                     }),
                 }
             }
@@ -116,6 +154,7 @@ fn field_changes(path: &str, old: &Value, new: &Value, out: &mut Vec<FieldChange
             path: path.to_string(),
             old: Some(old.clone()),
             new: Some(new.clone()),
+            secret: false,
         }),
         _ => {}
     }
@@ -135,6 +174,10 @@ pub fn report(diffs: &BTreeMap<ResourceType, TypeDiff>) -> String {
         for (name, changes) in &d.changed {
             let _ = writeln!(out, "  ~ {name}");
             for c in changes {
+                if c.secret {
+                    let _ = writeln!(out, "      {}: (a secret; changed)", c.path);
+                    continue;
+                }
                 let show = |v: &Option<Value>| {
                     v.as_ref()
                         .map_or_else(|| "(unset)".to_string(), Value::to_string)
@@ -175,5 +218,31 @@ mod tests {
             "Cluster:\n  + c\n  - b\n  ~ a\n      connect_timeout: \"1s\" -> \"2s\"\n"
         );
         assert!(diff(&o, &o).is_empty());
+    }
+
+    #[test]
+    fn a_changed_secret_is_named_never_shown() {
+        let secret = |key: &str, chain: &str| {
+            load_str(
+                "s.yaml",
+                &format!(
+                    "\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n\
+                     name: s\ntls_certificate:\n  certificate_chain: {{inline_string: {chain}}}\n  \
+                     private_key: {{inline_string: {key}}}\n"
+                ),
+            )
+        };
+        let (old, new) = (
+            secret("old-key-text", "chain-a"),
+            secret("new-key-text", "chain-b"),
+        );
+        let o: Vec<&Resource> = old.resources.iter().collect();
+        let n: Vec<&Resource> = new.resources.iter().collect();
+        let text = report(&diff(&o, &n));
+        assert_eq!(
+            text,
+            "Secret:\n  ~ s\n      tls_certificate.certificate_chain.inline_string: \"chain-a\" -> \"chain-b\"\n      \
+             tls_certificate.private_key.inline_string: (a secret; changed)\n"
+        );
     }
 }

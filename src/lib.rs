@@ -11,7 +11,8 @@
 //!   [`envoy_rules`], what Envoy rejects inside one resource beyond the schema;
 //!   [`grpc_rules`]: what proxyless gRPC clients reject (warnings);
 //! * [`selector`]: which nodes see which resources;
-//! * [`render`], [`diff`]: per-node output and change review;
+//! * [`render`], [`diff`]: per-node output and change review; [`redact`]:
+//!   secrets are never displayed, by any of them or the daemon;
 //! * [`diag`]: located findings and their output formats; [`check`]: the rule
 //!   registry every finding names, `--allow`/`--deny` and inline allow comments;
 //! * [`snapshot`], [`xds`], [`watch`], [`serve`], [`admin`], [`systemd`], [`tls`]: the daemon;
@@ -36,6 +37,7 @@ pub mod grpc_rules;
 pub mod load;
 pub mod loader;
 pub mod parallel;
+pub mod redact;
 pub mod reflect;
 pub mod render;
 pub mod resource;

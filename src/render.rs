@@ -23,6 +23,14 @@ pub fn to_json(resource: &Resource) -> Value {
     message_json(resource.rtype, &resource.message)
 }
 
+/// [`to_json`] with every secret replaced by `[redacted]` ([`crate::redact`]):
+/// what xdsd shows of a resource anywhere but in `render`'s default output.
+pub fn redacted_json(resource: &Resource) -> Value {
+    let mut message = resource.message.as_ref().clone();
+    crate::redact::message(&mut message);
+    message_json(resource.rtype, &message)
+}
+
 /// A message of type `rtype` as [`to_json`] prints it.
 pub fn message_json(rtype: ResourceType, message: &DynamicMessage) -> Value {
     let options = SerializeOptions::new()
@@ -65,9 +73,11 @@ fn integral_floats_as_integers(v: Value) -> Value {
     }
 }
 
-/// Renders resources (already filtered and ordered) as a config directory's file.
-pub fn render(resources: &[&Resource], format: Format) -> String {
-    render_values(resources.iter().map(|r| to_json(r)).collect(), format)
+/// Renders resources (already filtered and ordered) as a config directory's
+/// file; with `redact`, secrets are replaced by `[redacted]`.
+pub fn render(resources: &[&Resource], format: Format, redact: bool) -> String {
+    let json = if redact { redacted_json } else { to_json };
+    render_values(resources.iter().map(|r| json(r)).collect(), format)
 }
 
 /// Renders resources already turned into JSON by [`to_json`] or [`message_json`].
@@ -201,7 +211,7 @@ mod tests {
     fn rendered_yaml_loads_back_to_the_same_resources() {
         let loaded = load_str("a.yaml", SET);
         let all: Vec<&Resource> = loaded.resources.iter().collect();
-        let text = render(&all, Format::Yaml);
+        let text = render(&all, Format::Yaml, false);
         let again = load_str("b.yaml", &text);
         assert!(
             again.diagnostics.is_ok(),
@@ -209,8 +219,8 @@ mod tests {
             again.diagnostics.sorted()
         );
         let again_refs: Vec<&Resource> = again.resources.iter().collect();
-        assert_eq!(render(&again_refs, Format::Yaml), text);
-        let json = render(&all, Format::Json);
+        assert_eq!(render(&again_refs, Format::Yaml, false), text);
+        let json = render(&all, Format::Json, false);
         let from_json = load_str("c.json", &json);
         assert_eq!(
             from_json.resources.len(),

@@ -68,6 +68,9 @@ pub fn certificate_identities(der: &[u8]) -> Vec<String> {
 #[derive(Clone, Debug)]
 pub struct NodeAuthorization {
     template: String,
+    /// `--admin-identity`: exact identities or `*`/`?` globs that may read
+    /// every node's status (CSDS); they claim no node.
+    admins: Vec<String>,
 }
 
 impl NodeAuthorization {
@@ -80,7 +83,30 @@ impl NodeAuthorization {
         }
         Ok(NodeAuthorization {
             template: template.to_string(),
+            admins: Vec::new(),
         })
+    }
+
+    /// Lets certificates carrying one of `identities` (exact, or globs with
+    /// `*` and `?`) read the status of every node.
+    pub fn with_admins(mut self, identities: Vec<String>) -> NodeAuthorization {
+        self.admins = identities;
+        self
+    }
+
+    /// True when `identities` include an admin identity.
+    pub fn is_admin(&self, identities: &[String]) -> bool {
+        identities.iter().any(|id| {
+            self.admins
+                .iter()
+                .any(|admin| crate::selector::glob_match(admin, id))
+        })
+    }
+
+    /// True when a client with `identities` may see what `node` is sent:
+    /// it proves that node, or it is an admin.
+    pub fn may_see(&self, identities: &[String], node: &NodeIdentity) -> bool {
+        identities.contains(&self.expected(node)) || self.is_admin(identities)
     }
 
     /// The identity `node` must prove.
@@ -134,6 +160,23 @@ mod tests {
             .expect_err("other node");
         assert!(refused.contains("spiffe://corp/edge/edge-2"), "{refused}");
         assert!(auth.check(&[], &node("edge-1", "edge")).is_err());
+    }
+
+    #[test]
+    fn admins_see_every_node_and_others_only_their_own() {
+        let auth = NodeAuthorization::new("spiffe://corp/{node_id}")
+            .expect("ok")
+            .with_admins(vec!["spiffe://ops/*".into(), "root.corp".into()]);
+        let edge = node("edge-1", "edge");
+        let internal = node("internal-1", "internal");
+        let own = ["spiffe://corp/edge-1".to_string()];
+        assert!(auth.may_see(&own, &edge));
+        assert!(!auth.may_see(&own, &internal));
+        for admin in ["spiffe://ops/alice", "root.corp"] {
+            assert!(auth.may_see(&[admin.to_string()], &internal), "{admin}");
+        }
+        assert!(!auth.is_admin(&["spiffe://ops2/x".to_string(), "root.corp.evil".into()]));
+        assert!(!auth.is_admin(&[]));
     }
 
     #[test]

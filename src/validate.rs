@@ -196,11 +196,37 @@ pub fn check_dir_cached(
     validate(&loaded.resources, settings, &mut diagnostics);
     crate::check::policy::apply_inline(&loaded.allowances, &mut diagnostics);
     settings.policy.apply(&mut diagnostics);
+    scrub_secrets(&loaded.resources, &mut diagnostics);
     Ok(Checked {
         resources: loaded.resources,
         diagnostics,
         allowances: loaded.allowances,
     })
+}
+
+/// No finding quotes a secret of its file: whatever a check echoes, the
+/// sensitive values of the resources in the same file are redacted from it
+/// (the decoder already does this for what it reports inside a secret).
+fn scrub_secrets(resources: &[Resource], diags: &mut Diagnostics) {
+    // Walking every message costs time on large sets; a clean one needs none.
+    if diags.iter().next().is_none() {
+        return;
+    }
+    let mut by_file: HashMap<&str, Vec<String>> = HashMap::new();
+    for r in resources {
+        let secrets = crate::redact::secrets(&r.message);
+        if !secrets.is_empty() {
+            by_file.entry(&r.file).or_default().extend(secrets);
+        }
+    }
+    if by_file.is_empty() {
+        return;
+    }
+    diags.adjust(|d| {
+        if let Some(secrets) = by_file.get(&*d.location.file) {
+            d.message = crate::redact::scrub(&d.message, secrets);
+        }
+    });
 }
 
 /// Runs every cross-resource check, adding findings to `diags`.

@@ -144,6 +144,16 @@ impl Node {
         }
     }
 
+    /// Appends the text of every scalar value below this node (map keys,
+    /// which name fields, are not values).
+    pub fn scalar_texts(&self, out: &mut Vec<String>) {
+        match &self.kind {
+            NodeKind::Scalar(s) => out.push(s.text.clone()),
+            NodeKind::Seq(items) => items.iter().for_each(|item| item.scalar_texts(out)),
+            NodeKind::Map(entries) => entries.iter().for_each(|(_, v)| v.scalar_texts(out)),
+        }
+    }
+
     /// The scalar text when the node is a scalar that reads as a string.
     pub fn as_str(&self) -> Option<&str> {
         match self.as_scalar()?.value() {

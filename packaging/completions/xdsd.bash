@@ -333,7 +333,7 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__render)
-            opts="-h -V --dir --max-file-mb --allow --deny --known-cluster --known-clusters-file --node-id --node-cluster --type --format --envoy-static --help --version"
+            opts="-h -V --dir --max-file-mb --allow --deny --known-cluster --known-clusters-file --node-id --node-cluster --type --format --envoy-static --redact --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -387,7 +387,7 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__serve)
-            opts="-h -V --dir --max-file-mb --allow --deny --known-cluster --known-clusters-file --envoy-validate --listen --admin --admin-timeout-secs --admin-max-connections --tls-cert --tls-key --tls-client-ca --authorize-node --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --max-clients --max-request-mb --state-dir --log-format --log-level --help --version"
+            opts="-h -V --dir --max-file-mb --allow --deny --known-cluster --known-clusters-file --envoy-validate --listen --admin --admin-timeout-secs --admin-max-connections --tls-cert --tls-key --tls-client-ca --authorize-node --admin-identity --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --max-clients --max-request-mb --state-dir --log-format --log-level --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -453,6 +453,10 @@ _xdsd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --admin-identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --debounce-ms)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -497,7 +501,7 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__status)
-            opts="-h -V --admin --format --help --version"
+            opts="-h -V --admin --xds --format --tls-ca --tls-cert --tls-key --tls-server-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -507,8 +511,28 @@ _xdsd() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --xds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --format)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-server-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

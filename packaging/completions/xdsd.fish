@@ -48,6 +48,7 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-cert -d 'Serve x
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-key -d 'The private key (PEM) of --tls-cert' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-client-ca -d 'Require client certificates signed by this CA bundle (PEM): mutual TLS. Clients without one fail the handshake' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l authorize-node -d 'Tie each client\'s certificate to the node it claims: the certificate must carry a DNS or URI subject alternative name (or a subject CN) equal to TEMPLATE with {node_id} and {node_cluster} replaced by the client\'s node id and cluster, e.g. `spiffe://example.org/envoy/{node_id}`. Other clients are refused with PERMISSION_DENIED, and it is logged' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l admin-identity -d 'A certificate identity (DNS or URI SAN, or subject CN) that may read every node\'s status through CSDS, e.g. for `xdsd status --xds` (repeatable; exact, or a glob with `*` and `?` such as `spiffe://example.org/ops/*`). It claims no node: over ADS and the per-type services it is held to --authorize-node like any client' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l debounce-ms -d 'Quiet period, in milliseconds, that ends a burst of file events' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l debounce-max-ms -d 'Longest wait, in milliseconds, from a burst\'s first event to the reload' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l load-memory-limit-mb -d 'Memory (address space), in MiB, a load may use before it is stopped and rejected; 0 means no limit. Loads run in a child process, so a file that exhausts this cannot harm the daemon or what it serves' -r
@@ -61,8 +62,13 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l log-level -d 'Log le
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c xdsd -n "__fish_xdsd_using_subcommand status" -l admin -d 'Address of the admin HTTP endpoint (/healthz, /readyz, /metrics, /clients, /status, /config)' -r
-complete -c xdsd -n "__fish_xdsd_using_subcommand status" -l format -d 'Output: a table, or the admin API\'s `/clients` JSON as it is' -r -f -a "table\t'One line per stream, then the NACKs'
-json\t'`/clients` as JSON'"
+complete -c xdsd -n "__fish_xdsd_using_subcommand status" -l xds -d 'Ask CSDS on xdsd\'s xDS port (`host:port`) instead of the admin API, over TLS with the --tls-* flags; with --authorize-node on the daemon, a certificate shows the nodes it proves, an --admin-identity all' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand status" -l format -d 'Output: a table, or JSON (the admin API\'s `/clients` as it is; with --xds, the CSDS answer with resources decoded, secrets redacted)' -r -f -a "table\t'One line per stream, then the NACKs'
+json\t'`/clients` (with --xds, the CSDS answer) as JSON'"
+complete -c xdsd -n "__fish_xdsd_using_subcommand status" -l tls-ca -d 'Reach xdsd over TLS, trusting this CA bundle (PEM) for its certificate' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand status" -l tls-cert -d 'mTLS: the client\'s certificate chain (PEM); needs --tls-key and --tls-ca' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand status" -l tls-key -d 'mTLS: the private key (PEM) of --tls-cert' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand status" -l tls-server-name -d 'The name xdsd\'s certificate must carry (a DNS name, sent as SNI, or an IP address); default: the host of --server or --xds. Not for gRPC bootstraps, which have no such setting' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c xdsd -n "__fish_xdsd_using_subcommand status" -s V -l version -d 'Print version'
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l format -d 'Which client the bootstrap is for' -r -f -a "envoy\t'An Envoy bootstrap (YAML)'
@@ -74,7 +80,7 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l admin-port -d 'E
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l tls-ca -d 'Reach xdsd over TLS, trusting this CA bundle (PEM) for its certificate' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l tls-cert -d 'mTLS: the client\'s certificate chain (PEM); needs --tls-key and --tls-ca' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l tls-key -d 'mTLS: the private key (PEM) of --tls-cert' -r
-complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l tls-server-name -d 'Envoy only: the name xdsd\'s certificate must carry (a DNS name, sent as SNI, or an IP address); default: the host of --server' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l tls-server-name -d 'The name xdsd\'s certificate must carry (a DNS name, sent as SNI, or an IP address); default: the host of --server or --xds. Not for gRPC bootstraps, which have no such setting' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -s V -l version -d 'Print version'
 complete -c xdsd -n "__fish_xdsd_using_subcommand lint" -l dir -d 'Directory of *.yaml, *.yml and *.json resource files, read recursively' -r -F
@@ -103,6 +109,7 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l type -d 'Only resou
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l format -d 'Output format' -r -f -a "yaml\t'Multi-document YAML, one `"@type"` resource per document'
 json\t'One JSON document: `{"resources": [...]}` (the DiscoveryResponse form)'"
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l envoy-static -d 'Print one Envoy bootstrap (JSON) with the resources as static_resources, RDS inlined and EDS as load_assignment, for `envoy --mode validate`'
+complete -c xdsd -n "__fish_xdsd_using_subcommand render" -l redact -d 'Replace every secret (fields Envoy marks sensitive: private keys, session ticket keys, HMAC and generic secrets) by `[redacted]`, for output meant to be shown; without it the output is a loadable config directory and holds them'
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c xdsd -n "__fish_xdsd_using_subcommand render" -s V -l version -d 'Print version'
 complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l node-id -d 'The node\'s `node.id`, matched against `nodes.id` selectors' -r

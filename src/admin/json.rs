@@ -129,7 +129,7 @@ fn listener(stats: &AcceptStats) -> api::Listener {
     }
 }
 
-/// `/config`: what `node` is served, as `xdsd render` prints it.
+/// `/config`: what `node` is served, as `xdsd render --redact` prints it.
 pub fn config(
     snapshot: &Snapshot,
     node: &NodeIdentity,
@@ -147,7 +147,10 @@ pub fn config(
                 .resources
                 .values()
                 .map(move |entry| match entry.decode() {
-                    Some(message) => render::message_json(*t, &message),
+                    Some(mut message) => {
+                        crate::redact::message(&mut message);
+                        render::message_json(*t, &message)
+                    }
                     None => {
                         json!({"@type": t.type_url(), "name": entry.name, "error": "cannot decode"})
                     }

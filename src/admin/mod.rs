@@ -224,7 +224,7 @@ fn respond(method: &Method, uri: &Uri, health: &Health) -> Reply {
 }
 
 /// `/config?node_id=ID&node_cluster=C[&type=T][&format=json|yaml]`: exactly what
-/// `xdsd render` prints for that node, from the set being served; the
+/// `xdsd render --redact` prints for that node (no secret is shown), from the set being served; the
 /// served version is in the `x-xdsd-version` header.
 fn config(snapshot: &Snapshot, query: &BTreeMap<String, String>) -> Reply {
     let get = |key: &str| query.get(key).cloned().unwrap_or_default();

@@ -2,8 +2,14 @@
 //! port: per client, every resource it was sent, with its version and
 //! whether the client ACKed or NACKed it, read from the [`Ledger`]. A node
 //! with several streams (per-type services) is one client.
+//!
+//! With `--authorize-node`, a caller sees only the nodes its certificate
+//! proves (or every node, with an `--admin-identity`), whatever its node
+//! matchers say. Resource contents are shown with their secrets redacted.
 
 use super::{ClientStatus, Ledger, Sync};
+use crate::selector::NodeIdentity;
+use crate::tls::NodeAuthorization;
 use envoy_types::pb::envoy::admin::v3::{ClientResourceStatus, UpdateFailureState};
 use envoy_types::pb::envoy::service::status::v3::client_config::GenericXdsConfig;
 use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::{
@@ -14,7 +20,7 @@ use envoy_types::pb::envoy::service::status::v3::{
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{NodeMatcher, StringMatcher, string_matcher};
 use envoy_types::pb::google::protobuf::{Any, Timestamp};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -24,12 +30,54 @@ use tonic::{Request, Response, Status, Streaming};
 /// The CSDS service.
 pub struct Csds {
     ledger: Arc<Ledger>,
+    authorization: Option<Arc<NodeAuthorization>>,
 }
 
 impl Csds {
-    /// The gRPC service reading `ledger`.
-    pub fn service(ledger: Arc<Ledger>) -> ClientStatusDiscoveryServiceServer<Csds> {
-        ClientStatusDiscoveryServiceServer::new(Csds { ledger })
+    /// The gRPC service reading `ledger`, showing each caller what
+    /// `authorization` lets it see (everything without one).
+    pub fn service(
+        ledger: Arc<Ledger>,
+        authorization: Option<Arc<NodeAuthorization>>,
+    ) -> ClientStatusDiscoveryServiceServer<Csds> {
+        ClientStatusDiscoveryServiceServer::new(Csds {
+            ledger,
+            authorization,
+        })
+    }
+
+    /// Which nodes the caller of `request` may see.
+    fn visibility<T>(&self, request: &Request<T>) -> Visibility {
+        match &self.authorization {
+            None => Visibility::All,
+            Some(authorization) => Visibility::Proven {
+                authorization: Arc::clone(authorization),
+                identities: super::grpc::peer(request).identities,
+            },
+        }
+    }
+}
+
+/// The nodes one caller may see.
+enum Visibility {
+    /// No `--authorize-node`: every node, as anyone on the port could connect as any.
+    All,
+    /// Those the identities prove, or all for an admin identity.
+    Proven {
+        authorization: Arc<NodeAuthorization>,
+        identities: Vec<String>,
+    },
+}
+
+impl Visibility {
+    fn may_see(&self, node: &NodeIdentity) -> bool {
+        match self {
+            Visibility::All => true,
+            Visibility::Proven {
+                authorization,
+                identities,
+            } => authorization.may_see(identities, node),
+        }
     }
 }
 
@@ -41,12 +89,17 @@ impl ClientStatusDiscoveryService for Csds {
         &self,
         request: Request<Streaming<ClientStatusRequest>>,
     ) -> Result<Response<Self::StreamClientStatusStream>, Status> {
+        let visibility = self.visibility(&request);
         let mut requests = request.into_inner();
         let ledger = Arc::clone(&self.ledger);
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             while let Ok(Some(request)) = requests.message().await {
-                if tx.send(answer(&ledger, &request)).await.is_err() {
+                if tx
+                    .send(answer(&ledger, &request, &visibility))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -58,12 +111,18 @@ impl ClientStatusDiscoveryService for Csds {
         &self,
         request: Request<ClientStatusRequest>,
     ) -> Result<Response<ClientStatusResponse>, Status> {
-        answer(&self.ledger, request.get_ref()).map(Response::new)
+        let visibility = self.visibility(&request);
+        answer(&self.ledger, request.get_ref(), &visibility).map(Response::new)
     }
 }
 
-/// The status of every client some matcher selects (all clients without matchers).
-fn answer(ledger: &Ledger, request: &ClientStatusRequest) -> Result<ClientStatusResponse, Status> {
+/// The status of every client the caller may see that some matcher selects
+/// (all it may see without matchers).
+fn answer(
+    ledger: &Ledger,
+    request: &ClientStatusRequest,
+    visibility: &Visibility,
+) -> Result<ClientStatusResponse, Status> {
     if request
         .node_matchers
         .iter()
@@ -75,6 +134,9 @@ fn answer(ledger: &Ledger, request: &ClientStatusRequest) -> Result<ClientStatus
     }
     let mut by_node: BTreeMap<String, Vec<ClientStatus>> = BTreeMap::new();
     for client in ledger.clients().into_values() {
+        if !visibility.may_see(&client.node) {
+            continue;
+        }
         let selected = request.node_matchers.is_empty()
             || request
                 .node_matchers
@@ -87,11 +149,39 @@ fn answer(ledger: &Ledger, request: &ClientStatusRequest) -> Result<ClientStatus
                 .push(client);
         }
     }
+    let mut contents = (!request.exclude_resource_contents).then(Contents::new);
     let config = by_node
         .into_values()
-        .map(|streams| client_config(&streams, request.exclude_resource_contents))
+        .map(|streams| client_config(&streams, contents.as_mut()))
         .collect();
     Ok(ClientStatusResponse { config })
+}
+
+/// Resource contents as CSDS shows them: secrets redacted. Each distinct
+/// resource (by version, a content hash) is redacted once per answer.
+struct Contents {
+    _pool: crate::schema::PoolLease,
+    redacted: HashMap<String, Option<Vec<u8>>>,
+}
+
+impl Contents {
+    fn new() -> Contents {
+        Contents {
+            _pool: crate::schema::PoolLease::take(),
+            redacted: HashMap::new(),
+        }
+    }
+
+    fn any(&mut self, entry: &crate::snapshot::Entry) -> Any {
+        let redacted = self
+            .redacted
+            .entry(entry.version.clone())
+            .or_insert_with(|| crate::redact::encoded(&entry.any.type_url, &entry.any.value));
+        Any {
+            type_url: entry.any.type_url.clone(),
+            value: redacted.clone().unwrap_or_else(|| entry.any.value.to_vec()),
+        }
+    }
 }
 
 fn node_matches(matcher: &NodeMatcher, id: &str) -> bool {
@@ -123,8 +213,9 @@ fn string_matches(matcher: &StringMatcher, value: &str) -> bool {
     }
 }
 
-/// One node's streams as one client: every resource of every type.
-fn client_config(streams: &[ClientStatus], exclude_contents: bool) -> ClientConfig {
+/// One node's streams as one client: every resource of every type, with
+/// its contents unless they are excluded (`contents` is `None`).
+fn client_config(streams: &[ClientStatus], mut contents: Option<&mut Contents>) -> ClientConfig {
     let mut configs = Vec::new();
     for stream in streams {
         for (rtype, status) in &stream.types {
@@ -149,10 +240,7 @@ fn client_config(streams: &[ClientStatus], exclude_contents: bool) -> ClientConf
                     type_url: rtype.type_url(),
                     name: entry.name.clone(),
                     version_info: status.sent_version.clone(),
-                    xds_config: (!exclude_contents).then(|| Any {
-                        type_url: entry.any.type_url.clone(),
-                        value: entry.any.value.to_vec(),
-                    }),
+                    xds_config: contents.as_mut().map(|c| c.any(entry)),
                     last_updated: None,
                     config_status: config_status as i32,
                     client_status: client_status as i32,
@@ -229,7 +317,8 @@ mod tests {
             }],
             ..Default::default()
         };
-        let error = answer(&Ledger::default(), &request).expect_err("unimplemented");
+        let error =
+            answer(&Ledger::default(), &request, &Visibility::All).expect_err("unimplemented");
         assert_eq!(error.code(), tonic::Code::Unimplemented);
     }
 }

@@ -171,7 +171,7 @@ impl UnaryService<DiscoveryRequest> for FetchMethod {
 }
 
 /// The client's address and the identities in its TLS certificate, if any.
-fn peer<T>(request: &Request<T>) -> super::Peer {
+pub(super) fn peer<T>(request: &Request<T>) -> super::Peer {
     let identities = request
         .peer_certs()
         .and_then(|chain| {

@@ -152,7 +152,10 @@ impl Ads {
             .add_service(Service::<Endpoints>::new(self.clone()))
             .add_service(Service::<Listeners>::new(self.clone()))
             .add_service(Service::<Routes>::new(self.clone()))
-            .add_service(csds::Csds::service(Arc::clone(&self.ledger)))
+            .add_service(csds::Csds::service(
+                Arc::clone(&self.ledger),
+                self.authorization.clone(),
+            ))
             .add_service(Service::<Secrets>::new(self));
         builder.routes()
     }

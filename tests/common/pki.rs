@@ -85,3 +85,19 @@ pub fn server_sans() -> Vec<SanType> {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
+
+/// The lines of a PEM file's base64 body at least 16 characters long: a
+/// test that finds none of them in an output knows the key is not there.
+pub fn body_lines(pem: &str) -> Vec<String> {
+    pem.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .map(str::to_string)
+        .collect()
+}
+
+/// `text` (a PEM file) indented by `spaces`, for a YAML block scalar.
+pub fn indented(text: &str, spaces: usize) -> String {
+    let pad = " ".repeat(spaces);
+    text.lines().map(|l| format!("{pad}{l}\n")).collect()
+}

@@ -3,6 +3,9 @@
 //! NACKED, and every NACK's text below. Only the admin API's JSON is used,
 //! read with the types the daemon writes it with (`admin::api`), so this
 //! works against any xdsd of the same API, local or remote.
+//! With `--xds`, [`csds`] asks the xDS port's CSDS instead.
+
+pub mod csds;
 
 use crate::admin::api::{Client, Status};
 use serde::de::DeserializeOwned;
