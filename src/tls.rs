@@ -4,8 +4,13 @@
 //! another's config.
 
 use crate::selector::NodeIdentity;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use std::path::{Path, PathBuf};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where the PEM files are.
 #[derive(Clone, Debug)]
@@ -18,17 +23,148 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
+/// The files' bytes, read but not yet checked.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TlsPem {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
+}
+
+/// A checked server configuration and what operators watch of it.
+#[derive(Clone, Debug)]
+pub struct LoadedTls {
+    /// For new handshakes: the certificate chain, its key, the client CA, ALPN `h2`.
+    pub config: Arc<ServerConfig>,
+    /// When the leaf certificate expires.
+    pub not_after: SystemTime,
+    /// The leaf's serial number (hex), to tell certificates apart in logs.
+    pub serial: String,
+}
+
 impl TlsFiles {
-    /// Reads the files into a server TLS configuration (HTTP/2 via ALPN).
-    pub fn load(&self) -> Result<ServerTlsConfig, String> {
-        let cert = read(&self.cert)?;
-        let key = read(&self.key)?;
-        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-        if let Some(ca) = &self.client_ca {
-            config = config.client_ca_root(Certificate::from_pem(read(ca)?));
-        }
-        Ok(config)
+    /// Reads and checks the files (see [`TlsFiles::build`]).
+    pub fn load(&self) -> Result<LoadedTls, String> {
+        self.build(&self.read()?)
     }
+
+    /// Reads the files; each must be PEM.
+    pub fn read(&self) -> Result<TlsPem, String> {
+        Ok(TlsPem {
+            cert: read(&self.cert)?,
+            key: read(&self.key)?,
+            client_ca: self.client_ca.as_deref().map(read).transpose()?,
+        })
+    }
+
+    /// The server configuration for `pem`: refused when a file holds no
+    /// certificate or key, or a malformed one, or when the key is not the
+    /// certificate's (rustls compares the key's public half with the
+    /// certificate's). Errors name the file.
+    pub fn build(&self, pem: &TlsPem) -> Result<LoadedTls, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain = certificates(&self.cert, &pem.cert)?;
+        let key = PrivateKeyDer::from_pem_slice(&pem.key)
+            .map_err(|e| format!("{}: no usable private key ({e})", self.key.display()))?;
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?;
+        let builder = match (&self.client_ca, &pem.client_ca) {
+            (Some(path), Some(bytes)) => {
+                let mut roots = RootCertStore::empty();
+                for ca in certificates(path, bytes)? {
+                    roots
+                        .add(ca)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        let leaf = chain.first().cloned();
+        let mut config = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| self.pair_error(&e))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let (not_after, serial) = leaf
+            .as_deref()
+            .and_then(validity)
+            .ok_or_else(|| format!("{}: the certificate cannot be read", self.cert.display()))?;
+        Ok(LoadedTls {
+            config: Arc::new(config),
+            not_after,
+            serial,
+        })
+    }
+
+    /// The directories to watch for changes to the files: each file's own,
+    /// and the one it resolves to through symlinks (an ACME client's
+    /// `live/` link into `archive/`). Directories rather than files, since
+    /// agents replace files by rename and Kubernetes swaps a symlinked
+    /// directory: a watch on the old file would see nothing.
+    pub fn directories(&self) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        for file in [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let resolved = std::fs::canonicalize(file).ok();
+            for path in [Some(file.as_path()), resolved.as_deref()]
+                .into_iter()
+                .flatten()
+            {
+                let dir = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                if !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
+            }
+        }
+        dirs
+    }
+
+    fn pair_error(&self, error: &rustls::Error) -> String {
+        use rustls::{Error, InconsistentKeys};
+        match error {
+            Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => format!(
+                "{}: the private key does not match the certificate in {}",
+                self.key.display(),
+                self.cert.display()
+            ),
+            other => format!(
+                "{} and {}: {other}",
+                self.cert.display(),
+                self.key.display()
+            ),
+        }
+    }
+}
+
+/// Every certificate of a PEM bundle; at least one.
+fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", path.display()));
+    }
+    Ok(chain)
+}
+
+/// A certificate's not_after and serial number.
+fn validity(der: &[u8]) -> Option<(SystemTime, String)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let seconds = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
+    Some((
+        UNIX_EPOCH + Duration::from_secs(seconds),
+        cert.raw_serial_as_string(),
+    ))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {

@@ -5,6 +5,7 @@ use crate::render;
 use crate::schema::ResourceType;
 use crate::selector::NodeIdentity;
 use crate::snapshot::Snapshot;
+use crate::tls_rotation::TlsStatus;
 use crate::xds::{ClientStatus, Ledger, TypeStatus};
 use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
 use serde_json::{Value, json};
@@ -67,8 +68,9 @@ fn type_status(s: &TypeStatus) -> Value {
     })
 }
 
-/// `/status`: the served version and the last load attempt.
-pub fn status(status: &LoadStatus) -> Value {
+/// `/status`: the served version and the last load attempt; with TLS, the
+/// served certificate and its rotations.
+pub fn status(status: &LoadStatus, tls: Option<&TlsStatus>) -> Value {
     let last = status.last_attempt.as_ref().map(|(at, errors)| {
         json!({"time": unix_seconds(*at), "ok": errors.is_empty(), "errors": errors})
     });
@@ -94,6 +96,24 @@ pub fn status(status: &LoadStatus) -> Value {
         "last_load": last,
         "reloads": status.attempts,
         "reload_failures": status.failures,
+        "tls": tls.map(tls_status),
+    })
+}
+
+/// The `tls` object of `/status`; `last_error` is the refused content the
+/// files still hold, null once a good pair is loaded or the files are back.
+fn tls_status(tls: &TlsStatus) -> Value {
+    let last_error = tls
+        .last_error
+        .as_ref()
+        .map(|(at, error)| json!({"time": unix_seconds(*at), "error": error}));
+    json!({
+        "certificate_not_after": unix_seconds(tls.not_after),
+        "certificate_serial": tls.serial,
+        "loaded_at": unix_seconds(tls.loaded_at),
+        "rotations": tls.rotations,
+        "refused": tls.failures,
+        "last_error": last_error,
     })
 }
 

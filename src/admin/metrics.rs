@@ -2,6 +2,7 @@
 
 use super::{LoadStatus, unix_seconds};
 use crate::schema::ResourceType;
+use crate::tls_rotation::TlsStatus;
 use crate::xds::{LATENCY_BUCKETS, Ledger, Outcome, Sync};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -38,8 +39,8 @@ fn type_label(t: ResourceType) -> String {
     format!("{{type=\"{}\"}}", t.kind_name())
 }
 
-/// Every metric, from the ledger and the last load.
-pub fn render(ledger: &Ledger, status: &LoadStatus) -> String {
+/// Every metric, from the ledger, the last load and the xDS certificate.
+pub fn render(ledger: &Ledger, status: &LoadStatus, tls: Option<&TlsStatus>) -> String {
     let mut out = Families::default();
     out.family(
         "xdsd_build_info",
@@ -53,7 +54,29 @@ pub fn render(ledger: &Ledger, status: &LoadStatus) -> String {
     streams(&mut out, ledger);
     responses(&mut out, ledger);
     loads(&mut out, status);
+    if let Some(tls) = tls {
+        certificate(&mut out, tls);
+    }
     out.0
+}
+
+/// Only with TLS: a plaintext listener has no certificate to expire.
+fn certificate(out: &mut Families, tls: &TlsStatus) {
+    out.family(
+        "xdsd_tls_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When the xDS listener's certificate (the leaf in use) expires (Unix time).",
+        &[(String::new(), unix_seconds(tls.not_after))],
+    );
+    out.family(
+        "xdsd_tls_reloads_total",
+        "counter",
+        "Changed TLS files read since start: ok (the new pair is in use), refused (it did not load; the previous pair stayed).",
+        &[
+            ("{result=\"ok\"}".to_string(), tls.rotations as f64),
+            ("{result=\"refused\"}".to_string(), tls.failures as f64),
+        ],
+    );
 }
 
 fn streams(out: &mut Families, ledger: &Ledger) {

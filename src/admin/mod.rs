@@ -1,12 +1,14 @@
 //! The admin HTTP endpoint, readable with curl: `/healthz`, `/readyz`,
 //! `/metrics` (Prometheus text), and JSON views: `/clients` (the per-stream
-//! ledger), `/status` (the last load) and `/config` (what one node is served).
+//! ledger), `/status` (the last load, and the xDS certificate) and `/config`
+//! (what one node is served).
 
 mod json;
 mod metrics;
 
 use crate::schema::ResourceType;
 use crate::snapshot::{Changes, Snapshot};
+use crate::tls_rotation::{RotatingTls, TlsStatus};
 use crate::xds::Ledger;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +81,8 @@ pub struct Health {
     pub ledger: Arc<Ledger>,
     /// The served set.
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// The xDS listener's certificate, when it serves TLS.
+    pub tls: Option<Arc<RotatingTls>>,
 }
 
 impl Health {
@@ -89,7 +93,13 @@ impl Health {
             status: Mutex::new(LoadStatus::default()),
             ledger,
             snapshots,
+            tls: None,
         }
+    }
+
+    /// Reports on the xDS listener's certificate too.
+    pub fn with_tls(self, tls: Option<Arc<RotatingTls>>) -> Health {
+        Health { tls, ..self }
     }
 
     /// Records a load attempt and its outcome.
@@ -129,6 +139,10 @@ impl Health {
             Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    fn tls_status(&self) -> Option<TlsStatus> {
+        self.tls.as_ref().map(|tls| tls.status())
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -223,13 +237,20 @@ fn respond(target: &str, health: &Health) -> Reply {
         "/readyz" if health.ready.load(Ordering::Relaxed) => Reply::text("200 OK", "ready"),
         "/readyz" => Reply::text("503 Service Unavailable", "not ready"),
         "/clients" => Reply::json(json::clients(&health.ledger)),
-        "/status" => Reply::json(json::status(&health.load_status())),
+        "/status" => Reply::json(json::status(
+            &health.load_status(),
+            health.tls_status().as_ref(),
+        )),
         "/config" => config(&health.snapshot(), &query),
         "/metrics" => Reply {
             status: "200 OK",
             content_type: "text/plain; version=0.0.4",
             headers: Vec::new(),
-            body: metrics::render(&health.ledger, &health.load_status()),
+            body: metrics::render(
+                &health.ledger,
+                &health.load_status(),
+                health.tls_status().as_ref(),
+            ),
         },
         _ => Reply::text("404 Not Found", "not found"),
     }
