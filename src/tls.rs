@@ -246,8 +246,126 @@ impl NodeAuthorization {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A self-signed certificate for localhost expiring on `not_after`
+    /// (year, month, day), written as `name.pem` and `name.key` in `dir`.
+    pub(crate) fn write_pair(
+        dir: &Path,
+        name: &str,
+        not_after: (i32, u8, u8),
+    ) -> (PathBuf, PathBuf) {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("certificate");
+        let cert_path = dir.join(format!("{name}.pem"));
+        let key_path = dir.join(format!("{name}.key"));
+        std::fs::write(&cert_path, pem("CERTIFICATE", cert.der())).expect("write");
+        std::fs::write(&key_path, pem("PRIVATE KEY", &key.serialize_der())).expect("write");
+        (cert_path, key_path)
+    }
+
+    fn pem(label: &str, der: &[u8]) -> String {
+        use base64::Engine;
+        let text = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN {label}-----\n{text}\n-----END {label}-----\n")
+    }
+
+    /// A fresh directory for one test.
+    pub(crate) fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xdsd-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::canonicalize(&dir).expect("canonical")
+    }
+
+    #[test]
+    fn a_pair_loads_with_its_expiry_and_h2() {
+        let dir = scratch("tls-pair");
+        let (cert, key) = write_pair(&dir, "a", (2031, 1, 2));
+        let loaded = TlsFiles {
+            cert: cert.clone(),
+            key,
+            client_ca: Some(cert),
+        }
+        .load()
+        .expect("a matching pair loads");
+        let expected = UNIX_EPOCH + Duration::from_secs(1_925_078_400); // 2031-01-02T00:00:00Z
+        assert_eq!(loaded.not_after, expected);
+        assert_eq!(loaded.config.alpn_protocols, vec![b"h2".to_vec()]);
+        assert!(!loaded.serial.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = scratch("tls-mismatch");
+        let (cert, _) = write_pair(&dir, "a", (2031, 1, 2));
+        let (_, other_key) = write_pair(&dir, "b", (2031, 1, 2));
+        let error = TlsFiles {
+            cert,
+            key: other_key,
+            client_ca: None,
+        }
+        .load()
+        .expect_err("the key is not the certificate's");
+        assert!(
+            error.contains("b.key: the private key does not match the certificate in")
+                && error.contains("a.pem"),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pem_files_without_the_right_blocks_are_refused() {
+        let dir = scratch("tls-blocks");
+        let (cert, key) = write_pair(&dir, "a", (2031, 1, 2));
+        // The key where the certificate should be, and the other way round.
+        let swapped = TlsFiles {
+            cert: key.clone(),
+            key: cert.clone(),
+            client_ca: None,
+        };
+        let error = swapped.load().expect_err("no certificate");
+        assert!(error.contains("a.key: no certificate"), "{error}");
+        let no_key = TlsFiles {
+            cert: cert.clone(),
+            key: cert.clone(),
+            client_ca: None,
+        };
+        let error = no_key.load().expect_err("no key");
+        assert!(error.contains("a.pem: no usable private key"), "{error}");
+        let bad_ca = TlsFiles {
+            cert,
+            key: key.clone(),
+            client_ca: Some(key),
+        };
+        let error = bad_ca.load().expect_err("no CA certificate");
+        assert!(error.contains("a.key: no certificate"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_watched_directories_include_symlink_targets() {
+        let dir = scratch("tls-dirs");
+        let live = dir.join("live");
+        let archive = dir.join("archive");
+        std::fs::create_dir_all(&live).expect("mkdir");
+        std::fs::create_dir_all(&archive).expect("mkdir");
+        let (cert, key) = write_pair(&archive, "a", (2031, 1, 2));
+        std::os::unix::fs::symlink(&cert, live.join("cert.pem")).expect("symlink");
+        let files = TlsFiles {
+            cert: live.join("cert.pem"),
+            key,
+            client_ca: None,
+        };
+        assert_eq!(files.directories(), vec![live, archive]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn node(id: &str, cluster: &str) -> NodeIdentity {
         NodeIdentity {

@@ -284,3 +284,155 @@ async fn handshake(socket: TcpStream, config: Arc<ServerConfig>) -> Option<TlsSt
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::tests::{scratch, write_pair};
+    use std::path::Path;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Replaces `to` with `from` by rename, as certificate agents do.
+    fn install(from: &Path, to: &Path) {
+        let staged = to.with_extension("staged");
+        std::fs::copy(from, &staged).expect("copy");
+        std::fs::rename(&staged, to).expect("rename");
+    }
+
+    fn rotating(dir: &Path) -> RotatingTls {
+        let (cert, key) = write_pair(dir, "a", (2031, 1, 2));
+        install(&cert, &dir.join("cert.pem"));
+        install(&key, &dir.join("cert.key"));
+        let files = TlsFiles {
+            cert: dir.join("cert.pem"),
+            key: dir.join("cert.key"),
+            client_ca: None,
+        };
+        RotatingTls::load(files).expect("loads")
+    }
+
+    #[test]
+    fn changes_rotate_refusals_are_counted_once_and_the_old_pair_stays() {
+        let dir = scratch("tls-rotation");
+        let tls = rotating(&dir);
+        assert_eq!(tls.reload(), Reloaded::Unchanged);
+        let first = tls.config();
+
+        let (cert, key) = write_pair(&dir, "b", (2032, 3, 4));
+        install(&cert, &dir.join("cert.pem"));
+        install(&key, &dir.join("cert.key"));
+        assert_eq!(tls.reload(), Reloaded::Rotated);
+        let status = tls.status();
+        assert_eq!((status.rotations, status.failures), (1, 0));
+        let b_expiry = status.not_after;
+        assert!(b_expiry > SystemTime::UNIX_EPOCH + Duration::from_secs(1_956_000_000));
+        assert!(!Arc::ptr_eq(&first, &tls.config()));
+
+        // The key of another certificate: refused once, however often it is read.
+        let (_, other_key) = write_pair(&dir, "c", (2033, 1, 1));
+        install(&other_key, &dir.join("cert.key"));
+        let served = tls.config();
+        let Reloaded::Refused(error) = tls.reload() else {
+            panic!("a mismatched pair is refused")
+        };
+        assert!(error.contains("does not match"), "{error}");
+        assert_eq!(tls.reload(), Reloaded::Unchanged);
+        let status = tls.status();
+        assert_eq!((status.rotations, status.failures), (1, 1));
+        assert_eq!(status.not_after, b_expiry, "the served certificate stays");
+        assert!(status.last_error.is_some_and(|(_, e)| e == error));
+        assert!(Arc::ptr_eq(&served, &tls.config()));
+
+        // Undone: the files hold the served pair again; nothing to report.
+        install(&key, &dir.join("cert.key"));
+        assert_eq!(tls.reload(), Reloaded::Unchanged);
+        let status = tls.status();
+        assert_eq!((status.rotations, status.failures), (1, 1));
+        assert!(status.last_error.is_none());
+
+        // A file missing mid-swap is refused too, once.
+        std::fs::remove_file(dir.join("cert.key")).expect("rm");
+        assert!(matches!(tls.reload(), Reloaded::Refused(_)));
+        assert_eq!(tls.reload(), Reloaded::Unchanged);
+        assert_eq!(tls.status().failures, 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A client trusting only `ca` (PEM file), speaking h2.
+    fn client(ca: &Path) -> tokio_rustls::TlsConnector {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        let der = CertificateDer::from_pem_file(ca).expect("CA");
+        roots.add(der).expect("root");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    async fn connect(
+        port: u16,
+        ca: &Path,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        let socket = TcpStream::connect(("127.0.0.1", port)).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut tls = client(ca).connect(name, socket).await?;
+        // TLS 1.3: a refused client certificate, or the server's alert,
+        // shows on the first read; echo one byte to know the session works.
+        tls.write_all(b"x").await?;
+        let mut byte = [0u8; 1];
+        tls.read_exact(&mut byte).await?;
+        Ok(tls)
+    }
+
+    #[tokio::test]
+    async fn new_handshakes_use_the_new_pair_and_open_sessions_stay() {
+        let dir = scratch("tls-handshakes");
+        let tls = Arc::new(rotating(&dir));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let mut sessions = handshakes(accepted, Arc::clone(&tls));
+        // An echo server over whatever the stream yields.
+        tokio::spawn(async move {
+            while let Some(Ok(mut session)) = tokio_stream::StreamExt::next(&mut sessions).await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n @ 1..) = session.read(&mut buf).await {
+                        if session.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+
+        let mut open = connect(port, &dir.join("a.pem"))
+            .await
+            .expect("the first pair is served");
+        let (cert, key) = write_pair(&dir, "b", (2032, 3, 4));
+        install(&cert, &dir.join("cert.pem"));
+        install(&key, &dir.join("cert.key"));
+        assert_eq!(tls.reload(), Reloaded::Rotated);
+
+        connect(port, &dir.join("b.pem"))
+            .await
+            .expect("a client trusting only the new certificate connects");
+        assert!(
+            connect(port, &dir.join("a.pem")).await.is_err(),
+            "a client trusting only the old certificate is refused"
+        );
+        open.write_all(b"still here").await.expect("write");
+        let mut buf = [0u8; 10];
+        open.read_exact(&mut buf).await.expect("read");
+        assert_eq!(&buf, b"still here", "the session from before keeps working");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
