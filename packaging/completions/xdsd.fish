@@ -42,7 +42,7 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l known-clusters-file 
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l envoy-validate -d 'Have this Envoy validate every node view of each candidate set (`envoy --mode validate`) before it is served; a rejection keeps the last good set, like any invalid set' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l listen -d 'Address for gRPC xDS' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l admin -d 'Address of the admin HTTP endpoint (/healthz, /readyz, /metrics, /clients, /status, /config)' -r
-complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-cert -d 'Serve xDS over TLS with this certificate chain (PEM); needs --tls-key' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-cert -d 'Serve xDS over TLS with this certificate chain (PEM); needs --tls-key. Re-read, with the key, when its directory changes and on SIGHUP: new connections get the new pair, unless it does not load' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-key -d 'The private key (PEM) of --tls-cert' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l tls-client-ca -d 'Require client certificates signed by this CA bundle (PEM): mutual TLS. Clients without one fail the handshake' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l authorize-node -d 'Tie each client\'s certificate to the node it claims: the certificate must carry a DNS or URI subject alternative name (or a subject CN) equal to TEMPLATE with {node_id} and {node_cluster} replaced by the client\'s node id and cluster, e.g. `spiffe://example.org/envoy/{node_id}`. Other clients are refused with PERMISSION_DENIED, and it is logged' -r
