@@ -101,26 +101,21 @@ impl TlsFiles {
         })
     }
 
-    /// The directories to watch for changes to the files: each file's own,
-    /// and the one it resolves to through symlinks (an ACME client's
-    /// `live/` link into `archive/`). Directories rather than files, since
-    /// agents replace files by rename and Kubernetes swaps a symlinked
-    /// directory: a watch on the old file would see nothing.
+    /// The directories to watch for changes to the files: each file's own
+    /// (as given: a symlinked directory swapped later is noticed by the
+    /// watch), then the directory of each symlink it leads through, when
+    /// that lies outside the link's own directory (an ACME client's `live/`
+    /// link into `archive/`; a Kubernetes `..data/` swap happens inside the
+    /// directory already watched, whose hidden targets come and go).
+    /// Directories rather than files: agents replace files by rename, and a
+    /// watch on the old file would see nothing.
     pub fn directories(&self) -> Vec<PathBuf> {
         let mut dirs = Vec::new();
         for file in [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
             .into_iter()
             .flatten()
         {
-            let resolved = std::fs::canonicalize(file).ok();
-            for path in [Some(file.as_path()), resolved.as_deref()]
-                .into_iter()
-                .flatten()
-            {
-                let dir = match path.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                    _ => PathBuf::from("."),
-                };
+            for dir in link_directories(file) {
                 if !dirs.contains(&dir) {
                     dirs.push(dir);
                 }
@@ -144,6 +139,42 @@ impl TlsFiles {
             ),
         }
     }
+}
+
+/// How many symlinks a file may lead through before the rest is ignored.
+const MAX_LINKS: usize = 8;
+
+/// `file`'s directory, then that of each symlink's target outside the
+/// link's own directory.
+fn link_directories(file: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![directory(file)];
+    let mut link = file.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        let Ok(target) = std::fs::read_link(&link) else {
+            break;
+        };
+        let here = directory(&link);
+        let next = here.join(target);
+        let there = real(&directory(&next));
+        if !there.starts_with(real(&here)) {
+            dirs.push(there);
+        }
+        link = next;
+    }
+    dirs
+}
+
+/// The directory a file is in (`.` for a bare name).
+fn directory(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `path` with symlinks and `..` resolved, when it exists.
+fn real(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Every certificate of a PEM bundle; at least one.
@@ -357,13 +388,28 @@ pub(crate) mod tests {
         std::fs::create_dir_all(&live).expect("mkdir");
         std::fs::create_dir_all(&archive).expect("mkdir");
         let (cert, key) = write_pair(&archive, "a", (2031, 1, 2));
-        std::os::unix::fs::symlink(&cert, live.join("cert.pem")).expect("symlink");
+        // An ACME client's relative link from live/ into archive/.
+        std::os::unix::fs::symlink("../archive/a.pem", live.join("cert.pem")).expect("symlink");
         let files = TlsFiles {
             cert: live.join("cert.pem"),
             key,
             client_ca: None,
         };
-        assert_eq!(files.directories(), vec![live, archive]);
+        assert_eq!(files.directories(), vec![live, archive.clone()]);
+
+        // Kubernetes: tls.crt -> ..data/tls.crt, ..data -> ..v1 (swapped by
+        // rename in the mounted directory, which is all there is to watch).
+        let mount = dir.join("mount");
+        std::fs::create_dir_all(mount.join("..v1")).expect("mkdir");
+        std::fs::copy(&cert, mount.join("..v1/tls.crt")).expect("copy");
+        std::os::unix::fs::symlink("..v1", mount.join("..data")).expect("symlink");
+        std::os::unix::fs::symlink("..data/tls.crt", mount.join("tls.crt")).expect("symlink");
+        let files = TlsFiles {
+            cert: mount.join("tls.crt"),
+            key: mount.join("tls.crt"),
+            client_ca: Some(cert),
+        };
+        assert_eq!(files.directories(), vec![mount, archive]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
