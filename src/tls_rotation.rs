@@ -74,6 +74,11 @@ impl RotatingTls {
         let pem = files.read()?;
         let loaded = files.build(&pem)?;
         let digest = digest(&Ok(&pem));
+        tracing::info!(
+            serial = %loaded.serial,
+            expires_in_days = days_left(loaded.not_after),
+            "TLS certificate loaded"
+        );
         let status = TlsStatus {
             not_after: loaded.not_after,
             serial: loaded.serial,
@@ -114,6 +119,7 @@ impl RotatingTls {
         let digest = digest(&pem.as_ref());
         let mut state = self.lock();
         if digest == state.seen {
+            tracing::debug!("TLS files unchanged");
             return Reloaded::Unchanged;
         }
         state.seen = digest;
