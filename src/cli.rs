@@ -78,9 +78,13 @@ them unless given --redact.
 
 --authorize-node compares the filled-in template with the certificate's DNS and URI SANs and \
 subject CNs for equality (no wildcards); it holds on every service of the xDS port, CSDS \
-included (a caller sees only the nodes it proves; an --admin-identity sees all). systemd: \
-Type=notify gets READY=1 after the first valid load, STATUS= after each reload, WATCHDOG=1 at half of WatchdogSec=, STOPPING=1 on SIGTERM; \
-SIGHUP reloads (no RELOADING=1 is sent; serving never pauses).
+included (a caller sees only the nodes it proves; an --admin-identity sees all). The --tls-* files \
+are re-read when their directories change and on SIGHUP: a new pair that loads serves every new \
+connection (open ones keep theirs); one that does not (unparseable, or a key of another \
+certificate) is logged, shown in /status and counted (xdsd_tls_reloads_total), and the previous \
+pair stays. systemd: Type=notify gets READY=1 after the first valid load, STATUS= after each \
+reload, WATCHDOG=1 at half of WatchdogSec=, STOPPING=1 on SIGTERM; SIGHUP reloads the directory \
+and re-reads the TLS files (no RELOADING=1 is sent; serving never pauses).
 
 Exit status: 0 success; 1 errors found (lint, render) or differences (diff), or serve could not \
 start; 2 could not run (bad flags; status: the daemon could not be reached).";
@@ -95,7 +99,8 @@ pub enum Command {
     /// all or nothing: a set with any error is logged and never served; the
     /// last good set stays. Exits 0 after SIGTERM/SIGINT, non-zero at once
     /// when it cannot start (bad flags, address in use, unreadable directory,
-    /// invalid initial set). SIGHUP forces a reload.
+    /// invalid initial set). SIGHUP forces a reload, and a re-read of the
+    /// TLS files.
     Serve(Box<ServeArgs>),
     /// Show which client has which config: a running daemon's clients, per type.
     ///
@@ -303,6 +308,8 @@ pub struct ServeArgs {
 #[command(next_help_heading = "TLS")]
 pub struct ServeTlsArgs {
     /// Serve xDS over TLS with this certificate chain (PEM); needs --tls-key.
+    /// Re-read, with the key, when its directory changes and on SIGHUP: new
+    /// connections get the new pair, unless it does not load.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --tls-cert.

@@ -17,6 +17,7 @@
 //!   registry every finding names, `--allow`/`--deny` and inline allow comments;
 //! * [`snapshot`], [`xds`], [`watch`], [`serve`], [`admin`], [`systemd`], [`tls`]: the daemon;
 //!   [`accept`]: both listeners' accept loop (pauses and counts errors, never spins);
+//!   [`tls_rotation`]: the xDS listener's certificate replaced live, and its TLS handshakes;
 //!   [`worker`]: the daemon's loads run in a child process (containment, memory);
 //!   [`state`]: the last good set on disk (`--state-dir`);
 //! * [`bootstrap`]: client bootstraps pointing at xdsd; [`status`]: `xdsd status`, a client of the admin API;
@@ -50,6 +51,7 @@ pub mod state;
 pub mod status;
 pub mod systemd;
 pub mod tls;
+pub mod tls_rotation;
 pub mod validate;
 pub mod watch;
 pub mod worker;

@@ -8,6 +8,7 @@ use crate::snapshot::{Changes, Snapshot};
 use crate::state::StateDir;
 use crate::systemd::Notifier;
 use crate::tls::{NodeAuthorization, TlsFiles};
+use crate::tls_rotation::{self, RotatingTls};
 use crate::watch::{self, Debounce, Trigger};
 use crate::worker::{Limits, Loader};
 use crate::xds::{Ads, Ledger};
@@ -72,7 +73,12 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     let initial = initial_set(&mut loader, state.as_ref()).await?;
     // A first load parses everything; later ones only what changed.
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
-    let mut builder = server_builder(options.tls.as_ref())?;
+    let tls = match &options.tls {
+        Some(files) => Some(Arc::new(
+            RotatingTls::load(files.clone()).map_err(StartError)?,
+        )),
+        None => None,
+    };
     let grpc = TcpListener::bind(options.listen)
         .await
         .map_err(|e| StartError(format!("cannot listen on {}: {e}", options.listen)))?;
@@ -83,7 +89,8 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     tracing::info!(version = %snapshot.version, resources = ?snapshot.counts(), load_ms, "loaded");
     let (snapshots_tx, snapshots) = channel::channel(Arc::clone(snapshot));
     let ledger = Arc::new(Ledger::default());
-    let health = Arc::new(Health::new(Arc::clone(&ledger), snapshots.clone()));
+    let health =
+        Arc::new(Health::new(Arc::clone(&ledger), snapshots.clone()).with_tls(tls.clone()));
     let added = snapshot.changes_from(&Snapshot::empty());
     match initial {
         Initial::Loaded(snapshot, is_saved) => {
@@ -115,7 +122,11 @@ pub async fn run(options: Options) -> Result<(), StartError> {
         options.debounce,
         trigger_tx.clone(),
     ));
-    tokio::spawn(forward_sighup(trigger_tx));
+    let mut hangup_to = vec![trigger_tx];
+    if let Some(tls) = &tls {
+        hangup_to.push(tls_rotation::follow(Arc::clone(tls), options.debounce));
+    }
+    tokio::spawn(forward_sighup(hangup_to));
     tokio::spawn(reload_loop(
         loader,
         triggers,
@@ -144,9 +155,23 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     if let Some(authorization) = options.authorize_node.clone() {
         ads = ads.with_authorization(authorization);
     }
-    let server = builder
-        .add_routes(ads.routes())
-        .serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
+    let router = server_builder().add_routes(ads.routes());
+    let shutdown = stopped(stopping.clone());
+    let server = async {
+        match tls {
+            Some(tls) => {
+                let incoming = tls_rotation::handshakes(incoming, tls);
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+            }
+        }
+    };
     // Streams are long-lived: after the signal, give them DRAIN to close, then stop.
     let drained = async {
         stopped(stopping).await;
@@ -160,17 +185,10 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The gRPC server, with TLS when configured.
-fn server_builder(tls: Option<&TlsFiles>) -> Result<tonic::transport::Server, StartError> {
-    let builder =
-        tonic::transport::Server::builder().http2_keepalive_interval(Some(Duration::from_secs(30)));
-    let Some(files) = tls else {
-        return Ok(builder);
-    };
-    let config = files.load().map_err(StartError)?;
-    builder
-        .tls_config(config)
-        .map_err(|e| StartError(format!("TLS: {e}")))
+/// The gRPC server. TLS, when configured, is done before connections reach
+/// it (`tls_rotation::handshakes`), so the certificate can change live.
+fn server_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder().http2_keepalive_interval(Some(Duration::from_secs(30)))
 }
 
 /// Loads and validates in the loader process, logging warnings; the error
@@ -413,15 +431,19 @@ fn describe(changes: &std::collections::BTreeMap<ResourceType, Changes>) -> Stri
     }
 }
 
-async fn forward_sighup(reload: mpsc::Sender<Trigger>) {
+/// SIGHUP reloads the config directory and re-reads the TLS files: one
+/// [`Trigger::Reload`] to each of `reloaders`.
+async fn forward_sighup(reloaders: Vec<mpsc::Sender<Trigger>>) {
     let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
     else {
         return;
     };
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading");
-        if reload.send(Trigger::Reload).await.is_err() {
-            return;
+        for reload in &reloaders {
+            if reload.send(Trigger::Reload).await.is_err() {
+                return;
+            }
         }
     }
 }

@@ -4,8 +4,13 @@
 //! another's config.
 
 use crate::selector::NodeIdentity;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use std::path::{Path, PathBuf};
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Where the PEM files are.
 #[derive(Clone, Debug)]
@@ -18,17 +23,179 @@ pub struct TlsFiles {
     pub client_ca: Option<PathBuf>,
 }
 
+/// The files' bytes, read but not yet checked.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TlsPem {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
+}
+
+/// A checked server configuration and what operators watch of it.
+#[derive(Clone, Debug)]
+pub struct LoadedTls {
+    /// For new handshakes: the certificate chain, its key, the client CA, ALPN `h2`.
+    pub config: Arc<ServerConfig>,
+    /// When the leaf certificate expires.
+    pub not_after: SystemTime,
+    /// The leaf's serial number (hex), to tell certificates apart in logs.
+    pub serial: String,
+}
+
 impl TlsFiles {
-    /// Reads the files into a server TLS configuration (HTTP/2 via ALPN).
-    pub fn load(&self) -> Result<ServerTlsConfig, String> {
-        let cert = read(&self.cert)?;
-        let key = read(&self.key)?;
-        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-        if let Some(ca) = &self.client_ca {
-            config = config.client_ca_root(Certificate::from_pem(read(ca)?));
-        }
-        Ok(config)
+    /// Reads and checks the files (see [`TlsFiles::build`]).
+    pub fn load(&self) -> Result<LoadedTls, String> {
+        self.build(&self.read()?)
     }
+
+    /// Reads the files; each must be PEM.
+    pub fn read(&self) -> Result<TlsPem, String> {
+        Ok(TlsPem {
+            cert: read(&self.cert)?,
+            key: read(&self.key)?,
+            client_ca: self.client_ca.as_deref().map(read).transpose()?,
+        })
+    }
+
+    /// The server configuration for `pem`: refused when a file holds no
+    /// certificate or key, or a malformed one, or when the key is not the
+    /// certificate's (rustls compares the key's public half with the
+    /// certificate's). Errors name the file.
+    pub fn build(&self, pem: &TlsPem) -> Result<LoadedTls, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let chain = certificates(&self.cert, &pem.cert)?;
+        let key = PrivateKeyDer::from_pem_slice(&pem.key)
+            .map_err(|e| format!("{}: no usable private key ({e})", self.key.display()))?;
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?;
+        let builder = match (&self.client_ca, &pem.client_ca) {
+            (Some(path), Some(bytes)) => {
+                let mut roots = RootCertStore::empty();
+                for ca in certificates(path, bytes)? {
+                    roots
+                        .add(ca)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            _ => builder.with_no_client_auth(),
+        };
+        let leaf = chain.first().cloned();
+        let mut config = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| self.pair_error(&e))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let (not_after, serial) = leaf
+            .as_deref()
+            .and_then(validity)
+            .ok_or_else(|| format!("{}: the certificate cannot be read", self.cert.display()))?;
+        Ok(LoadedTls {
+            config: Arc::new(config),
+            not_after,
+            serial,
+        })
+    }
+
+    /// The directories to watch for changes to the files: each file's own
+    /// (as given: a symlinked directory swapped later is noticed by the
+    /// watch), then the directory of each symlink it leads through, when
+    /// that lies outside the link's own directory (an ACME client's `live/`
+    /// link into `archive/`; a Kubernetes `..data/` swap happens inside the
+    /// directory already watched, whose hidden targets come and go).
+    /// Directories rather than files: agents replace files by rename, and a
+    /// watch on the old file would see nothing.
+    pub fn directories(&self) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        for file in [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            for dir in link_directories(file) {
+                if !dirs.contains(&dir) {
+                    dirs.push(dir);
+                }
+            }
+        }
+        dirs
+    }
+
+    fn pair_error(&self, error: &rustls::Error) -> String {
+        use rustls::{Error, InconsistentKeys};
+        match error {
+            Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => format!(
+                "{}: the private key does not match the certificate in {}",
+                self.key.display(),
+                self.cert.display()
+            ),
+            other => format!(
+                "{} and {}: {other}",
+                self.cert.display(),
+                self.key.display()
+            ),
+        }
+    }
+}
+
+/// How many symlinks a file may lead through before the rest is ignored.
+const MAX_LINKS: usize = 8;
+
+/// `file`'s directory, then that of each symlink's target outside the
+/// link's own directory.
+fn link_directories(file: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![directory(file)];
+    let mut link = file.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        let Ok(target) = std::fs::read_link(&link) else {
+            break;
+        };
+        let here = directory(&link);
+        let next = here.join(target);
+        let there = real(&directory(&next));
+        if !there.starts_with(real(&here)) {
+            dirs.push(there);
+        }
+        link = next;
+    }
+    dirs
+}
+
+/// The directory a file is in (`.` for a bare name).
+fn directory(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `path` with symlinks and `..` resolved, when it exists.
+fn real(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Every certificate of a PEM bundle; at least one.
+fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", path.display()));
+    }
+    Ok(chain)
+}
+
+/// A certificate's not_after and serial number.
+fn validity(der: &[u8]) -> Option<(SystemTime, String)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let seconds = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
+    Some((
+        UNIX_EPOCH + Duration::from_secs(seconds),
+        cert.raw_serial_as_string(),
+    ))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
@@ -136,8 +303,141 @@ impl NodeAuthorization {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A self-signed certificate for localhost expiring on `not_after`
+    /// (year, month, day), written as `name.pem` and `name.key` in `dir`.
+    pub(crate) fn write_pair(
+        dir: &Path,
+        name: &str,
+        not_after: (i32, u8, u8),
+    ) -> (PathBuf, PathBuf) {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("certificate");
+        let cert_path = dir.join(format!("{name}.pem"));
+        let key_path = dir.join(format!("{name}.key"));
+        std::fs::write(&cert_path, pem("CERTIFICATE", cert.der())).expect("write");
+        std::fs::write(&key_path, pem("PRIVATE KEY", &key.serialize_der())).expect("write");
+        (cert_path, key_path)
+    }
+
+    fn pem(label: &str, der: &[u8]) -> String {
+        use base64::Engine;
+        let text = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN {label}-----\n{text}\n-----END {label}-----\n")
+    }
+
+    /// A fresh directory for one test.
+    pub(crate) fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xdsd-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::canonicalize(&dir).expect("canonical")
+    }
+
+    #[test]
+    fn a_pair_loads_with_its_expiry_and_h2() {
+        let dir = scratch("tls-pair");
+        let (cert, key) = write_pair(&dir, "a", (2031, 1, 2));
+        let loaded = TlsFiles {
+            cert: cert.clone(),
+            key,
+            client_ca: Some(cert),
+        }
+        .load()
+        .expect("a matching pair loads");
+        let expected = UNIX_EPOCH + Duration::from_secs(1_925_078_400); // 2031-01-02T00:00:00Z
+        assert_eq!(loaded.not_after, expected);
+        assert_eq!(loaded.config.alpn_protocols, vec![b"h2".to_vec()]);
+        assert!(!loaded.serial.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_refused() {
+        let dir = scratch("tls-mismatch");
+        let (cert, _) = write_pair(&dir, "a", (2031, 1, 2));
+        let (_, other_key) = write_pair(&dir, "b", (2031, 1, 2));
+        let error = TlsFiles {
+            cert,
+            key: other_key,
+            client_ca: None,
+        }
+        .load()
+        .expect_err("the key is not the certificate's");
+        assert!(
+            error.contains("b.key: the private key does not match the certificate in")
+                && error.contains("a.pem"),
+            "{error}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pem_files_without_the_right_blocks_are_refused() {
+        let dir = scratch("tls-blocks");
+        let (cert, key) = write_pair(&dir, "a", (2031, 1, 2));
+        // The key where the certificate should be, and the other way round.
+        let swapped = TlsFiles {
+            cert: key.clone(),
+            key: cert.clone(),
+            client_ca: None,
+        };
+        let error = swapped.load().expect_err("no certificate");
+        assert!(error.contains("a.key: no certificate"), "{error}");
+        let no_key = TlsFiles {
+            cert: cert.clone(),
+            key: cert.clone(),
+            client_ca: None,
+        };
+        let error = no_key.load().expect_err("no key");
+        assert!(error.contains("a.pem: no usable private key"), "{error}");
+        let bad_ca = TlsFiles {
+            cert,
+            key: key.clone(),
+            client_ca: Some(key),
+        };
+        let error = bad_ca.load().expect_err("no CA certificate");
+        assert!(error.contains("a.key: no certificate"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_watched_directories_include_symlink_targets() {
+        let dir = scratch("tls-dirs");
+        let live = dir.join("live");
+        let archive = dir.join("archive");
+        std::fs::create_dir_all(&live).expect("mkdir");
+        std::fs::create_dir_all(&archive).expect("mkdir");
+        let (cert, key) = write_pair(&archive, "a", (2031, 1, 2));
+        // An ACME client's relative link from live/ into archive/.
+        std::os::unix::fs::symlink("../archive/a.pem", live.join("cert.pem")).expect("symlink");
+        let files = TlsFiles {
+            cert: live.join("cert.pem"),
+            key,
+            client_ca: None,
+        };
+        assert_eq!(files.directories(), vec![live, archive.clone()]);
+
+        // Kubernetes: tls.crt -> ..data/tls.crt, ..data -> ..v1 (swapped by
+        // rename in the mounted directory, which is all there is to watch).
+        let mount = dir.join("mount");
+        std::fs::create_dir_all(mount.join("..v1")).expect("mkdir");
+        std::fs::copy(&cert, mount.join("..v1/tls.crt")).expect("copy");
+        std::os::unix::fs::symlink("..v1", mount.join("..data")).expect("symlink");
+        std::os::unix::fs::symlink("..data/tls.crt", mount.join("tls.crt")).expect("symlink");
+        let files = TlsFiles {
+            cert: mount.join("tls.crt"),
+            key: mount.join("tls.crt"),
+            client_ca: Some(cert),
+        };
+        assert_eq!(files.directories(), vec![mount, archive]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     fn node(id: &str, cluster: &str) -> NodeIdentity {
         NodeIdentity {

@@ -1,5 +1,5 @@
-//! Watching the config directory: file events (notify) coalesced into one
-//! reload signal per burst.
+//! Watching the config directory, and the TLS files' directories: file
+//! events (notify) coalesced into one reload signal per burst.
 //!
 //! Event paths are not trusted (a `mkdir` plus a write may arrive as one
 //! folder event, a ConfigMap swap as a symlink change): any event means
@@ -29,12 +29,28 @@ pub enum Trigger {
     Reload,
 }
 
-/// Watches `dir` and sends [`Trigger::Changing`] at the first event of a
-/// burst and [`Trigger::Reload`] when it ends. Runs until `reload` is
-/// closed. The watch is re-armed when the directory is removed and re-created.
+/// Watches `dir` and everything under it, and sends [`Trigger::Changing`]
+/// at the first event of a burst and [`Trigger::Reload`] when it ends. Runs
+/// until `reload` is closed. The watch is re-armed when the directory is
+/// removed and re-created.
 pub async fn watch(dir: PathBuf, debounce: Debounce, reload: mpsc::Sender<Trigger>) {
+    watch_dir(dir, RecursiveMode::Recursive, debounce, reload).await;
+}
+
+/// [`watch`] for `dir`'s own entries only (the TLS files' directories:
+/// renames and symlink swaps happen there; subdirectories are not ours).
+pub async fn watch_flat(dir: PathBuf, debounce: Debounce, reload: mpsc::Sender<Trigger>) {
+    watch_dir(dir, RecursiveMode::NonRecursive, debounce, reload).await;
+}
+
+async fn watch_dir(
+    dir: PathBuf,
+    mode: RecursiveMode,
+    debounce: Debounce,
+    reload: mpsc::Sender<Trigger>,
+) {
     let (events_tx, mut events) = mpsc::channel::<()>(64);
-    let mut watcher = arm(&dir, events_tx.clone());
+    let mut watcher = arm(&dir, mode, events_tx.clone());
     let mut identity = dir_identity(&dir);
     let mut rearm = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -52,7 +68,7 @@ pub async fn watch(dir: PathBuf, debounce: Debounce, reload: mpsc::Sender<Trigge
                 let now = dir_identity(&dir);
                 if now != identity || watcher.is_none() && now.is_some() {
                     identity = now;
-                    watcher = arm(&dir, events_tx.clone());
+                    watcher = arm(&dir, mode, events_tx.clone());
                     if reload.send(Trigger::Reload).await.is_err() {
                         return;
                     }
@@ -74,7 +90,11 @@ async fn coalesce(events: &mut mpsc::Receiver<()>, debounce: Debounce) {
     }
 }
 
-fn arm(dir: &Path, events: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+fn arm(
+    dir: &Path,
+    mode: RecursiveMode,
+    events: mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
     let handler = move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
             Ok(e) => !matches!(e.kind, EventKind::Access(_)),
@@ -92,10 +112,10 @@ fn arm(dir: &Path, events: mpsc::Sender<()>) -> Option<notify::RecommendedWatche
             return None;
         }
     };
-    match watcher.watch(dir, RecursiveMode::Recursive) {
+    match watcher.watch(dir, mode) {
         Ok(()) => Some(watcher),
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config directory; retrying");
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the directory; retrying");
             None
         }
     }

@@ -83,6 +83,34 @@ pub struct Status {
     /// Absent from daemons older than this field.
     #[serde(default)]
     pub listeners: Listeners,
+    /// The xDS listener's certificate; null without TLS.
+    #[serde(default)]
+    pub tls: Option<Tls>,
+}
+
+/// The certificate the xDS listener serves, and its rotations.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tls {
+    /// When the served leaf expires (Unix time).
+    pub certificate_not_after: f64,
+    /// The served leaf's serial number (hex).
+    pub certificate_serial: String,
+    /// When the served pair was loaded (Unix time).
+    pub loaded_at: f64,
+    /// New pairs taken into use since start.
+    pub rotations: u64,
+    /// New file contents refused since start.
+    pub refused: u64,
+    /// The last refusal, while the files still hold what was refused.
+    pub last_error: Option<TlsError>,
+}
+
+/// A refused certificate and key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TlsError {
+    /// Unix time.
+    pub time: f64,
+    pub error: String,
 }
 
 /// Where the served set came from.

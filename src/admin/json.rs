@@ -7,6 +7,7 @@ use crate::render;
 use crate::schema::ResourceType;
 use crate::selector::NodeIdentity;
 use crate::snapshot::Snapshot;
+use crate::tls_rotation::TlsStatus;
 use crate::xds::{ClientStatus, Ledger, TypeStatus};
 use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
 use serde_json::{Value, json};
@@ -74,8 +75,9 @@ fn type_state(s: &TypeStatus) -> api::TypeState {
     }
 }
 
-/// `/status`: the served version, the last load attempt and the listeners.
-pub fn status(status: &LoadStatus, listeners: &Listeners) -> api::Status {
+/// `/status`: the served version, the last load attempt and the listeners;
+/// with TLS, the served certificate and its rotations.
+pub fn status(status: &LoadStatus, listeners: &Listeners, tls: Option<&TlsStatus>) -> api::Status {
     api::Status {
         served_version: status.served_version.clone(),
         source: if status.serving_saved_state {
@@ -118,6 +120,23 @@ pub fn status(status: &LoadStatus, listeners: &Listeners) -> api::Status {
                 ..listener(&listeners.admin)
             },
         },
+        tls: tls.map(tls_status),
+    }
+}
+
+/// The `tls` object of `/status`; `last_error` is the refused content the
+/// files still hold, null once a good pair is loaded or the files are back.
+fn tls_status(tls: &TlsStatus) -> api::Tls {
+    api::Tls {
+        certificate_not_after: unix_seconds(tls.not_after),
+        certificate_serial: tls.serial.clone(),
+        loaded_at: unix_seconds(tls.loaded_at),
+        rotations: tls.rotations,
+        refused: tls.failures,
+        last_error: tls.last_error.as_ref().map(|(at, error)| api::TlsError {
+            time: unix_seconds(*at),
+            error: error.clone(),
+        }),
     }
 }
 

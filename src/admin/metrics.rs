@@ -3,6 +3,7 @@
 use super::{Listeners, LoadStatus, unix_seconds};
 use crate::accept::{AcceptStats, ErrorKind};
 use crate::schema::ResourceType;
+use crate::tls_rotation::TlsStatus;
 use crate::xds::{LATENCY_BUCKETS, Ledger, Outcome, Sync};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -39,8 +40,14 @@ fn type_label(t: ResourceType) -> String {
     format!("{{type=\"{}\"}}", t.kind_name())
 }
 
-/// Every metric, from the ledger, the last load and the listeners.
-pub fn render(ledger: &Ledger, status: &LoadStatus, listeners: &Listeners) -> String {
+/// Every metric, from the ledger, the last load, the listeners and the xDS
+/// certificate.
+pub fn render(
+    ledger: &Ledger,
+    status: &LoadStatus,
+    listeners: &Listeners,
+    tls: Option<&TlsStatus>,
+) -> String {
     let mut out = Families::default();
     out.family(
         "xdsd_build_info",
@@ -55,7 +62,29 @@ pub fn render(ledger: &Ledger, status: &LoadStatus, listeners: &Listeners) -> St
     responses(&mut out, ledger);
     loads(&mut out, status);
     accepts(&mut out, listeners);
+    if let Some(tls) = tls {
+        certificate(&mut out, tls);
+    }
     out.0
+}
+
+/// Only with TLS: a plaintext listener has no certificate to expire.
+fn certificate(out: &mut Families, tls: &TlsStatus) {
+    out.family(
+        "xdsd_tls_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "When the xDS listener's certificate (the leaf in use) expires (Unix time).",
+        &[(String::new(), unix_seconds(tls.not_after))],
+    );
+    out.family(
+        "xdsd_tls_reloads_total",
+        "counter",
+        "Changed TLS files read since start: ok (the new pair is in use), refused (it did not load; the previous pair stayed).",
+        &[
+            ("{result=\"ok\"}".to_string(), tls.rotations as f64),
+            ("{result=\"refused\"}".to_string(), tls.failures as f64),
+        ],
+    );
 }
 
 fn streams(out: &mut Families, ledger: &Ledger) {

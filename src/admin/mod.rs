@@ -1,6 +1,6 @@
 //! The admin HTTP endpoint, readable with curl: `/healthz`, `/readyz`,
 //! `/metrics` (Prometheus text), and JSON views: `/clients` (the per-stream
-//! ledger), `/status` (the last load, the listeners) and `/config` (what one
+//! ledger), `/status` (the last load, the listeners, the xDS certificate) and `/config` (what one
 //! node is served). Only GET and HEAD are answered. The bodies' types are in
 //! `api.rs`, the HTTP server and its limits in `server.rs`; this module holds
 //! the state reported on and the routes.
@@ -15,6 +15,7 @@ pub use server::{Limits, exposure_warning, serve};
 use crate::accept::AcceptStats;
 use crate::schema::ResourceType;
 use crate::snapshot::{Changes, Snapshot};
+use crate::tls_rotation::{RotatingTls, TlsStatus};
 use crate::xds::Ledger;
 use hyper::{Method, StatusCode, Uri};
 use std::collections::BTreeMap;
@@ -88,6 +89,8 @@ pub struct Health {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     /// The xDS and admin listeners.
     pub listeners: Listeners,
+    /// The xDS listener's certificate, when it serves TLS.
+    pub tls: Option<Arc<RotatingTls>>,
 }
 
 /// The listeners' accept loops, and the admin connections open.
@@ -110,7 +113,13 @@ impl Health {
             ledger,
             snapshots,
             listeners: Listeners::default(),
+            tls: None,
         }
+    }
+
+    /// Reports on the xDS listener's certificate too.
+    pub fn with_tls(self, tls: Option<Arc<RotatingTls>>) -> Health {
+        Health { tls, ..self }
     }
 
     /// Records a load attempt and its outcome.
@@ -150,6 +159,10 @@ impl Health {
             Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    fn tls_status(&self) -> Option<TlsStatus> {
+        self.tls.as_ref().map(|tls| tls.status())
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -211,13 +224,22 @@ fn respond(method: &Method, uri: &Uri, health: &Health) -> Reply {
         "/readyz" if health.ready.load(Ordering::Relaxed) => Reply::text(StatusCode::OK, "ready"),
         "/readyz" => Reply::text(StatusCode::SERVICE_UNAVAILABLE, "not ready"),
         "/clients" => Reply::json(&json::clients(&health.ledger)),
-        "/status" => Reply::json(&json::status(&health.load_status(), &health.listeners)),
+        "/status" => Reply::json(&json::status(
+            &health.load_status(),
+            &health.listeners,
+            health.tls_status().as_ref(),
+        )),
         "/config" => config(&health.snapshot(), &query),
         "/metrics" => Reply {
             status: StatusCode::OK,
             content_type: "text/plain; version=0.0.4",
             headers: Vec::new(),
-            body: metrics::render(&health.ledger, &health.load_status(), &health.listeners),
+            body: metrics::render(
+                &health.ledger,
+                &health.load_status(),
+                &health.listeners,
+                health.tls_status().as_ref(),
+            ),
         },
         _ => Reply::text(StatusCode::NOT_FOUND, "not found"),
     }
