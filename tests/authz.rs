@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::pki::{Pki, body_lines, indented, path_str, server_sans, spiffe};
+use common::pki::{Pki, body_lines, indented, mtls_serve_flags, path_str, server_sans, spiffe};
 use common::{ScratchDir, Xdsd, free_port, wait_for, xdsd};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -109,17 +109,10 @@ impl Setup {
             &work.path().join("config"),
             &work.path().join("xdsd.log"),
             &[
-                "--tls-cert",
-                path_str(&server_cert),
-                "--tls-key",
-                path_str(&server_key),
-                "--tls-client-ca",
-                path_str(&ca),
-                "--authorize-node",
-                AUTHORIZE,
-                "--admin-identity",
-                ADMINS,
-            ],
+                mtls_serve_flags(&server_cert, &server_key, &ca, AUTHORIZE),
+                vec!["--admin-identity", ADMINS],
+            ]
+            .concat(),
         );
         Setup {
             pki,

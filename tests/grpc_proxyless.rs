@@ -412,7 +412,7 @@ fn grpc_only_rejection_is_nacked_and_client_keeps_working() {
 /// is refused and never gets a channel.
 #[test]
 fn grpc_client_over_mtls_with_node_authorization() {
-    use common::pki::{Pki, path_str, server_sans, spiffe};
+    use common::pki::{Pki, mtls_serve_flags, path_str, server_sans, spiffe};
     let work = ScratchDir::new("grpc-mtls");
     let pki = Pki::new(work.path());
     let (server_cert, server_key) = pki.leaf("server", server_sans());
@@ -426,16 +426,12 @@ fn grpc_client_over_mtls_with_node_authorization() {
     let xdsd = Xdsd::start_with(
         &config,
         &work.path().join("xdsd.log"),
-        &[
-            "--tls-cert",
-            path_str(&server_cert),
-            "--tls-key",
-            path_str(&server_key),
-            "--tls-client-ca",
-            path_str(&ca),
-            "--authorize-node",
+        &mtls_serve_flags(
+            &server_cert,
+            &server_key,
+            &ca,
             "spiffe://xdsd.test/envoy/{node_id}",
-        ],
+        ),
     );
     let tls = |cert: &Path, key: &Path| {
         vec![

@@ -7,7 +7,9 @@
 mod common;
 
 use common::config::simple_set;
-use common::pki::{Pki, path_str, server_sans, spiffe};
+use common::pki::{
+    Pki, envoy_bootstrapped_by_xdsd, mtls_serve_flags, path_str, server_sans, spiffe,
+};
 use common::stack::wait_body;
 use common::{Backend, Envoy, ScratchDir, Xdsd, free_port, wait_for, xdsd};
 use std::path::Path;
@@ -17,31 +19,7 @@ const AUTHORIZE: &str = "spiffe://xdsd.test/envoy/{node_id}";
 
 /// An Envoy started from `xdsd bootstrap --format envoy` with `tls_flags`.
 fn envoy(work: &Path, name: &str, node_id: &str, xds: &Xdsd, tls_flags: &[&str]) -> Envoy {
-    let admin = free_port();
-    let server = format!("127.0.0.1:{}", xds.listen);
-    let admin_port = admin.to_string();
-    let out = xdsd(
-        &[
-            &[
-                "bootstrap",
-                "--format",
-                "envoy",
-                "--server",
-                &server,
-                "--node-id",
-                node_id,
-                "--node-cluster",
-                "edge",
-                "--admin-port",
-                &admin_port,
-            ],
-            tls_flags,
-        ]
-        .concat(),
-    );
-    assert!(out.status.success(), "bootstrap: {out:?}");
-    let bootstrap = String::from_utf8(out.stdout).expect("UTF-8");
-    Envoy::start_bootstrap(work, name, &bootstrap, admin)
+    envoy_bootstrapped_by_xdsd(work, name, node_id, xds, tls_flags)
 }
 
 fn flags(v: &[String]) -> Vec<&str> {
@@ -80,16 +58,7 @@ fn mtls_admits_the_certified_node_and_refuses_the_rest() {
     let xds = Xdsd::start_with(
         &config,
         &work.path().join("xdsd.log"),
-        &[
-            "--tls-cert",
-            path_str(&server_cert),
-            "--tls-key",
-            path_str(&server_key),
-            "--tls-client-ca",
-            path_str(&ca),
-            "--authorize-node",
-            AUTHORIZE,
-        ],
+        &mtls_serve_flags(&server_cert, &server_key, &ca, AUTHORIZE),
     );
 
     let mtls = |cert: &Path, key: &Path| {

@@ -9,9 +9,11 @@
 mod common;
 
 use common::config::simple_set;
-use common::pki::{Pki, path_str, server_sans, spiffe};
+use common::pki::{
+    Pki, envoy_bootstrapped_by_xdsd, mtls_serve_flags, path_str, server_sans, spiffe,
+};
 use common::stack::wait_body;
-use common::{Backend, Envoy, ScratchDir, Xdsd, free_port, wait_for, xdsd};
+use common::{Backend, Envoy, ScratchDir, Xdsd, free_port, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -107,16 +109,7 @@ impl Served {
         let xds = Xdsd::start_with(
             &config,
             &work.join("xdsd.log"),
-            &[
-                "--tls-cert",
-                path_str(&tls.cert()),
-                "--tls-key",
-                path_str(&tls.key()),
-                "--tls-client-ca",
-                path_str(client_ca),
-                "--authorize-node",
-                AUTHORIZE,
-            ],
+            &mtls_serve_flags(&tls.cert(), &tls.key(), client_ca, AUTHORIZE),
         );
         Served {
             xds,
@@ -166,30 +159,15 @@ fn install(from: &Path, to: &Path) {
 /// An Envoy on mTLS ADS to xdsd, from `xdsd bootstrap --format envoy`:
 /// trusting only `ca`, presenting `cert` and `key`.
 fn envoy(work: &Path, node_id: &str, xds: &Xdsd, ca: &Path, cert: &Path, key: &Path) -> Envoy {
-    let admin = free_port();
-    let server = format!("127.0.0.1:{}", xds.listen);
-    let out = xdsd(&[
-        "bootstrap",
-        "--format",
-        "envoy",
-        "--server",
-        &server,
-        "--node-id",
-        node_id,
-        "--node-cluster",
-        "edge",
-        "--admin-port",
-        &admin.to_string(),
+    let tls = [
         "--tls-ca",
         path_str(ca),
         "--tls-cert",
         path_str(cert),
         "--tls-key",
         path_str(key),
-    ]);
-    assert!(out.status.success(), "bootstrap: {out:?}");
-    let bootstrap = String::from_utf8(out.stdout).expect("UTF-8");
-    Envoy::start_bootstrap(work, node_id, &bootstrap, admin)
+    ];
+    envoy_bootstrapped_by_xdsd(work, node_id, node_id, xds, &tls)
 }
 
 /// The stats that move when xdsd sends something or the ADS connection

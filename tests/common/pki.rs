@@ -101,3 +101,55 @@ pub fn indented(text: &str, spaces: usize) -> String {
     let pad = " ".repeat(spaces);
     text.lines().map(|l| format!("{pad}{l}\n")).collect()
 }
+
+/// `xdsd serve` flags for mTLS on the xDS port with node authorization:
+/// the server's pair, the client CA, and the `--authorize-node` template.
+pub fn mtls_serve_flags<'a>(
+    cert: &'a Path,
+    key: &'a Path,
+    client_ca: &'a Path,
+    authorize: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "--tls-cert",
+        path_str(cert),
+        "--tls-key",
+        path_str(key),
+        "--tls-client-ca",
+        path_str(client_ca),
+        "--authorize-node",
+        authorize,
+    ]
+}
+
+/// An Envoy (node cluster `edge`) started from what `xdsd bootstrap
+/// --format envoy` prints for `xds` with `tls_flags` (`--tls-ca`, ...), so
+/// the tests also prove the bootstraps xdsd hands out.
+pub fn envoy_bootstrapped_by_xdsd(
+    work: &Path,
+    name: &str,
+    node_id: &str,
+    xds: &super::Xdsd,
+    tls_flags: &[&str],
+) -> super::Envoy {
+    let admin = super::free_port();
+    let server = format!("127.0.0.1:{}", xds.listen);
+    let admin_port = admin.to_string();
+    let fixed = [
+        "bootstrap",
+        "--format",
+        "envoy",
+        "--server",
+        &server,
+        "--node-id",
+        node_id,
+        "--node-cluster",
+        "edge",
+        "--admin-port",
+        &admin_port,
+    ];
+    let out = super::xdsd(&[&fixed[..], tls_flags].concat());
+    assert!(out.status.success(), "bootstrap: {out:?}");
+    let bootstrap = String::from_utf8(out.stdout).expect("UTF-8");
+    super::Envoy::start_bootstrap(work, name, &bootstrap, admin)
+}
