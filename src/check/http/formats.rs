@@ -501,7 +501,8 @@ pub fn message(name: &str, m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<
 }
 
 /// The header options Envoy builds with its header parser (so their values
-/// are format strings): route tables, local reply mappers, header_mutation.
+/// are format strings): route tables, local reply mappers, header_mutation,
+/// tcp_proxy's tunneling headers (`source/common/tcp_proxy/tcp_proxy.cc`).
 pub fn header_option_is_parsed(path: &[PathStep]) -> bool {
     let Some(PathStep::Field(list)) = path.iter().rev().nth(1) else {
         return false;
@@ -521,6 +522,9 @@ pub fn header_option_is_parsed(path: &[PathStep]) -> bool {
             list.name() == "headers_to_add"
         }
         "envoy.config.common.mutation_rules.v3.HeaderMutation" => list.name() == "append",
+        "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.TunnelingConfig" => {
+            list.name() == "headers_to_add"
+        }
         _ => false,
     }
 }
