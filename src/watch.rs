@@ -50,7 +50,9 @@ async fn watch_dir(
     reload: mpsc::Sender<Trigger>,
 ) {
     let (events_tx, mut events) = mpsc::channel::<()>(64);
-    let mut watcher = arm(&dir, mode, events_tx.clone());
+    // A watch that cannot be set up is retried every second, and said once.
+    let mut failing = false;
+    let mut watcher = arm(&dir, mode, events_tx.clone(), &mut failing);
     let mut identity = dir_identity(&dir);
     let mut rearm = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -66,10 +68,15 @@ async fn watch_dir(
             _ = rearm.tick() => {
                 // A removed and re-created directory is a new inode: the old watch sees nothing.
                 let now = dir_identity(&dir);
-                if now != identity || watcher.is_none() && now.is_some() {
+                let replaced = now != identity;
+                if replaced || watcher.is_none() && now.is_some() {
                     identity = now;
-                    watcher = arm(&dir, mode, events_tx.clone());
-                    if reload.send(Trigger::Reload).await.is_err() {
+                    watcher = arm(&dir, mode, events_tx.clone(), &mut failing);
+                    // Changes may have been missed when the directory was
+                    // replaced or the watch just came back; a retry that
+                    // failed again has nothing new to read.
+                    let reread = replaced || watcher.is_some();
+                    if reread && reload.send(Trigger::Reload).await.is_err() {
                         return;
                     }
                 }
@@ -90,10 +97,13 @@ async fn coalesce(events: &mut mpsc::Receiver<()>, debounce: Debounce) {
     }
 }
 
+/// Sets up the watch; `failing` carries whether the last attempt failed,
+/// so a failure is logged when it starts and the recovery when it ends.
 fn arm(
     dir: &Path,
     mode: RecursiveMode,
     events: mpsc::Sender<()>,
+    failing: &mut bool,
 ) -> Option<notify::RecommendedWatcher> {
     let handler = move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
@@ -105,17 +115,19 @@ fn arm(
             let _ = events.try_send(());
         }
     };
-    let mut watcher = match notify::recommended_watcher(handler) {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot create a file watcher");
-            return None;
+    let armed = notify::recommended_watcher(handler)
+        .and_then(|mut watcher| watcher.watch(dir, mode).map(|()| watcher));
+    match armed {
+        Ok(watcher) => {
+            if std::mem::replace(failing, false) {
+                tracing::info!(dir = %dir.display(), "watching the directory again");
+            }
+            Some(watcher)
         }
-    };
-    match watcher.watch(dir, mode) {
-        Ok(()) => Some(watcher),
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the directory; retrying");
+            if !std::mem::replace(failing, true) {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the directory; retrying every second (SIGHUP reloads meanwhile)");
+            }
             None
         }
     }
