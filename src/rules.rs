@@ -484,6 +484,11 @@ impl Rules {
         {
             return Some(format!("must be at most {max} characters long"));
         }
+        if let Some(len) = u("len")
+            && chars != len
+        {
+            return Some(format!("must be exactly {len} characters long"));
+        }
         if let Some(min) = u("min_bytes")
             && bytes < min
         {
@@ -1052,6 +1057,13 @@ mod kinds {
             "envoy.config.core.v3.HeaderValue",
             "LONG_HEADER",
             "value",
+            true,
+        ),
+        (
+            "string.len",
+            "source.extensions.tracers.xray.daemon.Segment",
+            "{trace_id: short}",
+            "trace_id",
             true,
         ),
         (

