@@ -286,3 +286,24 @@ fn curve_and_signature_algorithm_names() {
         );
     }
 }
+
+#[test]
+fn a_server_context_without_common_tls_context_has_no_certificate() {
+    let found = errors(
+        &listener("      require_client_certificate: false\n"),
+        "tls-server-no-certificate",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+}
+
+#[test]
+fn a_downstream_context_in_a_cluster_is_only_the_wrong_direction() {
+    let cluster = CLUSTER.to_string()
+        + "transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config:
+    \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+";
+    assert!(errors(&cluster, "tls-server-no-certificate").is_empty());
+    assert_eq!(errors(&cluster, "tls-context-wrong-direction").len(), 1);
+}
