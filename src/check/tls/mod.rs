@@ -15,6 +15,7 @@ mod certificate;
 mod context;
 mod pem;
 mod secrets;
+mod strict;
 mod validation;
 
 use super::{Finding, Place, Rule};
