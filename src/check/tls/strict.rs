@@ -49,7 +49,7 @@ fn string_decodes(value: &x509_parser::der_parser::asn1_rs::Any<'_>) -> bool {
     const BMP: u32 = 30;
     let data = value.data;
     let units = |size: usize| -> Option<Vec<u32>> {
-        (data.len() % size == 0).then(|| {
+        data.len().is_multiple_of(size).then(|| {
             data.chunks(size)
                 .map(|c| c.iter().fold(0u32, |v, &b| (v << 8) | u32::from(b)))
                 .collect()
