@@ -45,10 +45,12 @@ fn blocks(data: &[u8]) -> Option<Vec<Pem>> {
 pub enum KeyType {
     /// RSA: modulus and exponent, without leading zeros.
     Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
-    /// EC: the curve's OID and the encoded point.
+    /// EC: the curve's OID, the encoded point and (for a private key)
+    /// the scalar.
     Ec {
         curve: Option<String>,
         point: Option<Vec<u8>>,
+        scalar: Option<Vec<u8>>,
     },
     /// Ed25519 (no comparison of the key itself).
     Ed25519,
@@ -170,6 +172,7 @@ fn spki_key(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> KeyType {
                 .and_then(|p| p.clone().oid().ok())
                 .map(|oid| oid.to_id_string()),
             point: Some(spki.subject_public_key.data.to_vec()),
+            scalar: None,
         },
         OID_ED25519 => KeyType::Ed25519,
         _ => KeyType::Other,
@@ -330,6 +333,7 @@ fn ec_private(der: &[u8], curve: Option<String>) -> Result<KeyType, KeyError> {
     Ok(KeyType::Ec {
         curve: key_curve,
         point,
+        scalar: Some(scalar.to_vec()),
     })
 }
 
@@ -375,8 +379,10 @@ fn pkcs8(der: &[u8]) -> Result<KeyType, KeyError> {
 }
 
 /// Is `key` certainly not the private half of `leaf`? Unknown parts
-/// (an EC key without its public point, points in different encodings)
-/// never count as a mismatch.
+/// (points in different encodings) never count as a mismatch. An EC key
+/// without its public point gets it computed by BoringSSL, which must be
+/// the leaf's (KEY_VALUES_MISMATCH otherwise): ring checks the scalar
+/// against the leaf's point.
 pub fn mismatch(leaf: &KeyType, key: &KeyType) -> bool {
     match (leaf, key) {
         (KeyType::Other, _) | (_, KeyType::Other) => false,
@@ -385,9 +391,20 @@ pub fn mismatch(leaf: &KeyType, key: &KeyType) -> bool {
             KeyType::Ec {
                 curve: leaf_curve,
                 point: leaf_point,
+                ..
             },
-            KeyType::Ec { curve, point },
+            KeyType::Ec {
+                curve,
+                point,
+                scalar,
+            },
         ) => {
+            if let (Some(leaf_curve), Some(leaf_point), None, Some(scalar)) =
+                (leaf_curve, leaf_point, point, scalar)
+                && curve.as_ref().is_none_or(|c| c == leaf_curve)
+            {
+                return strict::ec_pair_inconsistent(leaf_curve, scalar, leaf_point);
+            }
             let curves_differ = matches!((leaf_curve, curve), (Some(a), Some(b)) if a != b);
             let points_differ = matches!((leaf_point, point),
                 (Some(a), Some(b)) if a.first() == b.first() && a != b);

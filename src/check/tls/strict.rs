@@ -103,6 +103,40 @@ pub fn ec_inconsistent(der: &[u8], curve: &str, scalar: &[u8], point: &[u8]) -> 
     judged && any_ecdsa_type(&PrivateKeyDer::Sec1(PrivateSec1KeyDer::from(der))).is_err()
 }
 
+/// Is `scalar` not the private key of `point` on `curve`? Asked for an EC
+/// key that carries no public point, with the certificate's point: the
+/// two are put into one SEC1 ECPrivateKey for ring to check.
+pub fn ec_pair_inconsistent(curve: &str, scalar: &[u8], point: &[u8]) -> bool {
+    let mut bits = vec![0];
+    bits.extend_from_slice(point);
+    let fields = [
+        tlv(0x02, &[1]),
+        tlv(0x04, scalar),
+        tlv(0xa1, &tlv(0x03, &bits)),
+    ]
+    .concat();
+    ec_inconsistent(&tlv(0x30, &fields), curve, scalar, point)
+}
+
+/// One DER element: tag, definite length, content.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let len = content.len();
+    let mut out = vec![tag];
+    let size: Vec<u8> = len
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|&b| b == 0)
+        .collect();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        out.push(0x80 | size.len() as u8);
+        out.extend_from_slice(&size);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
 /// The parts of a PKCS#1 RSAPrivateKey that decide whether ring reads it
 /// like BoringSSL does, as unsigned big-endian integers.
 pub struct RsaShape<'a> {
