@@ -1,6 +1,6 @@
 //! What Envoy rejects inside one resource that neither the schema nor
 //! `validate.rules` express: listener and endpoint addresses, filter order,
-//! TLS contexts, route rewrites, header removal, LOGICAL_DNS shape, regexes.
+//! TLS cipher suites, route rewrites, header removal, LOGICAL_DNS shape, regexes.
 //!
 //! Each check looks at one message (wherever it appears, also inside `Any`)
 //! and reports a field path relative to it.
@@ -23,7 +23,6 @@ pub static RULES: &[&Rule] = &[
     &LAST_NOT_TERMINAL,
     &REWRITE_CONFLICT,
     &IMMUTABLE_HEADER,
-    &SERVER_CERTIFICATE,
     &UNKNOWN_CIPHER,
     &INVALID_REGEX,
 ];
@@ -147,17 +146,6 @@ host_rewrite_literal, ...) instead.",
     ..Rule::ERROR
 };
 
-/// A server TLS context without a certificate.
-pub static SERVER_CERTIFICATE: Rule = Rule {
-    id: "tls-server-no-certificate",
-    summary: "a DownstreamTlsContext has no certificate",
-    explanation: "A server-side TLS context must present a certificate: inline `tls_certificates`, an SDS \
-secret (`tls_certificate_sds_secret_configs`) or a certificate provider (\"No TLS certificates found for \
-server context\").",
-    envoy: "source/common/tls/server_context_config_impl.cc",
-    ..Rule::ERROR
-};
-
 /// A cipher suite BoringSSL does not know.
 pub static UNKNOWN_CIPHER: Rule = Rule {
     id: "tls-unknown-cipher",
@@ -205,9 +193,6 @@ pub fn check(m: &DynamicMessage, top_level: bool, out: &mut Vec<Finding>) {
         | "envoy.config.route.v3.VirtualHost"
         | "envoy.config.route.v3.Route"
         | "envoy.config.route.v3.WeightedCluster.ClusterWeight" => removed_headers(m, out),
-        "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext" => {
-            server_certificates(m, out)
-        }
         "envoy.extensions.transport_sockets.tls.v3.TlsParameters" => cipher_suites(m, out),
         "envoy.config.core.v3.HeaderValueOption" => modified_header(m, out),
         "envoy.type.matcher.v3.RegexMatcher" => {
@@ -569,29 +554,6 @@ fn modified_header(m: &DynamicMessage, out: &mut Vec<Finding>) {
     };
     if key.starts_with(':') || key.eq_ignore_ascii_case("host") {
         out.push(wrong(&IMMUTABLE_HEADER, vec![PathStep::Field(hf), PathStep::Field(kf)], format!("header `{key}` may not be modified: Envoy refuses `:`-prefixed and host headers here")));
-    }
-}
-
-fn server_certificates(m: &DynamicMessage, out: &mut Vec<Finding>) {
-    let Some((cf, Value::Message(common))) = get(m, "common_tls_context") else {
-        return;
-    };
-    let has = |name: &str| match get(common, name) {
-        Some((_, Value::List(l))) => !l.is_empty(),
-        Some(_) => true,
-        None => false,
-    };
-    let sources = [
-        "tls_certificates",
-        "tls_certificate_sds_secret_configs",
-        "tls_certificate_provider_instance",
-        "tls_certificate_certificate_provider_instance",
-        "custom_tls_certificate_selector",
-    ];
-    // Session ticket keys (inline or over SDS) are no certificate: Envoy
-    // still refuses the context ("No TLS certificates found").
-    if !sources.iter().any(|s| has(s)) {
-        out.push(missing(&SERVER_CERTIFICATE, vec![PathStep::Field(cf)], "a server TLS context needs a certificate (tls_certificates or tls_certificate_sds_secret_configs)"));
     }
 }
 

@@ -200,11 +200,17 @@ fn key_pairs(
 ) -> bool {
     let text = match pem::private_key(bytes) {
         PrivateKey::Missing => {
-            "`private_key` holds no PEM private key block (Envoy: Failed to load private key ... NO_START_LINE)"
+            "`private_key` holds no PEM private key block (Envoy: Failed to load private key ... NO_START_LINE)".to_string()
         }
         PrivateKey::Corrupt => {
-            "`private_key` holds a PEM private key that does not decode (Envoy: Failed to load private key)"
+            "`private_key` holds a PEM private key that does not decode (Envoy: Failed to load private key)".to_string()
         }
+        PrivateKey::Inconsistent => {
+            "`private_key` decodes but its values do not fit together (a damaged key: the private value does not match the public one) (Envoy: Failed to load private key)".to_string()
+        }
+        PrivateKey::UnsupportedAlgorithm(oid) => format!(
+            "`private_key` is a PKCS#8 key of algorithm {oid}, which BoringSSL does not know (Envoy: Failed to load private key ... UNSUPPORTED_ALGORITHM)"
+        ),
         PrivateKey::Key(key) if leaf.is_some_and(|l| pem::mismatch(&l.key, &key)) => {
             out.push(Finding::missing_in(
                 &KEY_CERT_MISMATCH,

@@ -56,6 +56,19 @@ inline_bytes (base64), or as a file.",
     ..Rule::ERROR
 };
 
+/// A server TLS context without a certificate.
+pub static SERVER_NO_CERTIFICATE: Rule = Rule {
+    id: "tls-server-no-certificate",
+    summary: "a DownstreamTlsContext has no certificate",
+    explanation: "A server-side TLS context must present a certificate: inline `tls_certificates` or an SDS \
+secret (`tls_certificate_sds_secret_configs`), unless a `custom_tls_certificate_selector` picks them (\"No \
+TLS certificates found for server context\"). A `tls_certificate_provider_instance` alone does not count, \
+and neither does a context without `common_tls_context`. Only listeners are judged: a DownstreamTlsContext \
+in a cluster is the wrong direction, which is reported on its own.",
+    envoy: "source/common/tls/server_context_config_impl.cc",
+    ..Rule::ERROR
+};
+
 /// Inline and SDS certificates in one server context.
 pub static SERVER_CERTIFICATES_MIXED: Rule = Rule {
     id: "tls-server-certificates-mixed",
@@ -157,8 +170,12 @@ pub fn direction(m: &DynamicMessage, downstream: bool, out: &mut Vec<Finding>) {
     ));
 }
 
-/// A DownstreamTlsContext; `quic` when it is a QUIC listener's.
-pub fn downstream(m: &DynamicMessage, quic: bool, out: &mut Vec<Finding>) {
+/// A DownstreamTlsContext; `quic` when it is a QUIC listener's, `server`
+/// when it sits in a listener (where Envoy builds it as a server context).
+pub fn downstream(m: &DynamicMessage, quic: bool, server: bool, out: &mut Vec<Finding>) {
+    if server {
+        server_certificates(m, out);
+    }
     if let Some((step, ctc)) = child(m, "common_tls_context") {
         let base = [step];
         common(ctc, !quic, &base, out);
@@ -185,6 +202,35 @@ pub fn downstream(m: &DynamicMessage, quic: bool, out: &mut Vec<Finding>) {
     }
     if let Some((step, keys)) = child(m, "session_ticket_keys") {
         under(&[step], ticket_keys(keys), out);
+    }
+}
+
+/// A server context needs a certificate, inline or over SDS, or a custom
+/// selector that picks them, as ServerContextConfigImpl's constructor
+/// counts them (server_context_config_impl.cc). A missing
+/// common_tls_context counts as an empty one. A custom handshaker may
+/// provide certificates itself (its capabilities), so it is not judged.
+fn server_certificates(dtc: &DynamicMessage, out: &mut Vec<Finding>) {
+    let Some((step, ctc)) = child(dtc, "common_tls_context") else {
+        out.push(Finding::missing_in(
+            &SERVER_NO_CERTIFICATE,
+            Vec::new(),
+            "a server TLS context needs a certificate; this one has no `common_tls_context` (Envoy: No TLS certificates found for server context)",
+        ));
+        return;
+    };
+    let sources = [
+        "tls_certificates",
+        "tls_certificate_sds_secret_configs",
+        "custom_tls_certificate_selector",
+        "custom_handshaker",
+    ];
+    if !sources.iter().any(|s| has(ctc, s)) {
+        out.push(Finding::missing_in(
+            &SERVER_NO_CERTIFICATE,
+            vec![step],
+            "a server TLS context needs a certificate (tls_certificates or tls_certificate_sds_secret_configs)",
+        ));
     }
 }
 

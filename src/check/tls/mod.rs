@@ -15,6 +15,7 @@ mod certificate;
 mod context;
 mod pem;
 mod secrets;
+mod strict;
 mod validation;
 
 use super::{Finding, Place, Rule};
@@ -39,6 +40,7 @@ pub static RULES: &[&Rule] = &[
     &context::ECDH_CURVE_UNKNOWN,
     &context::SIGNATURE_ALGORITHM_UNKNOWN,
     &context::SESSION_TICKET_KEY_LENGTH,
+    &context::SERVER_NO_CERTIFICATE,
     &context::SERVER_CERTIFICATES_MIXED,
     &context::ALPN_INVALID,
     &context::OCSP_STAPLE_MISSING,
@@ -59,7 +61,7 @@ const QUIC_UPSTREAM: &str = "envoy.extensions.transport_sockets.quic.v3.QuicUpst
 pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
     let name = m.descriptor().full_name().to_string();
     match name.as_str() {
-        DOWNSTREAM => context::downstream(m, in_quic(place.path), out),
+        DOWNSTREAM => context::downstream(m, in_quic(place.path), in_listener(place.path), out),
         UPSTREAM => context::upstream(m, out),
         QUIC_DOWNSTREAM => context::quic_client_certificate(m, out),
         "envoy.config.listener.v3.FilterChain" => context::direction(m, true, out),
@@ -82,6 +84,16 @@ pub fn set(resources: &[Resource], diags: &mut Diagnostics) {
 /// Is the message at `path` the TLS context of a QUIC transport?
 fn in_quic(path: &[PathStep]) -> bool {
     matches!(path.last(), Some(PathStep::Field(f)) if f.parent_message().full_name() == QUIC_DOWNSTREAM)
+}
+
+/// Is the message at `path` inside a filter chain's transport socket? Only
+/// there is a DownstreamTlsContext built as a server context; in a
+/// cluster it is the wrong direction, reported by itself.
+fn in_listener(path: &[PathStep]) -> bool {
+    path.iter().any(|step| {
+        matches!(step, PathStep::Field(f)
+            if f.full_name() == "envoy.config.listener.v3.FilterChain.transport_socket")
+    })
 }
 
 /// What a `DataSource` field holds, as far as lint can see.

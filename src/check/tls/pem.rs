@@ -5,6 +5,8 @@
 //! Whatever cannot be judged (encrypted keys, unknown algorithms) is
 //! reported as unknown, never as an error.
 
+use super::strict;
+use x509_parser::certificate::X509Certificate;
 use x509_parser::der_parser::ber::BerObjectContent;
 use x509_parser::der_parser::der::{DerObject, parse_der};
 use x509_parser::error::PEMError;
@@ -43,10 +45,12 @@ fn blocks(data: &[u8]) -> Option<Vec<Pem>> {
 pub enum KeyType {
     /// RSA: modulus and exponent, without leading zeros.
     Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
-    /// EC: the curve's OID and the encoded point.
+    /// EC: the curve's OID, the encoded point and (for a private key)
+    /// the scalar.
     Ec {
         curve: Option<String>,
         point: Option<Vec<u8>>,
+        scalar: Option<Vec<u8>>,
     },
     /// Ed25519 (no comparison of the key itself).
     Ed25519,
@@ -90,15 +94,18 @@ pub fn chain(data: &[u8]) -> Result<Leaf, ChainError> {
     let rest_parse = blocks[first + 1..]
         .iter()
         .filter(|b| b.label == CERTIFICATE || b.label == OLD_CERTIFICATE)
-        .all(|b| b.parse_x509().is_ok());
-    let leaf = blocks[first]
-        .parse_x509()
-        .map_err(|_| ChainError::Corrupt)?;
+        .all(|b| certificate(b).is_some());
+    let leaf = certificate(&blocks[first]).ok_or(ChainError::Corrupt)?;
     if !rest_parse {
         return Err(ChainError::Corrupt);
     }
     let spki = leaf.public_key();
     let key = spki_key(spki);
+    // SSL_CTX_use_certificate parses the leaf's key; an EC key whose
+    // parameters are no curve does not parse.
+    if matches!(key, KeyType::Ec { .. }) && !strict::ec_parameters_parse(spki) {
+        return Err(ChainError::Corrupt);
+    }
     if let KeyType::Ec {
         curve: Some(curve), ..
     } = &key
@@ -120,6 +127,13 @@ pub fn chain(data: &[u8]) -> Result<Leaf, ChainError> {
             .map(|cn| cn.attr_value().data.to_vec()),
         names: names(&leaf),
     })
+}
+
+/// A certificate block parsed as d2i_X509 parses it: x509-parser's parse,
+/// plus the names BoringSSL reads in full where x509-parser is lenient.
+fn certificate<'a>(block: &'a Pem) -> Option<X509Certificate<'a>> {
+    let cert = block.parse_x509().ok()?;
+    strict::names_parse(&cert).then_some(cert)
 }
 
 /// The number of DNS, IP and URI names in the subjectAltName extension.
@@ -158,6 +172,7 @@ fn spki_key(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> KeyType {
                 .and_then(|p| p.clone().oid().ok())
                 .map(|oid| oid.to_id_string()),
             point: Some(spki.subject_public_key.data.to_vec()),
+            scalar: None,
         },
         OID_ED25519 => KeyType::Ed25519,
         _ => KeyType::Other,
@@ -180,6 +195,19 @@ pub enum PrivateKey {
     Missing,
     /// The first private-key block does not decode.
     Corrupt,
+    /// The key decodes but its values do not fit together (an EC scalar
+    /// out of range or not matching its public point; RSA values that do
+    /// not multiply out).
+    Inconsistent,
+    /// A PKCS#8 key of an algorithm BoringSSL does not know (its OID).
+    UnsupportedAlgorithm(String),
+}
+
+/// Why a key structure is refused.
+enum KeyError {
+    Corrupt,
+    Inconsistent,
+    UnsupportedAlgorithm(String),
 }
 
 /// Reads `private_key` like `PEM_read_bio_PrivateKey`: the first block with
@@ -210,9 +238,11 @@ pub fn private_key(data: &[u8]) -> PrivateKey {
         _ => pkcs8(&pem.contents),
     };
     match parsed {
-        Some(KeyType::Other) => PrivateKey::Unknown,
-        Some(key) => PrivateKey::Key(key),
-        None => PrivateKey::Corrupt,
+        Ok(KeyType::Other) => PrivateKey::Unknown,
+        Ok(key) => PrivateKey::Key(key),
+        Err(KeyError::Corrupt) => PrivateKey::Corrupt,
+        Err(KeyError::Inconsistent) => PrivateKey::Inconsistent,
+        Err(KeyError::UnsupportedAlgorithm(oid)) => PrivateKey::UnsupportedAlgorithm(oid),
     }
 }
 
@@ -241,57 +271,97 @@ fn integer<'a>(item: Option<&DerObject<'a>>) -> Option<&'a [u8]> {
     }
 }
 
-/// PKCS#1 RSAPrivateKey: version, n, e, d, p, q, dp, dq, qinv.
-fn rsa_private(der: &[u8]) -> Option<KeyType> {
-    let items = sequence(der)?;
-    if items.len() < 9 || (0..9).any(|i| integer(items.get(i)).is_none()) {
-        return None;
+/// PKCS#1 RSAPrivateKey: version, n, e, d, p, q, dp, dq, qinv, whose
+/// values must fit together (RSA_parse_private_key runs RSA_check_key).
+fn rsa_private(der: &[u8]) -> Result<KeyType, KeyError> {
+    let items = sequence(der).ok_or(KeyError::Corrupt)?;
+    let int = |i: usize| integer(items.get(i)).ok_or(KeyError::Corrupt);
+    if items.len() < 9 || (0..9).any(|i| int(i).is_err()) {
+        return Err(KeyError::Corrupt);
     }
-    Some(KeyType::Rsa {
-        modulus: unsigned(integer(items.get(1))?),
-        exponent: unsigned(integer(items.get(2))?),
-    })
+    let (modulus, exponent) = (unsigned(int(1)?), unsigned(int(2)?));
+    let shape = strict::RsaShape {
+        modulus: &modulus,
+        exponent: &exponent,
+        p: &unsigned(int(4)?),
+        q: &unsigned(int(5)?),
+    };
+    if strict::rsa_inconsistent(der, &shape) {
+        return Err(KeyError::Inconsistent);
+    }
+    Ok(KeyType::Rsa { modulus, exponent })
 }
 
-/// SEC1 ECPrivateKey: version 1, the scalar, then optionally [0] the curve
-/// and [1] the public point. `curve` is the curve given outside (PKCS#8).
-fn ec_private(der: &[u8], curve: Option<String>) -> Option<KeyType> {
-    let items = sequence(der)?;
-    integer(items.first())?;
-    if !matches!(items.get(1)?.content, BerObjectContent::OctetString(_)) {
-        return None;
+/// SEC1 ECPrivateKey as EC_KEY_parse_private_key reads it: version 1, the
+/// scalar, then optionally [0] the curve and [1] the public point, in
+/// that order and nothing else (DECODE_ERROR otherwise); then the scalar
+/// must fit the point (INVALID_PRIVATE_KEY). `curve` is the curve given
+/// outside (PKCS#8).
+fn ec_private(der: &[u8], curve: Option<String>) -> Result<KeyType, KeyError> {
+    let items = sequence(der).ok_or(KeyError::Corrupt)?;
+    if integer(items.first()) != Some(&[1][..]) {
+        return Err(KeyError::Corrupt);
     }
+    let BerObjectContent::OctetString(scalar) = items.get(1).ok_or(KeyError::Corrupt)?.content
+    else {
+        return Err(KeyError::Corrupt);
+    };
     let mut key_curve = curve;
     let mut point = None;
+    let mut last_tag = None;
     for item in &items[2..] {
         let BerObjectContent::Unknown(any) = &item.content else {
-            continue;
+            return Err(KeyError::Corrupt);
         };
-        let inner = parse_der(any.data).ok()?.1;
-        match (any.tag().0, inner.content) {
+        let tag = any.tag().0;
+        if tag > 1 || last_tag.is_some_and(|last| last >= tag) {
+            return Err(KeyError::Corrupt);
+        }
+        last_tag = Some(tag);
+        let inner = parse_der(any.data).map_err(|_| KeyError::Corrupt)?.1;
+        match (tag, inner.content) {
             (0, BerObjectContent::OID(oid)) => key_curve = Some(oid.to_id_string()),
             (1, BerObjectContent::BitString(_, bits)) => point = Some(bits.data.to_vec()),
             _ => {}
         }
     }
-    Some(KeyType::Ec {
+    if let (Some(curve), Some(point)) = (&key_curve, &point)
+        && strict::ec_inconsistent(der, curve, scalar, point)
+    {
+        return Err(KeyError::Inconsistent);
+    }
+    Ok(KeyType::Ec {
         curve: key_curve,
         point,
+        scalar: Some(scalar.to_vec()),
     })
 }
 
+/// The PKCS#8 algorithms BoringSSL may know besides RSA, EC and Ed25519
+/// (RSA-PSS, DSA, X25519, ML-DSA): not judged. Any other OID is refused by
+/// EVP_parse_private_key (UNSUPPORTED_ALGORITHM).
+const OTHER_KNOWN_ALGORITHMS: [&str; 6] = [
+    "1.2.840.113549.1.1.10",
+    "1.2.840.10040.4.1",
+    "1.3.101.110",
+    "2.16.840.1.101.3.4.3.17",
+    "2.16.840.1.101.3.4.3.18",
+    "2.16.840.1.101.3.4.3.19",
+];
+
 /// PKCS#8 PrivateKeyInfo: version, algorithm, the inner key.
-fn pkcs8(der: &[u8]) -> Option<KeyType> {
-    let items = sequence(der)?;
-    integer(items.first())?;
-    let BerObjectContent::Sequence(algorithm) = &items.get(1)?.content else {
-        return None;
+fn pkcs8(der: &[u8]) -> Result<KeyType, KeyError> {
+    let items = sequence(der).ok_or(KeyError::Corrupt)?;
+    integer(items.first()).ok_or(KeyError::Corrupt)?;
+    let BerObjectContent::Sequence(algorithm) = &items.get(1).ok_or(KeyError::Corrupt)?.content
+    else {
+        return Err(KeyError::Corrupt);
     };
-    let BerObjectContent::OID(oid) = &algorithm.first()?.content else {
-        return None;
+    let Some(BerObjectContent::OID(oid)) = algorithm.first().map(|a| &a.content) else {
+        return Err(KeyError::Corrupt);
     };
-    let BerObjectContent::OctetString(inner) = items.get(2)?.content else {
-        return None;
+    let Some(BerObjectContent::OctetString(inner)) = items.get(2).map(|i| &i.content) else {
+        return Err(KeyError::Corrupt);
     };
     match oid.to_id_string().as_str() {
         OID_RSA => rsa_private(inner),
@@ -302,14 +372,17 @@ fn pkcs8(der: &[u8]) -> Option<KeyType> {
             };
             ec_private(inner, curve)
         }
-        OID_ED25519 => Some(KeyType::Ed25519),
-        _ => Some(KeyType::Other),
+        OID_ED25519 => Ok(KeyType::Ed25519),
+        other if OTHER_KNOWN_ALGORITHMS.contains(&other) => Ok(KeyType::Other),
+        other => Err(KeyError::UnsupportedAlgorithm(other.to_string())),
     }
 }
 
 /// Is `key` certainly not the private half of `leaf`? Unknown parts
-/// (an EC key without its public point, points in different encodings)
-/// never count as a mismatch.
+/// (points in different encodings) never count as a mismatch. An EC key
+/// without its public point gets it computed by BoringSSL, which must be
+/// the leaf's (KEY_VALUES_MISMATCH otherwise): ring checks the scalar
+/// against the leaf's point.
 pub fn mismatch(leaf: &KeyType, key: &KeyType) -> bool {
     match (leaf, key) {
         (KeyType::Other, _) | (_, KeyType::Other) => false,
@@ -318,9 +391,20 @@ pub fn mismatch(leaf: &KeyType, key: &KeyType) -> bool {
             KeyType::Ec {
                 curve: leaf_curve,
                 point: leaf_point,
+                ..
             },
-            KeyType::Ec { curve, point },
+            KeyType::Ec {
+                curve,
+                point,
+                scalar,
+            },
         ) => {
+            if let (Some(leaf_curve), Some(leaf_point), None, Some(scalar)) =
+                (leaf_curve, leaf_point, point, scalar)
+                && curve.as_ref().is_none_or(|c| c == leaf_curve)
+            {
+                return strict::ec_pair_inconsistent(leaf_curve, scalar, leaf_point);
+            }
             let curves_differ = matches!((leaf_curve, curve), (Some(a), Some(b)) if a != b);
             let points_differ = matches!((leaf_point, point),
                 (Some(a), Some(b)) if a.first() == b.first() && a != b);
@@ -347,7 +431,7 @@ pub fn trusted_ca(data: &[u8]) -> Result<(), CaError> {
     for block in &blocks {
         match block.label.as_str() {
             CERTIFICATE | OLD_CERTIFICATE | TRUSTED_CERTIFICATE => {
-                block.parse_x509().map_err(|_| CaError::Corrupt)?;
+                certificate(block).ok_or(CaError::Corrupt)?;
                 certificates += 1;
             }
             CRL => {

@@ -286,3 +286,68 @@ fn curve_and_signature_algorithm_names() {
         );
     }
 }
+
+#[test]
+fn a_server_context_without_common_tls_context_has_no_certificate() {
+    let found = errors(
+        &listener("      require_client_certificate: false\n"),
+        "tls-server-no-certificate",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+}
+
+#[test]
+fn a_downstream_context_in_a_cluster_is_only_the_wrong_direction() {
+    let cluster = CLUSTER.to_string()
+        + "transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config:
+    \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+";
+    assert!(errors(&cluster, "tls-server-no-certificate").is_empty());
+    assert_eq!(errors(&cluster, "tls-context-wrong-direction").len(), 1);
+}
+
+/// A listener with `cert` and `key` (escaped PEM) as its one certificate.
+fn with_pair(cert: &str, key: &str) -> String {
+    listener(&format!(
+        "      common_tls_context:\n        tls_certificates:\n        - certificate_chain: {{inline_string: \"{cert}\"}}\n          private_key: {{inline_string: \"{key}\"}}\n"
+    ))
+}
+
+#[test]
+fn an_ec_key_whose_scalar_does_not_fit_its_point_is_refused() {
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["a.example".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let mut der = key.serialize_der();
+    let cert = escaped("CERTIFICATE", cert.der());
+    assert!(
+        errors(
+            &with_pair(&cert, &escaped("PRIVATE KEY", &der)),
+            "tls-private-key-invalid"
+        )
+        .is_empty()
+    );
+    // PKCS#8 header (26 bytes), SEC1 header (7 bytes), then the scalar.
+    der[40] ^= 1;
+    let found = errors(
+        &with_pair(&cert, &escaped("PRIVATE KEY", &der)),
+        "tls-private-key-invalid",
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].contains("do not fit together"), "{found:?}");
+}
+
+#[test]
+fn boringssl_code_points() {
+    use super::strict::valid_code_point;
+    assert!(valid_code_point('é' as u32));
+    assert!(valid_code_point(0x1F600));
+    assert!(!valid_code_point(0xD800));
+    assert!(!valid_code_point(0xFFFE));
+    assert!(!valid_code_point(0xFDD0));
+    assert!(!valid_code_point(0x110000));
+}
