@@ -190,7 +190,12 @@ pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
 
 /// One extension: an Any, or a message holding its config in `typed_config`
 /// (TypedExtensionConfig, TransportSocket, AccessLog, filters...).
-fn extension(e: &DynamicMessage, mut path: Vec<PathStep>, cats: &[&str], out: &mut Vec<Finding>) {
+pub(super) fn extension(
+    e: &DynamicMessage,
+    mut path: Vec<PathStep>,
+    cats: &[&str],
+    out: &mut Vec<Finding>,
+) {
     let any = if e.descriptor().full_name() == "google.protobuf.Any" {
         e.clone()
     } else {
@@ -210,9 +215,19 @@ fn extension(e: &DynamicMessage, mut path: Vec<PathStep>, cats: &[&str], out: &m
         any.clone()
     };
     let type_name = config_type(&any);
-    if type_name.is_empty() || TLS_CONTEXTS.contains(&type_name.as_str()) {
-        // extension-missing-typed-config's case, or tls-context-wrong-direction's,
-        // whose message says more about the one mistake it knows.
+    if type_name.is_empty() {
+        // A config without a type (a TypedStruct whose type_url is empty):
+        // getFactoryByType finds nothing, as for a missing config.
+        out.push(Finding::missing_in(
+            &crate::envoy_rules::MISSING_TYPED_CONFIG,
+            path,
+            "the typed_config names no type (its type URL is empty): Envoy finds extensions by the type of their config",
+        ));
+        return;
+    }
+    if TLS_CONTEXTS.contains(&type_name.as_str()) {
+        // tls-context-wrong-direction's case, whose message says more about
+        // the one mistake it knows.
         return;
     }
     let verdicts: Vec<_> = cats.iter().map(|c| registered(c, &type_name)).collect();
