@@ -26,7 +26,9 @@ network filters, a cluster's `transport_socket` among upstream transport sockets
 loggers, and so on. A message of another category (a network filter's config in `http_filters`, an \
 UpstreamTlsContext on a listener, a tracer's config as an access logger) is refused (\"Didn't find a \
 registered implementation for 'NAME' with type URL: '...'\"). Use the config message of the extension you \
-mean; the message names the category the type does belong to. The categories come from Envoy's API \
+mean; the message names the category the type does belong to. A listener's `filter_chain_matcher` \
+takes network (or common) matching inputs and, as actions, filter chain names as \
+`google.protobuf.StringValue` (\"cannot create a filter chain matcher\"). The categories come from Envoy's API \
 annotations and the types from Envoy 1.40's `/server_info`; an HTTP filter marked `is_optional` is exempt, \
 as Envoy skips it.",
     envoy: "source/common/config/utility.h",

@@ -13,6 +13,7 @@
 //! per set by [`set`]:
 //!
 //! * [`extensions`]: every `typed_config` of a type its place accepts;
+//! * [`matchers`]: the inputs and actions of unified matchers, by the matcher's use;
 //! * [`tls`]: certificates, keys, TLS contexts and secrets;
 //! * [`listeners`]: listeners, filter chain matching, the HTTP connection manager;
 //! * [`clusters`]: clusters, load balancers, health checks, outlier detection;
@@ -23,6 +24,7 @@ pub mod docs;
 pub mod extensions;
 pub mod http;
 pub mod listeners;
+pub mod matchers;
 pub mod policy;
 pub mod referee;
 pub mod tls;
@@ -124,6 +126,7 @@ pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
     crate::envoy_rules::check(m, place.path.is_empty(), out);
     crate::envoy_rules::typed_config_present(m, place, out);
     extensions::message(m, place, out);
+    matchers::message(m, place, out);
     tls::message(m, place, out);
     listeners::message(m, place, out);
     clusters::message(m, place, out);
