@@ -13,6 +13,7 @@
 //! per set by [`set`]:
 //!
 //! * [`extensions`]: every `typed_config` of a type its place accepts;
+//! * [`deprecated`]: enum values Envoy disallows as deprecated, also as defaults;
 //! * [`matchers`]: the inputs and actions of unified matchers, by the matcher's use;
 //! * [`tls`]: certificates, keys, TLS contexts and secrets;
 //! * [`listeners`]: listeners, filter chain matching, the HTTP connection manager;
@@ -20,6 +21,7 @@
 //! * [`http`]: HTTP filters, routes, access logs and format strings.
 
 pub mod clusters;
+pub mod deprecated;
 pub mod docs;
 pub mod extensions;
 pub mod http;
@@ -127,6 +129,7 @@ pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
     crate::envoy_rules::typed_config_present(m, place, out);
     extensions::message(m, place, out);
     matchers::message(m, place, out);
+    deprecated::message(m, place, out);
     tls::message(m, place, out);
     listeners::message(m, place, out);
     clusters::message(m, place, out);
@@ -149,7 +152,10 @@ pub fn all() -> Vec<&'static Rule> {
         crate::rules::RULES,
         crate::validate::RULES,
         crate::envoy_rules::RULES,
-        &[&extensions::WRONG_CATEGORY],
+        &[
+            &extensions::WRONG_CATEGORY,
+            &deprecated::DISALLOWED_ENUM_VALUE,
+        ],
         tls::RULES,
         listeners::RULES,
         clusters::RULES,
