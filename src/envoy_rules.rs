@@ -348,12 +348,15 @@ const LOGICAL_DNS: i32 = 2;
 const EDS: i32 = 3;
 
 fn cluster(m: &DynamicMessage, out: &mut Vec<Finding>) {
-    if m.has_field_by_name("cluster_type") {
-        return;
-    }
-    let kind = get(m, "type")
-        .and_then(|(_, v)| v.as_enum_number())
-        .unwrap_or(STATIC);
+    let kind = match get(m, "cluster_type") {
+        // The static cluster named as a custom type is built as `type: STATIC`;
+        // other custom types have checks of their own.
+        Some((_, Value::Message(custom))) if is_static_by_name(custom) => STATIC,
+        Some(_) => return,
+        None => get(m, "type")
+            .and_then(|(_, v)| v.as_enum_number())
+            .unwrap_or(STATIC),
+    };
     if kind == EDS && !m.has_field_by_name("eds_cluster_config") {
         out.push(wrong(
             &EDS_WITHOUT_CONFIG,
@@ -383,6 +386,21 @@ fn cluster(m: &DynamicMessage, out: &mut Vec<Finding>) {
             "a LOGICAL_DNS cluster must have exactly one locality with exactly one endpoint".into(),
         ));
     }
+}
+
+/// A `cluster_type` that Envoy resolves by its name to the static cluster
+/// factory: cluster_factory_impl.cc looks a custom type up by name when it
+/// has no typed_config (or a Struct one).
+fn is_static_by_name(custom: &DynamicMessage) -> bool {
+    let name = get(custom, "name").and_then(|(_, v)| v.as_str().map(str::to_string));
+    let by_name = match get(custom, "typed_config") {
+        None => true,
+        Some((_, Value::Message(any))) => {
+            crate::check::extensions::config_type(any) == "google.protobuf.Struct"
+        }
+        Some(_) => false,
+    };
+    by_name && name.as_deref() == Some("envoy.cluster.static")
 }
 
 /// Every `lb_endpoints` entry of an assignment, with its path.
