@@ -15,6 +15,7 @@
 //! * [`extensions`]: every `typed_config` of a type its place accepts;
 //! * [`deprecated`]: enum values Envoy disallows as deprecated, also as defaults;
 //! * [`matchers`]: the inputs and actions of unified matchers, by the matcher's use;
+//! * [`dns_cache`]: dynamic forward proxy DNS caches shared by name across resources;
 //! * [`tls`]: certificates, keys, TLS contexts and secrets;
 //! * [`listeners`]: listeners, filter chain matching, the HTTP connection manager;
 //! * [`clusters`]: clusters, load balancers, health checks, outlier detection;
@@ -22,6 +23,7 @@
 
 pub mod clusters;
 pub mod deprecated;
+pub mod dns_cache;
 pub mod docs;
 pub mod extensions;
 pub mod http;
@@ -139,6 +141,7 @@ pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
 /// Runs every area's checks that look across resources.
 pub fn set(resources: &[Resource], diags: &mut Diagnostics) {
     tls::set(resources, diags);
+    dns_cache::set(resources, diags);
     listeners::set(resources, diags);
     clusters::set(resources, diags);
     http::set(resources, diags);
