@@ -188,8 +188,6 @@ impl Walk<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn filter_chain_matcher_types_are_registered_where_expected() {
         use super::super::extensions::registered;

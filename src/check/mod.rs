@@ -158,6 +158,7 @@ pub fn all() -> Vec<&'static Rule> {
         &[
             &extensions::WRONG_CATEGORY,
             &deprecated::DISALLOWED_ENUM_VALUE,
+            &dns_cache::CONFIG_MISMATCH,
         ],
         tls::RULES,
         listeners::RULES,
