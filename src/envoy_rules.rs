@@ -42,12 +42,14 @@ type STATIC.",
 /// An extension named without its configuration.
 pub static MISSING_TYPED_CONFIG: Rule = Rule {
     id: "extension-missing-typed-config",
-    summary: "a filter or transport socket has a name but no typed_config",
+    summary: "an extension (filter, transport socket, access logger, tracer...) has a name but no typed_config, or one of an empty type",
     explanation: "Envoy finds an extension's implementation by the type of its `typed_config`, not by its \
 `name` (\"Didn't find a registered implementation for 'NAME' with type URL: ''\"). Give every HTTP, \
-network and listener filter and every transport socket a `typed_config` with its `@type` (an empty \
-message is fine, e.g. the router's), or, for filters, a `config_discovery`; an HTTP filter marked \
-`is_optional` may go without.",
+network and listener filter, transport socket, upstream network filter, access logger (and access log \
+extension filter), tracing provider, custom health checker and retry extension a `typed_config` with its \
+`@type` (an empty message is fine, e.g. the router's), or, for filters, a `config_discovery`; an HTTP \
+filter marked `is_optional` may go without. A TypedStruct with an empty `type_url` names no type either. \
+A cluster's `cluster_type` is the exception: Envoy finds it by name.",
     envoy: "source/common/config/utility.h",
     ..Rule::ERROR
 };
@@ -210,17 +212,37 @@ pub fn check(m: &DynamicMessage, top_level: bool, out: &mut Vec<Finding>) {
     }
 }
 
+/// The extension messages whose factory Envoy 1.40 looks up only by the
+/// type of `typed_config` (`Config::Utility::getAndCheckFactory`), with no
+/// fallback to the name. Left out on purpose: a cluster's `cluster_type`
+/// (cluster_factory_impl.cc falls back to the name) and the HCM's
+/// `request_id_extension` (config.cc uses the UUID default without one);
+/// TypedExtensionConfig requires its typed_config in the schema already.
+const FOUND_BY_TYPE: &[&str] = &[
+    // HCM config.cc / listener_impl.cc / filter_chain_manager: filters.
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
+    "envoy.config.listener.v3.Filter",
+    "envoy.config.listener.v3.ListenerFilter",
+    // upstream_impl.cc: transport sockets and upstream network filters.
+    "envoy.config.core.v3.TransportSocket",
+    "envoy.config.cluster.v3.Filter",
+    // access_log_impl.cc: access loggers and their extension filters.
+    "envoy.config.accesslog.v3.AccessLog",
+    "envoy.config.accesslog.v3.ExtensionFilter",
+    // tracer_manager_impl.cc: an HCM's tracing provider.
+    "envoy.config.trace.v3.Tracing.Http",
+    // health_checker_impl.cc: a custom health checker.
+    "envoy.config.core.v3.HealthCheck.CustomHealthCheck",
+    // retry_policy_impl.cc: retry extensions of a route.
+    "envoy.config.route.v3.RetryPolicy.RetryPriority",
+    "envoy.config.route.v3.RetryPolicy.RetryHostPredicate",
+];
+
 /// Extensions are found by their config's type: one without a config (or,
 /// for filters, a discovery source) cannot be built. A config that is
 /// written but failed to decode was reported already.
 pub fn typed_config_present(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
-    if !matches!(
-        m.descriptor().full_name(),
-        "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter"
-            | "envoy.config.listener.v3.Filter"
-            | "envoy.config.listener.v3.ListenerFilter"
-            | "envoy.config.core.v3.TransportSocket"
-    ) {
+    if !FOUND_BY_TYPE.contains(&m.descriptor().full_name()) {
         return;
     }
     let optional = get(m, "is_optional").and_then(|(_, v)| v.as_bool()) == Some(true);
@@ -311,12 +333,15 @@ const LOGICAL_DNS: i32 = 2;
 const EDS: i32 = 3;
 
 fn cluster(m: &DynamicMessage, out: &mut Vec<Finding>) {
-    if m.has_field_by_name("cluster_type") {
-        return;
-    }
-    let kind = get(m, "type")
-        .and_then(|(_, v)| v.as_enum_number())
-        .unwrap_or(STATIC);
+    let kind = match get(m, "cluster_type") {
+        // The static cluster named as a custom type is built as `type: STATIC`;
+        // other custom types have checks of their own.
+        Some((_, Value::Message(custom))) if is_static_by_name(custom) => STATIC,
+        Some(_) => return,
+        None => get(m, "type")
+            .and_then(|(_, v)| v.as_enum_number())
+            .unwrap_or(STATIC),
+    };
     if kind == EDS && !m.has_field_by_name("eds_cluster_config") {
         out.push(wrong(
             &EDS_WITHOUT_CONFIG,
@@ -346,6 +371,21 @@ fn cluster(m: &DynamicMessage, out: &mut Vec<Finding>) {
             "a LOGICAL_DNS cluster must have exactly one locality with exactly one endpoint".into(),
         ));
     }
+}
+
+/// A `cluster_type` that Envoy resolves by its name to the static cluster
+/// factory: cluster_factory_impl.cc looks a custom type up by name when it
+/// has no typed_config (or a Struct one).
+fn is_static_by_name(custom: &DynamicMessage) -> bool {
+    let name = get(custom, "name").and_then(|(_, v)| v.as_str().map(str::to_string));
+    let by_name = match get(custom, "typed_config") {
+        None => true,
+        Some((_, Value::Message(any))) => {
+            crate::check::extensions::config_type(any) == "google.protobuf.Struct"
+        }
+        Some(_) => false,
+    };
+    by_name && name.as_deref() == Some("envoy.cluster.static")
 }
 
 /// Every `lb_endpoints` entry of an assignment, with its path.

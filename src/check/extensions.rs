@@ -26,7 +26,9 @@ network filters, a cluster's `transport_socket` among upstream transport sockets
 loggers, and so on. A message of another category (a network filter's config in `http_filters`, an \
 UpstreamTlsContext on a listener, a tracer's config as an access logger) is refused (\"Didn't find a \
 registered implementation for 'NAME' with type URL: '...'\"). Use the config message of the extension you \
-mean; the message names the category the type does belong to. The categories come from Envoy's API \
+mean; the message names the category the type does belong to. A listener's `filter_chain_matcher` \
+takes network (or common) matching inputs and, as actions, filter chain names as \
+`google.protobuf.StringValue` (\"cannot create a filter chain matcher\"). The categories come from Envoy's API \
 annotations and the types from Envoy 1.40's `/server_info`; an HTTP filter marked `is_optional` is exempt, \
 as Envoy skips it.",
     envoy: "source/common/config/utility.h",
@@ -190,7 +192,12 @@ pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
 
 /// One extension: an Any, or a message holding its config in `typed_config`
 /// (TypedExtensionConfig, TransportSocket, AccessLog, filters...).
-fn extension(e: &DynamicMessage, mut path: Vec<PathStep>, cats: &[&str], out: &mut Vec<Finding>) {
+pub(super) fn extension(
+    e: &DynamicMessage,
+    mut path: Vec<PathStep>,
+    cats: &[&str],
+    out: &mut Vec<Finding>,
+) {
     let any = if e.descriptor().full_name() == "google.protobuf.Any" {
         e.clone()
     } else {
@@ -210,9 +217,19 @@ fn extension(e: &DynamicMessage, mut path: Vec<PathStep>, cats: &[&str], out: &m
         any.clone()
     };
     let type_name = config_type(&any);
-    if type_name.is_empty() || TLS_CONTEXTS.contains(&type_name.as_str()) {
-        // extension-missing-typed-config's case, or tls-context-wrong-direction's,
-        // whose message says more about the one mistake it knows.
+    if type_name.is_empty() {
+        // A config without a type (a TypedStruct whose type_url is empty):
+        // getFactoryByType finds nothing, as for a missing config.
+        out.push(Finding::missing_in(
+            &crate::envoy_rules::MISSING_TYPED_CONFIG,
+            path,
+            "the typed_config names no type (its type URL is empty): Envoy finds extensions by the type of their config",
+        ));
+        return;
+    }
+    if TLS_CONTEXTS.contains(&type_name.as_str()) {
+        // tls-context-wrong-direction's case, whose message says more about
+        // the one mistake it knows.
         return;
     }
     let verdicts: Vec<_> = cats.iter().map(|c| registered(c, &type_name)).collect();

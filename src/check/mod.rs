@@ -13,16 +13,22 @@
 //! per set by [`set`]:
 //!
 //! * [`extensions`]: every `typed_config` of a type its place accepts;
+//! * [`deprecated`]: enum values Envoy disallows as deprecated, also as defaults;
+//! * [`matchers`]: the inputs and actions of unified matchers, by the matcher's use;
+//! * [`dns_cache`]: dynamic forward proxy DNS caches shared by name across resources;
 //! * [`tls`]: certificates, keys, TLS contexts and secrets;
 //! * [`listeners`]: listeners, filter chain matching, the HTTP connection manager;
 //! * [`clusters`]: clusters, load balancers, health checks, outlier detection;
 //! * [`http`]: HTTP filters, routes, access logs and format strings.
 
 pub mod clusters;
+pub mod deprecated;
+pub mod dns_cache;
 pub mod docs;
 pub mod extensions;
 pub mod http;
 pub mod listeners;
+pub mod matchers;
 pub mod policy;
 pub mod referee;
 pub mod tls;
@@ -124,6 +130,8 @@ pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
     crate::envoy_rules::check(m, place.path.is_empty(), out);
     crate::envoy_rules::typed_config_present(m, place, out);
     extensions::message(m, place, out);
+    matchers::message(m, place, out);
+    deprecated::message(m, place, out);
     tls::message(m, place, out);
     listeners::message(m, place, out);
     clusters::message(m, place, out);
@@ -133,6 +141,7 @@ pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
 /// Runs every area's checks that look across resources.
 pub fn set(resources: &[Resource], diags: &mut Diagnostics) {
     tls::set(resources, diags);
+    dns_cache::set(resources, diags);
     listeners::set(resources, diags);
     clusters::set(resources, diags);
     http::set(resources, diags);
@@ -146,7 +155,11 @@ pub fn all() -> Vec<&'static Rule> {
         crate::rules::RULES,
         crate::validate::RULES,
         crate::envoy_rules::RULES,
-        &[&extensions::WRONG_CATEGORY],
+        &[
+            &extensions::WRONG_CATEGORY,
+            &deprecated::DISALLOWED_ENUM_VALUE,
+            &dns_cache::CONFIG_MISMATCH,
+        ],
         tls::RULES,
         listeners::RULES,
         clusters::RULES,

@@ -95,10 +95,12 @@ RoundRobin.locality_lb_config), and Envoy refuses them in common_lb_config. Move
 /// No load-balancing policy Envoy knows.
 pub static NONE_SUPPORTED: Rule = Rule {
     id: "lb-policy-none-supported",
-    summary: "load_balancing_policy has no policy Envoy knows (or is missing while lb_policy is LOAD_BALANCING_POLICY_CONFIG)",
+    summary: "load_balancing_policy (or a Subset policy's subset_lb_policy) has no policy Envoy knows (or is missing while lb_policy is LOAD_BALANCING_POLICY_CONFIG)",
     explanation: "Envoy walks load_balancing_policy.policies in order, uses the first policy whose config type \
 it has (the name is ignored), and refuses the cluster when it has none. Add a built-in policy (for example \
-round_robin) as a last-entry fallback, and check the `@type` URLs.",
+round_robin) as a last-entry fallback, and check the `@type` URLs. The same holds for the child policy of the \
+Subset policy, `subset_lb_policy`, which must be given (\"didn't find a registered load balancer factory \
+implementation for subset lb with names from [...]\").",
     envoy: "source/common/upstream/upstream_impl.cc",
     ..Rule::ERROR
 };
@@ -381,7 +383,10 @@ fn typed(chosen: &Chosen<'_>, out: &mut Vec<Finding>) {
     match chosen.type_name.as_str() {
         RING_HASH_TYPE => ring_sizes(&config, &chosen.path, out),
         MAGLEV_TYPE => table_size(&config, &chosen.path, out),
-        SUBSET_TYPE => subset_selectors(&config, &chosen.path, out),
+        SUBSET_TYPE => {
+            subset_selectors(&config, &chosen.path, out);
+            subset_child(&config, &chosen.path, out);
+        }
         WRR_LOCALITY_TYPE => wrr_locality(&config, &chosen.path, out),
         _ => {}
     }
@@ -457,6 +462,24 @@ fn none_supported(c: &Cluster<'_>, out: &mut Vec<Finding>) {
         Some(path) => Finding::missing_in(&NONE_SUPPORTED, path, text),
         None => Finding::at(&NONE_SUPPORTED, vec![PathStep::Field(f)], text),
     });
+}
+
+/// The Subset policy's child: subset_lb_config.cc takes the first entry of
+/// `subset_lb_policy.policies` that Envoy has a factory for, and refuses the
+/// cluster when there is none, also when `subset_lb_policy` is left out
+/// ("didn't find a registered load balancer factory implementation for
+/// subset lb with names from [...]").
+fn subset_child(config: &DynamicMessage, path: &[PathStep], out: &mut Vec<Finding>) {
+    let text = "the Subset policy needs a subset_lb_policy with a policy Envoy knows (for example round_robin)";
+    match sub(config, "subset_lb_policy") {
+        None => out.push(Finding::missing_in(&NONE_SUPPORTED, path.to_vec(), text)),
+        Some((f, child)) if chosen(child).is_none() => out.push(Finding::at(
+            &NONE_SUPPORTED,
+            with(path, [PathStep::Field(f)]),
+            text,
+        )),
+        Some(_) => {}
+    }
 }
 
 /// RingHash or legacy RingHashLbConfig (same field names).

@@ -7,8 +7,9 @@
 //!   [`super::extensions`]' rule);
 //! * [`lua`], [`jwt`], [`rbac`], [`ratelimit`]: those filters;
 //! * [`filters`]: the smaller HTTP filters (ext_authz, ext_proc, ...);
-//! * [`tracers`] and [`tcp_proxy`].
+//! * [`tracers`], [`access_logs`] and [`tcp_proxy`].
 
+mod access_logs;
 mod filters;
 mod formats;
 mod jwt;
@@ -65,6 +66,7 @@ pub static RULES: &[&Rule] = &[
     &filters::EXT_PROC_MODE,
     &tracers::ZIPKIN_COLLECTOR,
     &tracers::OPENTELEMETRY_EXPORTER,
+    &access_logs::OPENTELEMETRY_TRANSPORT,
     &tcp_proxy::BACKOFF,
     &tcp_proxy::POST_PATH,
 ];
@@ -81,6 +83,7 @@ pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
     ratelimit::message(&name, m, place, out);
     filters::message(&name, m, place, out);
     tracers::message(&name, m, out);
+    access_logs::message(&name, m, out);
     tcp_proxy::message(&name, m, out);
 }
 

@@ -1,0 +1,166 @@
+//! Shared DNS caches of the dynamic forward proxy. The HTTP filter, the
+//! cluster and the SNI/UDP proxies each name a `dns_cache_config`; Envoy
+//! keeps one cache per name, created by whichever config comes first, and
+//! refuses a later config of the same name whose settings differ ("config
+//! specified DNS cache 'NAME' with different settings",
+//! source/extensions/common/dynamic_forward_proxy/dns_cache_manager_impl.cc,
+//! which compares with protobuf's MessageDifferencer::Equivalent: a field
+//! left unset equals one set to its default). The caches are per Envoy, so
+//! configs in resources served to disjoint nodes never meet.
+
+use super::Rule;
+use crate::diag::Diagnostics;
+use crate::reflect::{string_field, unpack_any};
+use crate::resource::{PathStep, Resource};
+use prost_reflect::{DynamicMessage, ReflectMessage, Value};
+
+pub static CONFIG_MISMATCH: Rule = Rule {
+    id: "dns-cache-config-mismatch",
+    summary: "two dynamic forward proxy configs name the same DNS cache with different settings",
+    explanation: "The dynamic forward proxy's HTTP filter and cluster (and the SNI and UDP proxies) share \
+their DNS cache by `dns_cache_config.name`. The first config of a name creates the cache; Envoy refuses any \
+other config of that name that differs in any setting (\"config specified DNS cache 'NAME' with different \
+settings\"). Give every `dns_cache_config` of one name identical settings (copy it whole), or give the \
+caches different names.",
+    envoy: "source/extensions/common/dynamic_forward_proxy/dns_cache_manager_impl.cc",
+    ..Rule::ERROR
+};
+
+const DNS_CACHE_CONFIG: &str = "envoy.extensions.common.dynamic_forward_proxy.v3.DnsCacheConfig";
+
+/// One `dns_cache_config` of the set.
+struct Cache {
+    resource: usize,
+    path: Vec<PathStep>,
+    name: String,
+    config: DynamicMessage,
+}
+
+/// Reports each DNS cache config that differs from an earlier one of the
+/// same name that the same nodes can see.
+pub fn set(resources: &[Resource], diags: &mut Diagnostics) {
+    let mut caches = Vec::new();
+    for (i, resource) in resources.iter().enumerate() {
+        find(&resource.message, i, &mut Vec::new(), &mut caches);
+    }
+    for (n, cache) in caches.iter().enumerate() {
+        let here = &resources[cache.resource];
+        let conflict = caches[..n].iter().find(|earlier| {
+            earlier.name == cache.name
+                && (earlier.resource == cache.resource
+                    || resources[earlier.resource]
+                        .selector
+                        .overlaps(&here.selector))
+                && !equivalent(&earlier.config, &cache.config)
+        });
+        if let Some(earlier) = conflict {
+            let first = &resources[earlier.resource];
+            diags.report(
+                &CONFIG_MISMATCH,
+                here.locate(&cache.path),
+                format!(
+                    "DNS cache `{}` is configured with other settings than in {} `{}`; Envoy needs every config of one cache name to be identical",
+                    cache.name,
+                    first.rtype.kind_name(),
+                    first.name
+                ),
+            );
+        }
+    }
+}
+
+/// Every DnsCacheConfig under `m` (also inside `Any`), with its path.
+fn find(m: &DynamicMessage, resource: usize, path: &mut Vec<PathStep>, found: &mut Vec<Cache>) {
+    if let Some(inner) = unpack_any(m) {
+        find(&inner, resource, path, found);
+        return;
+    }
+    if m.descriptor().full_name() == DNS_CACHE_CONFIG {
+        found.push(Cache {
+            resource,
+            path: path.clone(),
+            name: string_field(m, "name").map(|(_, n)| n).unwrap_or_default(),
+            config: m.clone(),
+        });
+        return;
+    }
+    for (f, v) in m.fields() {
+        path.push(PathStep::Field(f.clone()));
+        match v {
+            Value::Message(child) => find(child, resource, path, found),
+            Value::List(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Value::Message(child) = item {
+                        path.push(PathStep::Index(i));
+                        find(child, resource, path, found);
+                        path.pop();
+                    }
+                }
+            }
+            Value::Map(entries) => {
+                for (key, value) in entries {
+                    if let Value::Message(child) = value {
+                        path.push(PathStep::key(key));
+                        find(child, resource, path, found);
+                        path.pop();
+                    }
+                }
+            }
+            _ => {}
+        }
+        path.pop();
+    }
+}
+
+/// MessageDifferencer::Equivalent: every field compared with unset fields
+/// read as their defaults; an `Any` by what it holds when the schema knows it.
+fn equivalent(a: &DynamicMessage, b: &DynamicMessage) -> bool {
+    if a.descriptor() != b.descriptor() {
+        return false;
+    }
+    if let (Some(x), Some(y)) = (unpack_any(a), unpack_any(b)) {
+        return equivalent(&x, &y);
+    }
+    a.descriptor()
+        .fields()
+        .all(|f| same_value(&a.get_field(&f), &b.get_field(&f)))
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Message(x), Value::Message(y)) => equivalent(x, y),
+        (Value::List(x), Value::List(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_value(p, q))
+        }
+        (Value::Map(x), Value::Map(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(lookup_family: Option<i32>) -> DynamicMessage {
+        let desc = crate::schema::pool()
+            .get_message_by_name(DNS_CACHE_CONFIG)
+            .expect("in the schema");
+        let mut m = DynamicMessage::new(desc);
+        m.set_field_by_name("name", Value::String("c".into()));
+        if let Some(family) = lookup_family {
+            m.set_field_by_name("dns_lookup_family", Value::EnumNumber(family));
+        }
+        m
+    }
+
+    #[test]
+    fn unset_equals_default_and_other_values_differ() {
+        // AUTO is 0: leaving it out is the same setting.
+        assert!(equivalent(&config(None), &config(Some(0))));
+        assert!(!equivalent(&config(Some(1)), &config(Some(3))));
+    }
+}
