@@ -7,7 +7,7 @@ and reports where they disagree, each disagreement minimized and grouped:
     target/envoy-venv/bin/python bench/differential/run.py --mutants 10000 --jobs 2
 
 Seeds: every tests/fixtures/lint/*/valid*.yaml (one file each), every
-config-examples/*/ directory (all its files), and, when present beside the
+config-examples/*/ and tests/corpus/*/ directory (all its files), and, when present beside the
 repository, every ../shared/corpus/envoy-configs/*/config directory. A seed
 that Envoy rejects or that lint reports an error on is dropped (and counted).
 
@@ -159,6 +159,10 @@ def collect_seeds():
         files = list(envoy_bootstrap.files_of([d]))
         if files:
             seeds.append({"id": os.path.relpath(d, ROOT).rstrip("/"), "source": "examples", "files": files})
+    for d in sorted(glob.glob(os.path.join(ROOT, "tests/corpus/*/"))):
+        files = list(envoy_bootstrap.files_of([d]))
+        if files:
+            seeds.append({"id": os.path.relpath(d, ROOT).rstrip("/"), "source": "repo-corpus", "files": files})
     corpus = os.path.normpath(os.path.join(ROOT, "..", "shared", "corpus", "envoy-configs"))
     if os.path.isdir(corpus):
         n = 0
@@ -998,7 +1002,7 @@ def report(mutants, stats):
         lines.append("| %s | %s |" % (label, value))
     lines += ["", "Seeds: %s." % "; ".join(
         ["%d %s" % (sum(1 for s in stats["seeds"] if s["source"] == src), src)
-         for src in ("fixtures", "examples", "corpus")] + stats["notes"])]
+         for src in ("fixtures", "examples", "repo-corpus", "corpus")] + stats["notes"])]
 
     # per operator
     ops = collections.defaultdict(collections.Counter)
