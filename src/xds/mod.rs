@@ -216,7 +216,7 @@ impl Ads {
         // transition never has more than one response per type unanswered.
         let (tx, rx) = mpsc::channel(4);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let run = stream::Stream::<W>::run(
+        let run = stream::run::<W>(
             id,
             only,
             self.caller(peer),
