@@ -1,23 +1,31 @@
 //! The driver: the only part of a stream that touches tonic and channels.
-//! It feeds the engine requests, snapshots and the time, and carries out
-//! the effects the engine returns, in order.
+//! It feeds the engine requests, snapshots, the time and changes of its
+//! node's other per-type streams, and carries out the effects the engine
+//! returns, in order.
 
 use super::{Effect, Engine, Peers, Record, Wire};
 use crate::schema::ResourceType;
 use crate::snapshot::Snapshot;
+use crate::xds::coordinator::{Coordinators, Membership};
 use crate::xds::{Caller, Ledger, Peer};
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tonic::{Status, Streaming};
 
-/// How often a per-type stream waiting for its peers looks again.
-const PEER_POLL: Duration = Duration::from_millis(50);
-
 /// Where a stream's responses go.
 type Out<W> = mpsc::Sender<Result<<W as Wire>::Response, Status>>;
+
+/// What every stream of a server shares.
+pub(crate) struct Shared {
+    /// The snapshot served.
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Where streams record what happens.
+    pub ledger: Arc<Ledger>,
+    /// Per node, what its per-type streams have in place.
+    pub coordinators: Arc<Coordinators>,
+}
 
 /// Serves one stream until the client goes away (or is refused).
 /// `only` is the type of a per-type service (CDS, EDS, ...).
@@ -26,27 +34,24 @@ pub(crate) async fn run<W: Wire>(
     only: Option<ResourceType>,
     caller: Caller,
     mut requests: Streaming<W::Request>,
-    mut snapshots: watch::Receiver<Arc<Snapshot>>,
-    ledger: Arc<Ledger>,
+    shared: Shared,
     out: Out<W>,
 ) where
     W::Request: prost::Message + Default,
 {
+    let Shared {
+        mut snapshots,
+        ledger,
+        coordinators,
+    } = shared;
     let peer = caller.peer.clone();
     let snapshot = Arc::clone(&snapshots.borrow_and_update());
     let mut engine = Engine::<W>::new(id, only, caller, snapshot);
-    let mut peers = LedgerPeers {
-        ledger: Arc::clone(&ledger),
-        id,
-        node: None,
-    };
+    // A per-type stream's place among its node's (joined once it names the node).
+    let mut peers = NodePeers(None);
     loop {
-        let mut deadline = engine.deadline();
-        if engine.waits_for_peers() {
-            // Peers are looked at again every 50 ms.
-            let poll = Instant::now() + PEER_POLL;
-            deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
-        }
+        let deadline = engine.deadline();
+        let waits_for_peers = engine.waits_for_peers();
         let effects = tokio::select! {
             message = requests.message() => match message {
                 Ok(Some(request)) => engine.on_request(W::incoming(request), Instant::now(), &peers),
@@ -66,12 +71,15 @@ pub(crate) async fn run<W: Wire>(
                 Err(_) => break,
             },
             () = sleep_until(deadline) => engine.on_tick(Instant::now(), &peers),
+            // A peer's readiness changed: look again (the engine bounds the wait).
+            () = peers.changed(), if waits_for_peers => engine.on_tick(Instant::now(), &peers),
         };
         let stream = Stream::<W> {
             id,
             only,
             peer: &peer,
             ledger: &ledger,
+            coordinators: &coordinators,
             out: &out,
         };
         if stream.apply(effects, &mut peers).await.is_break() {
@@ -87,6 +95,7 @@ struct Stream<'a, W: Wire> {
     only: Option<ResourceType>,
     peer: &'a Peer,
     ledger: &'a Ledger,
+    coordinators: &'a Arc<Coordinators>,
     out: &'a Out<W>,
 }
 
@@ -96,7 +105,7 @@ impl<W: Wire> Stream<'_, W> {
     async fn apply(
         &self,
         effects: Vec<Effect<W::Response>>,
-        peers: &mut LedgerPeers,
+        peers: &mut NodePeers,
     ) -> ControlFlow<()> {
         for effect in effects {
             match effect {
@@ -117,20 +126,30 @@ impl<W: Wire> Stream<'_, W> {
         ControlFlow::Continue(())
     }
 
-    fn record(&self, record: Record, peers: &mut LedgerPeers) {
+    fn record(&self, record: Record, peers: &mut NodePeers) {
         let (id, ledger) = (self.id, self.ledger);
         match record {
             Record::Connect { node } => {
-                peers.node = Some(node.id.clone());
+                // Only per-type streams coordinate: an ADS stream orders its
+                // types itself.
+                peers.0 = self.only.map(|t| self.coordinators.join(id, &node.id, t));
                 ledger.connect(id, &node, self.peer, self.only, W::INCREMENTAL);
             }
-            Record::Ready(version) => ledger.ready_for(id, &version),
+            Record::Ready { version, endpoints } => {
+                if let Some(membership) = &peers.0 {
+                    membership.ready_for(&version, endpoints.as_ref());
+                }
+                ledger.ready_for(id, &version);
+            }
             Record::Sent {
                 rtype,
                 version,
                 resources,
                 bytes,
-            } => ledger.sent(id, rtype, &version, &resources, bytes),
+            } => {
+                tracing::debug!(stream = id, type_url = %rtype.type_url(), version = %version, resources = resources.len(), "sent");
+                ledger.sent(id, rtype, &version, &resources, bytes);
+            }
             Record::Resumed { rtype, version } => ledger.resumed(id, rtype, &version),
             Record::Holds { rtype, resources } => ledger.holds(id, rtype, &resources),
             Record::Ack {
@@ -147,18 +166,23 @@ impl<W: Wire> Stream<'_, W> {
     }
 }
 
-/// A node's other per-type streams, as the ledger knows them.
-struct LedgerPeers {
-    ledger: Arc<Ledger>,
-    id: u64,
-    node: Option<String>,
+/// A node's other per-type streams, through the node's coordinator.
+struct NodePeers(Option<Membership>);
+
+impl NodePeers {
+    async fn changed(&mut self) {
+        match &mut self.0 {
+            Some(membership) => membership.changed().await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
-impl Peers for LedgerPeers {
-    fn ready(&self, types: &[ResourceType], version: &str) -> bool {
-        self.node
+impl Peers for NodePeers {
+    fn ready(&self, types: &[ResourceType], version: &str, endpoints: &[String]) -> bool {
+        self.0
             .as_ref()
-            .is_none_or(|node| self.ledger.peers_ready(self.id, node, types, version))
+            .is_none_or(|m| m.peers_ready(types, version, endpoints))
     }
 }
 

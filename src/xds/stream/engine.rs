@@ -29,6 +29,11 @@ pub struct Engine<W: Wire> {
     /// set, whose clusters and endpoints the client may still use.
     pub(super) holdover: Option<Holdover>,
     pub(super) next_nonce: u64,
+    /// A stage put this stream's part of the snapshot in place: from then
+    /// on, every answer that leaves nothing unanswered tells peers again
+    /// (what it holds may have grown: Envoy asks for a new cluster's
+    /// endpoints after the stage, on its own time).
+    readied: bool,
     /// What the event being handled leads to.
     pub(super) effects: Vec<Effect<W::Response>>,
 }
@@ -54,6 +59,7 @@ impl<W: Wire> Engine<W> {
             stages: Stages::default(),
             holdover: None,
             next_nonce: 0,
+            readied: false,
             effects: Vec::new(),
         }
     }
@@ -184,6 +190,7 @@ impl<W: Wire> Engine<W> {
         let old = std::mem::replace(&mut self.view, self.snapshot.view(node));
         let diff = self.snapshot.transition(&old, &self.view);
         self.stages.start(diff, self.only);
+        self.readied = false;
         self.advance(now, peers);
         self.take()
     }
@@ -207,16 +214,17 @@ impl<W: Wire> Engine<W> {
     fn advance(&mut self, now: Instant, peers: &dyn Peers) {
         while self.stages.waiting.is_none() {
             if self.stages.take_done().is_some() {
+                self.readied = true;
                 self.record_ready();
             }
             let Some(stage) = self.stages.next() else {
                 return;
             };
             let version = &self.snapshot.version;
-            if !self
-                .stages
-                .peers_allow(stage, self.only, now, |types| peers.ready(types, version))
-            {
+            let needs = self.rewarmed();
+            if !self.stages.peers_allow(stage, self.only, now, |types| {
+                peers.ready(types, version, &needs)
+            }) {
                 return;
             }
             self.stages.begin(stage);
@@ -258,15 +266,40 @@ impl<W: Wire> Engine<W> {
 
     /// A stream with no transition under way and every response answered
     /// has the current snapshot in place (a stream that starts after a change,
-    /// such as Envoy's new EDS stream for a new cluster, is ready this way).
+    /// such as Envoy's new EDS stream for a new cluster, is ready this way);
+    /// so has one whose stage readied it, once all is answered again.
     fn report_if_settled(&mut self) {
-        if self.stages.idle() && !self.types.values().any(|t| t.unanswered) {
+        let settled = self.readied || self.stages.idle();
+        if settled && !self.types.values().any(|t| t.unanswered) {
             self.record_ready();
         }
     }
 
+    /// Tells peers (and the ledger) this stream has the snapshot in place,
+    /// with the endpoints it holds.
     fn record_ready(&mut self) {
         let version = self.snapshot.version.clone();
-        self.effects.push(Effect::Record(Record::Ready(version)));
+        let endpoints = self
+            .types
+            .get(&ResourceType::ClusterLoadAssignment)
+            .map(|t| Arc::clone(&t.sent));
+        let ready = Record::Ready { version, endpoints };
+        self.effects.push(Effect::Record(ready));
+    }
+
+    /// On a per-type stream, the endpoints a transition re-sends that the
+    /// view has: the node's endpoint streams must hold them before routes
+    /// may use them.
+    fn rewarmed(&self) -> Vec<String> {
+        let endpoints = self.view.of(ResourceType::ClusterLoadAssignment);
+        match (&self.stages.diff, endpoints, self.only) {
+            (Some(diff), Some(view), Some(_)) => diff
+                .rewarm
+                .iter()
+                .filter(|name| view.resources.contains_key(*name))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }

@@ -173,7 +173,7 @@ fn check<W: Wire>(stream: &Engine<W>) {
 struct NoPeers;
 
 impl Peers for NoPeers {
-    fn ready(&self, _: &[ResourceType], _: &str) -> bool {
+    fn ready(&self, _: &[ResourceType], _: &str, _: &[String]) -> bool {
         true
     }
 }

@@ -30,7 +30,7 @@ mod fuzz;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use driver::run;
+pub(crate) use driver::{Shared, run};
 pub use engine::Engine;
 pub use responses::Force;
 pub use subscriptions::TypeState;
@@ -155,7 +155,12 @@ pub enum Record {
         node: Box<Node>,
     },
     /// The stream has snapshot `version`'s content in place for its peers.
-    Ready(String),
+    Ready {
+        /// The snapshot.
+        version: String,
+        /// The endpoints it holds, if it serves endpoints.
+        endpoints: Option<Resources>,
+    },
     /// A response went out.
     Sent {
         /// Its type.
@@ -203,6 +208,8 @@ pub enum Record {
 
 /// The other per-type streams of the same node, as one stream sees them.
 pub trait Peers: Send {
-    /// Are all of them that serve one of `types` ready for snapshot `version`?
-    fn ready(&self, types: &[ResourceType], version: &str) -> bool;
+    /// Are all of them that serve one of `types` ready for snapshot
+    /// `version`, and, if the node has endpoint streams, do they hold the
+    /// endpoints named in `endpoints`?
+    fn ready(&self, types: &[ResourceType], version: &str, endpoints: &[String]) -> bool;
 }

@@ -140,7 +140,6 @@ impl<W: Wire> Engine<W> {
             all: &chosen,
             changes,
         });
-        tracing::debug!(stream = self.id, type_url = %rtype.type_url(), version = %version, resources = chosen.len(), "sent");
         state.nonce = nonce.clone();
         state.sent_version = version.clone();
         state.sent = chosen;

@@ -63,7 +63,7 @@ fn following(previous: &Arc<Snapshot>, names: &[&str], target: &str) -> Arc<Snap
 struct FakePeers(AtomicBool);
 
 impl Peers for FakePeers {
-    fn ready(&self, _: &[ResourceType], _: &str) -> bool {
+    fn ready(&self, _: &[ResourceType], _: &str, _: &[String]) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -291,7 +291,7 @@ fn a_per_type_stream_waits_for_its_peers_five_seconds_at_most() {
     assert!(
         effects
             .iter()
-            .any(|e| matches!(e, Effect::Record(Record::Ready(_))))
+            .any(|e| matches!(e, Effect::Record(Record::Ready { .. })))
     );
     // Pruning waits for the listener and route streams.
     assert!(pushes(&effects).is_empty());
@@ -393,4 +393,61 @@ fn a_refused_node_ends_the_stream_with_the_reason() {
         &FakePeers::default(),
     );
     assert!(matches!(effects.as_slice(), [Effect::End(Some(_))]));
+}
+
+/// The endpoints a stream told its peers it holds, if it told them anything.
+fn told<R>(effects: &[Effect<R>]) -> Option<Vec<String>> {
+    effects.iter().rev().find_map(|e| match e {
+        Effect::Record(Record::Ready { endpoints, .. }) => {
+            Some(endpoints.iter().flat_map(|e| e.keys().cloned()).collect())
+        }
+        _ => None,
+    })
+}
+
+/// Without ADS, Envoy asks for a new cluster's endpoints on the endpoint
+/// stream only once it has the cluster: that stream tells its peers what
+/// it holds again once those endpoints are sent and ACKed.
+#[test]
+fn a_per_type_endpoint_stream_tells_its_peers_the_endpoints_it_holds() {
+    let mut c = Client::<Sotw>::new(Some(EDS), snapshot(&["a"], "a"));
+    one(&c.request(sotw(EDS, &["a"], "", "")));
+    assert_eq!(told(&c.ack(EDS, &["a"])), Some(strings(&["a"])));
+    let effects = c.change(&snapshot(&["a", "b"], "b"));
+    assert!(pushes(&effects).is_empty(), "nothing new for a");
+    assert_eq!(told(&effects), Some(strings(&["a"])), "the stage is done");
+    let effects = c.ack(EDS, &["a", "b"]);
+    assert_eq!(one(&effects).names, strings(&["a", "b"]));
+    assert_eq!(told(&effects), None, "b is not ACKed yet");
+    let effects = c.ack(EDS, &["a", "b"]);
+    assert_eq!(told(&effects), Some(strings(&["a", "b"])));
+    assert!(
+        pushes(&effects).is_empty(),
+        "pruning waits for the route stream"
+    );
+}
+
+/// What a route stream asks of its peers.
+#[derive(Default)]
+struct Asked(std::sync::Mutex<Vec<(Vec<ResourceType>, Vec<String>)>>);
+
+impl Peers for Asked {
+    fn ready(&self, types: &[ResourceType], _: &str, endpoints: &[String]) -> bool {
+        if let Ok(mut asked) = self.0.lock() {
+            asked.push((types.to_vec(), endpoints.to_vec()));
+        }
+        false
+    }
+}
+
+#[test]
+fn a_per_type_route_stream_waits_for_the_endpoints_of_new_clusters() {
+    let mut c = settled(Some(RDS), snapshot(&["a"], "a"));
+    let asked = Asked::default();
+    let effects = c
+        .engine
+        .on_snapshot(snapshot(&["a", "b"], "b"), c.now, &asked);
+    assert!(pushes(&effects).is_empty());
+    let asked = asked.0.lock().map(|a| a.clone()).unwrap_or_default();
+    assert_eq!(asked, [(vec![CDS, EDS], strings(&["b"]))]);
 }
