@@ -167,6 +167,13 @@ impl<W: Wire> Engine<W> {
         }));
         self.view = self.snapshot.view(&identity);
         self.holdover = Holdover::begin(&self.snapshot, &identity, now);
+        if let Some(holdover) = &self.holdover {
+            tracing::debug!(
+                stream = self.id,
+                previous = %holdover.previous,
+                "a client that may hold the previous set keeps it until its routes move"
+            );
+        }
         self.node = Some(identity);
         true
     }
@@ -222,9 +229,12 @@ impl<W: Wire> Engine<W> {
             };
             let version = &self.snapshot.version;
             let needs = self.rewarmed();
-            if !self.stages.peers_allow(stage, self.only, now, |types| {
-                peers.ready(types, version, &needs)
-            }) {
+            if !self
+                .stages
+                .peers_allow(self.id, stage, self.only, now, |types| {
+                    peers.ready(types, version, &needs)
+                })
+            {
                 return;
             }
             self.stages.begin(stage);

@@ -19,6 +19,8 @@ const USERS: [ResourceType; 2] = [ResourceType::Listener, ResourceType::RouteCon
 
 /// What a client is presumed to hold beside the current set.
 pub struct Holdover {
+    /// The previous set's version.
+    pub previous: String,
     view: Arc<View>,
     /// Held at most until then.
     pub until: Instant,
@@ -33,11 +35,8 @@ impl Holdover {
         now: Instant,
     ) -> Option<Holdover> {
         let previous = snapshot.predecessor()?;
-        tracing::debug!(
-            previous = %previous.version,
-            "a client that may hold the previous set keeps it until its routes move"
-        );
         Some(Holdover {
+            previous: previous.version.clone(),
             view: previous.view(node),
             until: now + STAGE_TIMEOUT,
         })

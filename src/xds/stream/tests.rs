@@ -236,6 +236,16 @@ fn a_stage_goes_on_without_its_ack_after_five_seconds() {
 }
 
 #[test]
+fn a_type_whose_stage_has_not_come_keeps_what_the_client_has() {
+    let mut c = settled(None, snapshot(&["a"], "a"));
+    let old_route = c.engine.types[&RDS].sent_version.clone();
+    assert_eq!(one(&c.change(&snapshot(&["b"], "b"))).rtype, CDS);
+    // Asked again before its stage, the route stays on a (b is not in place yet).
+    assert!(pushes(&c.ack(RDS, &["r"])).is_empty());
+    assert_eq!(c.engine.types[&RDS].sent_version, old_route);
+}
+
+#[test]
 fn a_stale_nonce_is_ignored_and_a_nacked_version_is_not_sent_again() {
     let mut c = settled(None, snapshot(&["a"], "a"));
     let clusters = one(&c.change(&snapshot(&["b"], "b")));

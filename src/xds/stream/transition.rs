@@ -185,9 +185,11 @@ impl Stages {
 
     /// Whether `stage` may run on a per-type stream (`only`): no barrier,
     /// `ready(types)` says the peers are, or they were waited for long
-    /// enough ([`STAGE_TIMEOUT`] from the first look).
+    /// enough ([`STAGE_TIMEOUT`] from the first look). `id` names the
+    /// stream in the log.
     pub fn peers_allow(
         &mut self,
+        id: u64,
         stage: Stage,
         only: Option<ResourceType>,
         now: Instant,
@@ -200,7 +202,10 @@ impl Stages {
         let ready = ready(types);
         if ready || now >= deadline {
             if !ready {
-                tracing::warn!("peer streams not ready in time; continuing the transition");
+                tracing::warn!(
+                    stream = id,
+                    "peer streams not ready in time; continuing the transition"
+                );
             }
             self.peer_wait = None;
             return true;
@@ -292,19 +297,19 @@ mod tests {
         let mut stages = Stages::default();
         let listeners = Stage::all().find(|s| s.rtype == Listener).expect("stage");
         // ADS streams have no peers to wait for.
-        assert!(stages.peers_allow(listeners, None, t0, |_| false));
+        assert!(stages.peers_allow(1, listeners, None, t0, |_| false));
         let only = Some(Listener);
-        assert!(!stages.peers_allow(listeners, only, t0, |types| {
+        assert!(!stages.peers_allow(1, listeners, only, t0, |types| {
             assert_eq!(types, WARMING);
             false
         }));
         assert!(stages.waits_for_peers());
         assert_eq!(stages.deadline(), Some(t0 + STAGE_TIMEOUT));
         let later = t0 + Duration::from_secs(1);
-        assert!(!stages.peers_allow(listeners, only, later, |_| false));
-        assert!(stages.peers_allow(listeners, only, later, |_| true));
+        assert!(!stages.peers_allow(1, listeners, only, later, |_| false));
+        assert!(stages.peers_allow(1, listeners, only, later, |_| true));
         assert!(!stages.waits_for_peers());
-        assert!(!stages.peers_allow(listeners, only, later, |_| false));
-        assert!(stages.peers_allow(listeners, only, later + STAGE_TIMEOUT, |_| false));
+        assert!(!stages.peers_allow(1, listeners, only, later, |_| false));
+        assert!(stages.peers_allow(1, listeners, only, later + STAGE_TIMEOUT, |_| false));
     }
 }
