@@ -223,25 +223,10 @@ impl Ledger {
         lock(&self.clients).insert(id, client);
     }
 
+    /// The stream has snapshot `version`'s content in place (recorded for
+    /// inspection; streams coordinate through `coordinator`, not here).
     pub(super) fn ready_for(&self, id: u64, version: &str) {
         self.with(id, |c| c.ready_for = version.to_string());
-    }
-
-    /// Are all per-type streams of `node_id` serving one of `types` (other
-    /// than `me`) ready for snapshot `version`?
-    pub(super) fn peers_ready(
-        &self,
-        me: u64,
-        node_id: &str,
-        types: &[ResourceType],
-        version: &str,
-    ) -> bool {
-        lock(&self.clients).iter().all(|(id, c)| {
-            *id == me
-                || c.node.id != node_id
-                || c.only.is_none_or(|t| !types.contains(&t))
-                || c.ready_for == version
-        })
     }
 
     /// A response went out.

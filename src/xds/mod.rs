@@ -2,6 +2,7 @@
 //! watch channel of snapshots, and the ledger of what each client was sent
 //! and ACKed.
 
+mod coordinator;
 mod csds;
 mod delta;
 mod grpc;
@@ -77,6 +78,8 @@ pub struct Ads {
     authorization: Option<Arc<NodeAuthorization>>,
     limits: Limits,
     open_streams: Arc<AtomicUsize>,
+    /// Per node, what its per-type streams have in place (see `coordinator`).
+    coordinators: Arc<coordinator::Coordinators>,
 }
 
 /// A place among the open streams, given back when the stream ends.
@@ -98,6 +101,7 @@ impl Ads {
             authorization: None,
             limits: Limits::default(),
             open_streams: Arc::new(AtomicUsize::new(0)),
+            coordinators: Arc::default(),
         }
     }
 
@@ -216,13 +220,16 @@ impl Ads {
         // transition never has more than one response per type unanswered.
         let (tx, rx) = mpsc::channel(4);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let run = stream::Stream::<W>::run(
+        let run = stream::run::<W>(
             id,
             only,
             self.caller(peer),
             requests,
-            self.snapshots.clone(),
-            Arc::clone(&self.ledger),
+            stream::Shared {
+                snapshots: self.snapshots.clone(),
+                ledger: Arc::clone(&self.ledger),
+                coordinators: Arc::clone(&self.coordinators),
+            },
             tx,
         );
         tokio::spawn(async move {

@@ -1,8 +1,13 @@
-//! The state-of-the-world wire format.
+//! The state-of-the-world wire format: every response carries all the
+//! client should have, so the client holds exactly what it was last sent.
 
+use super::Resources;
 use super::messages::DiscoveryResponse;
-use super::stream::{Incoming, Outgoing, Subscription, Wire};
+use super::stream::{Changes, Force, Incoming, Outgoing, Subscription, TypeState, Wire};
+use crate::schema::ResourceType;
+use crate::snapshot::Transition;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use std::collections::BTreeMap;
 
 /// `StreamAggregatedResources` and the per-type `Stream*` methods.
 pub struct Sotw;
@@ -31,4 +36,30 @@ impl Wire for Sotw {
             nonce: out.nonce.to_string(),
         }
     }
+
+    fn acked_version(request: &Incoming, _: &TypeState) -> String {
+        request.version.clone()
+    }
+
+    fn answers_first_request(_: &TypeState) -> bool {
+        false
+    }
+
+    fn told_holdings(_: &TypeState) -> Option<&BTreeMap<String, String>> {
+        None
+    }
+
+    /// A response whenever the version differs or a forced resource is chosen.
+    fn changes<'c>(
+        state: &TypeState,
+        _: Option<&Transition>,
+        _: ResourceType,
+        chosen: &'c Resources,
+        version: &str,
+        force: &Force,
+    ) -> Option<Changes<'c>> {
+        (version != state.sent_version() || force.any_of(chosen)).then(Changes::default)
+    }
+
+    fn now_holds(_: &mut TypeState, _: Option<&Changes<'_>>) {}
 }
