@@ -373,13 +373,23 @@ fn distinct_views(resources: &[Resource]) -> Vec<(NodeIdentity, Vec<&Resource>)>
     let mut seen = BTreeSet::new();
     let mut views = Vec::new();
     for node in nodes {
-        let view = crate::resource::view(resources, &node);
+        let mut view = crate::resource::view(resources, &node);
+        view.retain(|r| !is_for_grpc_clients(r));
         let key: Vec<*const Resource> = view.iter().map(|r| *r as *const Resource).collect();
         if !view.is_empty() && seen.insert(key) {
             views.push((node, view));
         }
     }
     views
+}
+
+/// A listener with an `api_listener` is for proxyless gRPC clients only:
+/// Envoy, not built with the API listener extension, refuses it ("missing
+/// the API listener extension"), but no Envoy is meant to get it (the
+/// `grpc-api-listener-for-envoy` warning says so when it is served to every
+/// node). gRPC's own checks are `grpc_rules`'.
+fn is_for_grpc_clients(r: &Resource) -> bool {
+    r.rtype == ResourceType::Listener && r.message.has_field_by_name("api_listener")
 }
 
 /// FNV-1a, as for versions: stable across runs and machines.
@@ -410,5 +420,22 @@ mod tests {
             .map(|(_, v)| v.iter().map(|r| r.name.as_str()).collect())
             .collect();
         assert_eq!(names, vec![vec!["c"], vec!["a", "b", "c"]]);
+    }
+
+    #[test]
+    fn listeners_for_grpc_clients_are_not_shown_to_envoy() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config-examples/grpc-proxyless");
+        let loaded = crate::loader::load_dir(&dir).expect("the example loads");
+        assert!(loaded.diagnostics.is_ok(), "{:?}", loaded.diagnostics);
+        let with_api_listener = loaded
+            .resources
+            .iter()
+            .filter(|r| is_for_grpc_clients(r))
+            .count();
+        assert!(with_api_listener > 0, "the example has a gRPC listener");
+        for (_, view) in distinct_views(&loaded.resources) {
+            assert!(view.iter().all(|r| !is_for_grpc_clients(r)));
+        }
     }
 }
