@@ -229,6 +229,20 @@ pub fn load_str(shown: &str, text: &str) -> Loaded {
     loader.loaded
 }
 
+/// What to do when a load runs out of memory under `serve`'s limit.
+pub const RAISE_MEMORY_LIMIT: &str = "(raise --load-memory-limit-mb if the set is that large)";
+
+/// Why a file could not be read. Out of memory here means the loader
+/// process hit its address-space limit while reading (the same limit that
+/// stops it later, while decoding, with "stopped without an answer").
+fn read_error(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::OutOfMemory {
+        format!("cannot read: {e} {RAISE_MEMORY_LIMIT}")
+    } else {
+        format!("cannot read: {e}")
+    }
+}
+
 fn read_text(path: &Path, limits: Limits) -> Result<String, (Option<Mark>, String)> {
     use std::io::Read;
     let limit = limits.max_file_bytes;
@@ -251,7 +265,7 @@ fn read_text(path: &Path, limits: Limits) -> Result<String, (Option<Mark>, Strin
     let mut bytes = Vec::new();
     file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|e| (None, format!("cannot read: {e}")))?;
+        .map_err(|e| (None, read_error(&e)))?;
     if bytes.len() as u64 > limit {
         return Err((None, too_large(bytes.len() as u64)));
     }

@@ -230,9 +230,9 @@ impl Loader {
             Err(e) => format!("status unknown: {e}"),
         };
         let hint = if said.contains("memory allocation") {
-            " (raise --load-memory-limit-mb if the set is that large)"
+            format!(" {}", crate::loader::RAISE_MEMORY_LIMIT)
         } else {
-            ""
+            String::new()
         };
         format!(
             "{}: the loader process stopped without an answer ({status}){}{hint}",

@@ -115,7 +115,12 @@ fn a_load_over_the_memory_limit_is_stopped_and_rejected() {
         &xdsd,
         &version,
         &rejected,
-        "the loader process stopped without an answer",
+        // Stopped while decoding ("the loader process stopped without an
+        // answer (...): memory allocation ... failed") or refused a buffer
+        // while reading ("cannot read: out of memory"), depending on where
+        // the address space runs out first; either way the reason names the
+        // limit to raise.
+        "(raise --load-memory-limit-mb if the set is that large)",
     );
 }
 
