@@ -41,8 +41,8 @@ warning and is served as a TypedStruct, for Envoy to check; a misspelled message
 package is an error. Problems inside work-in-progress Envoy APIs are warnings.
 
 References must be visible to every node that sees the referrer: a target without `nodes` \
-covers everyone; otherwise each `cluster` glob of the referrer must lie within a glob of a \
-target. A missing cluster is an error wherever Envoy resolves one by name, tcp_proxy included \
+covers everyone; otherwise each pair of a `cluster` glob and an `id` glob of the referrer must \
+lie within the globs of one target. A missing cluster is an error wherever Envoy resolves one by name, tcp_proxy included \
 (Envoy loads it but fails every connection); clusters of the proxies' own bootstrap are declared \
 with --known-cluster.
 

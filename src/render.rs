@@ -137,8 +137,13 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
         .and_then(Value::as_str)
 }
 
+/// An EDS cluster whose ClusterLoadAssignment is in the set becomes STATIC
+/// with it inline. One without `eds_cluster_config` stays EDS: Envoy refuses
+/// to create it ("cannot create an EDS cluster without an EDS config",
+/// `source/extensions/clusters/eds/eds.cc`), and the static form must not hide
+/// that from a referee.
 fn static_cluster(mut cluster: Value, endpoints: &[Value]) -> Value {
-    if str_at(&cluster, &["type"]) != Some("EDS") {
+    if str_at(&cluster, &["type"]) != Some("EDS") || cluster.get("eds_cluster_config").is_none() {
         return cluster;
     }
     let name = str_at(&cluster, &["eds_cluster_config", "service_name"])
@@ -245,5 +250,13 @@ mod tests {
         let hcm = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
         assert_eq!(hcm["route_config"]["name"], "r");
         assert!(hcm.get("rds").is_none());
+    }
+
+    #[test]
+    fn an_eds_cluster_without_eds_config_stays_eds_so_envoy_still_refuses_it() {
+        let cluster = serde_json::json!({"name": "b", "type": "EDS"});
+        let endpoints = [serde_json::json!({"cluster_name": "b"})];
+        let kept = static_cluster(cluster.clone(), &endpoints);
+        assert_eq!(kept, cluster);
     }
 }

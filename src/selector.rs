@@ -51,17 +51,27 @@ impl NodeSelector {
         list_covers(&self.cluster, &referrer.cluster) && list_covers(&self.id, &referrer.id)
     }
 
-    /// The selector split into one per `cluster` glob (itself when it has
-    /// none), so that coverage can be checked glob by glob.
-    pub fn split_by_cluster(&self) -> Vec<NodeSelector> {
-        if self.cluster.len() <= 1 {
-            return vec![self.clone()];
-        }
-        self.cluster
-            .iter()
-            .map(|c| NodeSelector {
-                cluster: vec![c.clone()],
-                id: self.id.clone(),
+    /// The selector split into one per pair of a `cluster` glob and an `id`
+    /// glob (a dimension without globs stays unconstrained), so that
+    /// coverage can be checked part by part: the nodes a selector picks are
+    /// the union of its parts', and each part may be covered by a different
+    /// target (targets split by `id` as well as by `cluster`).
+    pub fn parts(&self) -> Vec<NodeSelector> {
+        let each = |globs: &[String]| -> Vec<Vec<String>> {
+            if globs.is_empty() {
+                vec![Vec::new()]
+            } else {
+                globs.iter().map(|g| vec![g.clone()]).collect()
+            }
+        };
+        let ids = each(&self.id);
+        each(&self.cluster)
+            .into_iter()
+            .flat_map(|cluster| {
+                ids.iter().map(move |id| NodeSelector {
+                    cluster: cluster.clone(),
+                    id: id.clone(),
+                })
             })
             .collect()
     }
@@ -204,5 +214,23 @@ mod tests {
         assert!(!sel(&["x"], &[]).covers(&NodeSelector::default()));
         assert!(sel(&["edge*"], &[]).covers(&sel(&["edge-eu*"], &["a"])));
         assert!(!sel(&["edge-eu*"], &[]).covers(&sel(&["edge*"], &[])));
+        // Targets split by id cover a referrer selecting both ids, part by part.
+        let referrer = sel(&["edge"], &["a-*", "b-*"]);
+        let targets = [sel(&[], &["a-*"]), sel(&[], &["b-*"])];
+        assert!(
+            !targets.iter().any(|t| t.covers(&referrer)),
+            "no single target covers it"
+        );
+        assert!(
+            referrer
+                .parts()
+                .iter()
+                .all(|part| targets.iter().any(|t| t.covers(part)))
+        );
+        assert_eq!(sel(&["a", "b"], &["x", "y"]).parts().len(), 4);
+        assert_eq!(
+            NodeSelector::default().parts(),
+            vec![NodeSelector::default()]
+        );
     }
 }

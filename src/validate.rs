@@ -377,7 +377,7 @@ fn check_reference(
         );
         return;
     }
-    let parts = referrer.selector.split_by_cluster();
+    let parts = referrer.selector.parts();
     if !parts
         .iter()
         .all(|part| targets.iter().any(|t| t.selector.covers(part)))
@@ -1073,6 +1073,42 @@ mod tests {
             ROUTE
         );
         let errors = lint(&text);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("some nodes would lack it")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn targets_split_by_node_id_cover_a_referrer_of_both_ids() {
+        let route = ROUTE.replacen(
+            "\"@type\": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n",
+            "kind: RouteConfiguration\nnodes: {id: [a-*, b-*]}\nspec:\n",
+            1,
+        );
+        let route: String = route
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i < 3 {
+                    format!("{l}\n")
+                } else {
+                    format!("  {l}\n")
+                }
+            })
+            .collect();
+        let target = |id: &str| {
+            format!(
+                "---\nkind: Cluster\nnodes: {{id: [{id}]}}\nspec: {{name: missing, connect_timeout: 1s}}\n"
+            )
+        };
+        let covered = format!("{route}{}{}", target("a-*"), target("b-*"));
+        let errors = lint(&covered);
+        assert!(errors.is_empty(), "{errors:?}");
+        let uncovered = format!("{route}{}", target("a-*"));
+        let errors = lint(&uncovered);
         assert!(
             errors
                 .iter()

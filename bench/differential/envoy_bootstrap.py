@@ -7,9 +7,9 @@ checks: the referee's view of a config, for `envoy --mode validate`.
 
 Clusters, listeners and secrets become static resources; an HTTP connection
 manager's `rds` whose RouteConfiguration is present is inlined as
-`route_config`; an EDS cluster whose ClusterLoadAssignment is present becomes
-STATIC with that `load_assignment`; SDS configs fetched over xDS refer to a
-static secret of that name instead. What is absent is left as written.
+`route_config`; an EDS cluster with `eds_cluster_config` whose
+ClusterLoadAssignment is present becomes STATIC with that `load_assignment`;
+SDS configs fetched over xDS refer to a static secret of that name instead. What is absent is left as written.
 """
 import json
 import os
@@ -70,7 +70,9 @@ def inline_rds(value, routes):
 
 
 def static_cluster(cluster, endpoints):
-    if cluster.get("type") != "EDS":
+    # Without eds_cluster_config Envoy refuses an EDS cluster (eds.cc); the
+    # static form must not hide that.
+    if cluster.get("type") != "EDS" or "eds_cluster_config" not in cluster:
         return cluster
     eds = cluster.get("eds_cluster_config") or {}
     name = eds.get("service_name") or cluster.get("name")
