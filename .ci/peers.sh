@@ -10,7 +10,7 @@ if ! "$venv/bin/envoy" --version >/dev/null 2>&1; then
 fi
 export ENVOY_BIN="$PWD/$venv/bin/envoy"
 
-# Python gRPC (with xDS name resolution) for tests/grpc_proxyless.rs, in the
+# Python gRPC (with xDS name resolution) for tests/it/grpc_proxyless.rs, in the
 # same venv; tests find the interpreter via PYTHON_BIN.
 if ! "$venv/bin/python" -c 'import grpc, grpc_health.v1.health' >/dev/null 2>&1; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check \

@@ -157,12 +157,12 @@ row "reload of a $reload_clusters-cluster directory" "< 1 s, peak RSS < 300 MB" 
 stop_server
 
 # 7. One real Envoy: file rename → first request routed to the new cluster
-# (default 100 ms debounce), as tests/serve.rs measures it.
+# (default 100 ms debounce), as tests/it/serve.rs measures it.
 source .ci/peers.sh
 envoy_runs=$($quick && echo 1 || echo 5)
 latencies=()
 for _ in $(seq 1 "$envoy_runs"); do
-  ms=$(cargo test --release --quiet --test serve live_update_new_cluster_and_route -- --nocapture 2>&1 \
+  ms=$(cargo test --release --quiet --test it serve::live_update_new_cluster_and_route -- --nocapture 2>&1 \
     | sed -n 's/.*answered by backend-b in \([0-9.]*\)\(m\?s\).*/\1 \2/p' \
     | awk '{ if ($2 == "s") printf "%.1f", $1 * 1000; else printf "%.1f", $1 }')
   latencies+=("$ms")

@@ -21,7 +21,7 @@ status --xds` decodes. It comes from the descriptor set of the locked
     target/envoy-venv/bin/python proto/extract_envoy_descriptors.py \\
         --supplement ~/.cargo/registry/src/*/envoy-types-*/src/generated/types.bin
 
-(`XDSD_UPDATE_DESCRIPTORS=1 cargo test --test descriptors` runs exactly
+(`XDSD_UPDATE_DESCRIPTORS=1 cargo test --test it descriptors` runs exactly
 that.) Prints the number of files; `--out -` writes the set to stdout.
 """
 import argparse

@@ -10,7 +10,7 @@ holds a message no extension of that place accepts.
   protos (`api/` of github.com/envoyproxy/envoy). The descriptor set has
   no comments, so they are read from the .proto sources.
 * `type CATEGORY TYPE` lines come from a running Envoy's `/server_info`
-  (`node.extensions[]`: category and type_urls). tests/descriptors.rs
+  (`node.extensions[]`: category and type_urls). tests/it/descriptors.rs
   compares them with the Envoy it runs.
 
     # Envoy's api/ tree (any checkout of the release or later) and the

@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 /// Descriptors of every message Envoy 1.40 links (its API, the cncf/xds
 /// and udpa types, `validate.rules`, TypedStruct), read out of the Envoy
 /// 1.40 executable itself, plus the CSDS messages `status --xds` decodes
-/// (see `proto/README.md`; `tests/descriptors.rs` keeps it in sync with the
+/// (see `proto/README.md`; `tests/it/descriptors.rs` keeps it in sync with the
 /// Envoy the tests run).
 static DESCRIPTORS: &[u8] = include_bytes!("../proto/envoy.binpb");
 

@@ -9,7 +9,7 @@ pub fn rules_markdown() -> String {
     let mut text = String::from(
         "# xdsd lint rules\n\n\
          Generated from the rule registry (`src/check`); do not edit by hand \
-         (regenerate it with `XDSD_UPDATE_MAN=1 cargo test --test man_page`).\n\n\
+         (regenerate it with `XDSD_UPDATE_MAN=1 cargo test --test it man_page`).\n\n\
          Every diagnostic ends with its rule id in brackets. `xdsd lint --explain ID` \
          prints a rule's explanation; `--allow ID` drops its findings and `--deny ID` \
          makes them errors; `# xdsd: allow(ID)` in a resource's YAML document allows it \

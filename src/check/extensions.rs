@@ -8,7 +8,7 @@
 //! Which category each field takes, and which types Envoy 1.40 registers in
 //! each, is data, not code: `proto/extension-categories.txt`, generated from
 //! the `[#extension-category]` annotations of Envoy's API and from a running
-//! Envoy's `/server_info` (proto/README.md says how; tests/descriptors.rs
+//! Envoy's `/server_info` (proto/README.md says how; tests/it/descriptors.rs
 //! keeps it in step with the Envoy it runs).
 
 use super::{Finding, Place, Rule};

@@ -1,4 +1,4 @@
-"""A proxyless gRPC client for tests/grpc_proxyless.rs.
+"""A proxyless gRPC client for tests/it/grpc_proxyless.rs.
 
 Resolves TARGET (e.g. xds:///greeter) through the xDS server named in
 GRPC_XDS_BOOTSTRAP, waits (up to --ready-timeout seconds) for the channel to

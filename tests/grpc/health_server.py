@@ -1,4 +1,4 @@
-"""A gRPC server for tests/grpc_proxyless.rs: the standard grpc.health.v1.Health
+"""A gRPC server for tests/it/grpc_proxyless.rs: the standard grpc.health.v1.Health
 service on 127.0.0.1:PORT, SERVING for "" and for its own NAME.
 
 Every Health/Check answer carries initial metadata `x-server: NAME`, so a

@@ -264,7 +264,7 @@ fn a_stale_nonce_is_ignored_and_a_nacked_version_is_not_sent_again() {
 }
 
 /// As `a_route_waits_for_pending_endpoints_across_changes` in
-/// tests/xds_protocol.rs: endpoints not ACKed yet (Envoy still warming a
+/// tests/it/xds_protocol.rs: endpoints not ACKed yet (Envoy still warming a
 /// new cluster) hold back a route sent by a later change.
 #[test]
 fn a_stage_waits_for_an_unanswered_response_of_an_earlier_change() {

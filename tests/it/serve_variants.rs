@@ -7,18 +7,18 @@
 //! Same ground rules as `serve.rs`: 127.0.0.1 only, free ports, every
 //! process killed by a guard on drop, scratch directories, bounded waits.
 
-mod common;
+use crate::common;
 
-use common::admin::{clients_of, served_version, status, wait_all_acked};
-use common::config::{CLUSTER, ENDPOINTS, LISTENER, ROUTE, XDS_TYPES, bare, documents};
-use common::config::{endpoints_spec, route_spec, service_via, simple_set_via};
-use common::config::{tls_cluster_spec_via, two_service_set};
-use common::stack::{
+use crate::common::admin::{clients_of, served_version, status, wait_all_acked};
+use crate::common::config::{CLUSTER, ENDPOINTS, LISTENER, ROUTE, XDS_TYPES, bare, documents};
+use crate::common::config::{endpoints_spec, route_spec, service_via, simple_set_via};
+use crate::common::config::{tls_cluster_spec_via, two_service_set};
+use crate::common::stack::{
     EnvoyState, Stack, Traffic, assert_served_by, check_load, envoy_state, live_update_flow,
     load_with_change, make_before_break_flow, quickstart_flow, rejected_updates, settled_state,
     state_diff, wait_body,
 };
-use common::{ApiType, Backend, XdsSource, Xdsd, free_port, wait_for, xdsd};
+use crate::common::{ApiType, Backend, XdsSource, Xdsd, free_port, wait_for, xdsd};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -351,7 +351,8 @@ fn sighup_forces_reload() {
     let (t0, v0) = (last_load_time(&s0), served_version(&s0));
     let hangups = |xdsd: &Xdsd| xdsd.log().matches("SIGHUP: reloading").count();
 
-    // (a) Nothing changed: a reload happens, nothing is sent.
+    // (a) Nothing changed: a reload happens, nothing is sent. (50 ms apart,
+    // so that the reload's time stamp can be told from the first load's.)
     std::thread::sleep(Duration::from_millis(50));
     stack.xdsd.guard.signal("HUP");
     let s1 = wait_for(Duration::from_secs(5), Duration::from_millis(20), || {

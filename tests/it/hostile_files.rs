@@ -3,9 +3,7 @@
 //! set stays served. The daemon runs unprivileged (as `nobody` when the
 //! tests run as root), so that an unreadable file really is unreadable.
 
-mod common;
-
-use common::{ChildGuard, WorkDir, Xdsd, free_port, wait_for};
+use crate::common::{ChildGuard, WorkDir, Xdsd, free_port, wait_for};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;

@@ -3,9 +3,9 @@
 //! good set, the next edit loads in a new child, and no child outlives a
 //! quiet period.
 
-mod common;
+use crate::common;
 
-use common::{WorkDir, Xdsd, wait_for};
+use crate::common::{WorkDir, Xdsd, wait_for};
 use serde_json::Value;
 use std::time::Duration;
 

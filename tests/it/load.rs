@@ -3,9 +3,7 @@
 //! every client, and the figures are produced. Speed is the benchmark
 //! suite's business (`bash bench/suite.sh`), not this test's.
 
-mod common;
-
-use common::{ScratchDir, Xdsd, root};
+use crate::common::{ScratchDir, Xdsd, root};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;

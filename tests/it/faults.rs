@@ -6,14 +6,12 @@
 //! a failed request); and two replicas on one directory,
 //! one killed (Envoy fails over and is sent nothing new).
 
-mod common;
-
-use common::config::simple_set;
-use common::stack::{
+use crate::common::config::simple_set;
+use crate::common::stack::{
     Stack, Traffic, check_load, load_with_change, rejected_updates, routed_to, settled_state,
     update_counters, wait_body,
 };
-use common::{
+use crate::common::{
     Backend, Envoy, NodeSpec, WorkDir, XdsSource, Xdsd, envoy_bootstrap_for, free_port, wait_for,
 };
 use std::time::{Duration, Instant};
@@ -182,7 +180,8 @@ fn a_killed_replica_is_failed_over_and_nothing_is_resent() {
         "replicas: Envoy reached the other replica {:?} after the kill",
         killed.elapsed()
     );
-    // Time for anything the new replica sends to arrive and be applied.
+    // A window, not a wait: anything the new replica sends (it should send
+    // nothing new) arrives and is applied within it.
     std::thread::sleep(Duration::from_secs(1));
     let (requests, failures) = traffic.finish();
     let after = settled_state(&envoy);

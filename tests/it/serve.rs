@@ -8,18 +8,18 @@
 //! are written to a dotfile (ignored by xdsd) and renamed into place unless a
 //! test is about non-atomic writes.
 
-mod common;
+use crate::common;
 
-use common::config::{
+use crate::common::config::{
     ENDPOINTS, LISTENER, ROUTE, bare, cluster_spec, discovery_response, documents, endpoints_spec,
     envelope, listener_spec, route_spec, service, simple_set, two_service_set,
 };
-use common::stack::{
+use crate::common::stack::{
     EnvoyState, Stack, Traffic, assert_served_by, envoy_state, live_update_flow,
     make_before_break_flow, quickstart_flow, rejected_updates, settled_state, state_diff,
     update_counters, wait_body, wait_for_located_error,
 };
-use common::{Backend, ChildGuard, Envoy, ScratchDir, XdsSource, Xdsd, free_port, wait_for};
+use crate::common::{Backend, ChildGuard, Envoy, ScratchDir, XdsSource, Xdsd, free_port, wait_for};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -120,6 +120,7 @@ virtual_hosts:
     stack.write("routes.yaml", broken);
     let log = wait_for_located_error(&stack.xdsd, from, "routes.yaml");
     eprintln!("(a) xdsd logged:\n{}", common::tail(&log, 10));
+    // A window, not a wait: a push of the rejected set would show by now.
     std::thread::sleep(Duration::from_millis(500));
     assert_served_by(port, "/", "backend-a", 10);
     let after = envoy_state(&stack.envoy);
@@ -142,6 +143,7 @@ virtual_hosts:
         log.contains("newsvc"),
         "the error names the missing cluster `newsvc`:\n{log}"
     );
+    // A window, not a wait: a push of the rejected set would show by now.
     std::thread::sleep(Duration::from_millis(500));
     assert_served_by(port, "/", "backend-a", 5);
     assert_served_by(port, "/new", "backend-a", 5);
@@ -266,7 +268,8 @@ fn restart_xdsd(stack: &mut Stack, port: u16) -> (EnvoyState, EnvoyState) {
         "Envoy reconnected {:?} after xdsd restarted",
         restarted.elapsed()
     );
-    // Time for whatever xdsd sends on the new stream to arrive and be ACKed.
+    // A window, not a wait: whatever xdsd sends on the new stream (it should
+    // send nothing new) arrives and is applied within it.
     std::thread::sleep(Duration::from_secs(1));
     let after = settled_state(&stack.envoy);
     let (requests, failures) = traffic.finish();

@@ -8,10 +8,10 @@
 //! is then skipped with a note, except under `CI=true`, where it fails, so
 //! CI cannot pass without having run it.
 
-mod common;
+use crate::common;
 
+use crate::common::{ChildGuard, ScratchDir, Xdsd, free_port, root, xdsd};
 use clap::CommandFactory;
-use common::{ChildGuard, ScratchDir, Xdsd, free_port, root, xdsd};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

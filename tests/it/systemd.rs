@@ -4,11 +4,11 @@
 //! (`WATCHDOG=1` at half of `WATCHDOG_USEC`), and when it stops. A test
 //! socket stands in for systemd.
 
-mod common;
+use crate::common;
 
-use common::config::service;
-use common::stack::write_atomic;
-use common::{ChildGuard, ScratchDir, Xdsd, free_port, wait_for};
+use crate::common::config::service;
+use crate::common::stack::write_atomic;
+use crate::common::{ChildGuard, ScratchDir, Xdsd, free_port, wait_for};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 

@@ -8,9 +8,7 @@
 //! build (to measure an older one: it fails at the CPU assertion, which
 //! prints the figure).
 
-mod common;
-
-use common::{ChildGuard, WorkDir, Xdsd, free_port, http_get, wait_for};
+use crate::common::{ChildGuard, WorkDir, Xdsd, free_port, http_get, wait_for};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;

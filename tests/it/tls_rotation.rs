@@ -6,14 +6,14 @@
 //! refused (logged once, in `/status` and `/metrics`) and the old one stays.
 //! Certificates are made per test run (rcgen).
 
-mod common;
+use crate::common;
 
-use common::config::simple_set;
-use common::pki::{
+use crate::common::config::simple_set;
+use crate::common::pki::{
     Pki, envoy_bootstrapped_by_xdsd, mtls_serve_flags, path_str, server_sans, spiffe,
 };
-use common::stack::wait_body;
-use common::{Backend, Envoy, ScratchDir, Xdsd, free_port, wait_for};
+use crate::common::stack::wait_body;
+use crate::common::{Backend, Envoy, ScratchDir, Xdsd, free_port, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

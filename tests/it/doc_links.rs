@@ -1,30 +1,33 @@
 //! The documentation's relative links resolve: every `[text](target)` in
-//! README.md, ARCHITECTURE.md, docs/*.md and tests/corpus/README.md that is
-//! not a URL names a file or directory inside the repository, and a
+//! a Markdown file of the repository that is not a URL names a file or directory inside the repository, and a
 //! `#fragment` names a heading of the Markdown file it points to.
 
-mod common;
-
-use common::root;
+use crate::common::root;
 use std::path::{Component, Path, PathBuf};
 
-/// The Markdown files whose links are checked.
+/// The Markdown files whose links are checked: every `*.md` of the
+/// repository, outside build output and hidden folders.
 fn documents() -> Vec<PathBuf> {
-    let root = root();
-    let mut files = vec![
-        root.join("README.md"),
-        root.join("ARCHITECTURE.md"),
-        root.join("tests/corpus/README.md"),
-    ];
-    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
-        .expect("docs/ exists")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .collect();
-    docs.sort();
-    files.extend(docs);
+    let mut files = Vec::new();
+    markdown_below(&root(), &mut files);
+    files.sort();
     files
+}
+
+fn markdown_below(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("readable dir").flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name == "target" || name == "out" {
+            continue;
+        }
+        if path.is_dir() {
+            markdown_below(&path, out);
+        } else if name.ends_with(".md") {
+            out.push(path);
+        }
+    }
 }
 
 /// The text outside fenced code blocks and inline code spans, line by line

@@ -1,7 +1,7 @@
 //! The checked-in descriptor set must be exactly what
 //! `proto/extract_envoy_descriptors.py` reads out of the Envoy under test
 //! (plus the CSDS file from the locked `envoy-types` package). Run with
-//! `XDSD_UPDATE_DESCRIPTORS=1 cargo test --test descriptors` to regenerate.
+//! `XDSD_UPDATE_DESCRIPTORS=1 cargo test --test it descriptors` to regenerate.
 
 use std::path::PathBuf;
 
@@ -66,7 +66,7 @@ fn checked_in_descriptors_are_those_of_the_envoy_under_test() {
     assert!(
         checked_in == extracted,
         "proto/envoy.binpb is not the schema of the Envoy under test; regenerate with \
-         XDSD_UPDATE_DESCRIPTORS=1 cargo test --test descriptors"
+         XDSD_UPDATE_DESCRIPTORS=1 cargo test --test it descriptors"
     );
 }
 
@@ -87,7 +87,7 @@ fn fields_new_in_envoy_1_40_are_known() {
     }
 }
 
-mod common;
+use crate::common;
 
 /// Every type a real Envoy 1.40 registers (`/server_info` lists each
 /// extension with its type URLs, cncf/xds ones included) is in xdsd's schema,
@@ -173,7 +173,7 @@ fn the_extension_category_table_matches_what_envoy_registers() {
             registered.insert(format!("{category} {}", url.as_str().unwrap_or_default()));
         }
     }
-    let table = include_str!("../proto/extension-categories.txt");
+    let table = include_str!("../../proto/extension-categories.txt");
     let listed: std::collections::BTreeSet<String> = table
         .lines()
         .filter_map(|l| l.strip_prefix("type "))

@@ -7,15 +7,17 @@
 //! Same ground rules as `serve.rs`: 127.0.0.1 only, free ports, every
 //! process killed by a guard on drop, scratch directories, bounded waits.
 
-mod common;
+use crate::common;
 
-use common::admin::{clients_of, served_version, status, wait_all_acked};
-use common::config::{
+use crate::common::admin::{clients_of, served_version, status, wait_all_acked};
+use crate::common::config::{
     CLUSTER, ENDPOINTS, LISTENER, ROUTE, XDS_TYPES, bare, cluster_spec, documents, endpoints_spec,
     envelope, listener_spec, route_spec, service, simple_set, simple_set_via, tls_cluster_spec_via,
 };
-use common::stack::{Stack, assert_served_by, wait_body, write_atomic};
-use common::{Backend, Envoy, NodeSpec, ScratchDir, XdsSource, Xdsd, free_port, root, wait_for};
+use crate::common::stack::{Stack, assert_served_by, wait_body, write_atomic};
+use crate::common::{
+    Backend, Envoy, NodeSpec, ScratchDir, XdsSource, Xdsd, free_port, root, wait_for,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -4,14 +4,12 @@
 //! certificate, and a plaintext one get nothing, and the refusal is logged.
 //! Certificates are made per test run (rcgen), CA plus leaves.
 
-mod common;
-
-use common::config::simple_set;
-use common::pki::{
+use crate::common::config::simple_set;
+use crate::common::pki::{
     Pki, envoy_bootstrapped_by_xdsd, mtls_serve_flags, path_str, server_sans, spiffe,
 };
-use common::stack::wait_body;
-use common::{Backend, Envoy, ScratchDir, Xdsd, free_port, wait_for, xdsd};
+use crate::common::stack::wait_body;
+use crate::common::{Backend, Envoy, ScratchDir, Xdsd, free_port, wait_for, xdsd};
 use std::path::Path;
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
 //! The `xdsd` command line end to end: `lint`, `render`, `diff` and `--help`
 //! run as the built binary, checked by exit code and output.
 
-mod common;
+use crate::common;
 
-use common::{ScratchDir, envoy_validate, root, subdirs, xdsd};
+use crate::common::{ScratchDir, envoy_validate, root, subdirs, xdsd};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

@@ -4,10 +4,8 @@
 //! any line of the key's base64 body. `render` without `--redact` does (the
 //! check would find a key), since its output must be a loadable directory.
 
-mod common;
-
-use common::pki::{Pki, body_lines, indented, server_sans};
-use common::{ScratchDir, Xdsd, wait_for, xdsd};
+use crate::common::pki::{Pki, body_lines, indented, server_sans};
+use crate::common::{ScratchDir, Xdsd, wait_for, xdsd};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;

@@ -6,13 +6,13 @@
 //! prints for its node.
 //!
 //! `XDSD_SOAK_CHANGES` and `XDSD_SOAK_SEED` change the run (longer runs:
-//! `XDSD_SOAK_CHANGES=5000 cargo test --release --test soak`).
+//! `XDSD_SOAK_CHANGES=5000 cargo test --release --test it soak`).
 
-mod common;
+use crate::common;
 
-use common::config::{ROUTE, bare, envelope, listener_spec};
-use common::stack::{Traffic, write_atomic};
-use common::{Backend, Envoy, WorkDir, Xdsd, wait_for};
+use crate::common::config::{ROUTE, bare, envelope, listener_spec};
+use crate::common::stack::{Traffic, write_atomic};
+use crate::common::{Backend, Envoy, WorkDir, Xdsd, wait_for};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -369,8 +369,13 @@ fn five_hundred_changes_under_traffic() {
         *kinds.entry(soak.change()).or_default() += 1;
         std::thread::sleep(Duration::from_millis(30));
     }
-    // Let the last change reach both Envoys, with traffic still flowing.
-    std::thread::sleep(Duration::from_secs(2));
+    // The last change reaches both Envoys while traffic still flows: each
+    // ends with what `xdsd render` prints for its node.
+    let mismatches: Vec<String> = envoys
+        .iter()
+        .zip(nodes)
+        .filter_map(|(envoy, (id, cluster))| converged(envoy, &dir, id, cluster).err())
+        .collect();
     let mut requests = 0;
     let mut failures = Vec::new();
     for t in traffic {
@@ -388,36 +393,39 @@ fn five_hundred_changes_under_traffic() {
         failures.len(),
         failures.join("\n")
     );
-
-    for (envoy, (id, cluster)) in envoys.iter().zip(nodes) {
-        let want = rendered(&dir, id, cluster);
-        let mut have = BTreeMap::new();
-        let same = wait_for(Duration::from_secs(15), Duration::from_millis(200), || {
-            have = envoy_resources(envoy);
-            (have == want).then_some(())
-        });
-        if same.is_none() {
-            let names =
-                |m: &BTreeMap<(String, String), Value>| m.keys().cloned().collect::<Vec<_>>();
-            let differing: Vec<_> = want
-                .iter()
-                .filter(|(k, v)| have.get(*k) != Some(*v))
-                .map(|(k, _)| k)
-                .collect();
-            panic!(
-                "{id}: Envoy's config is not what render prints.\nEnvoy: {:?}\nrender: {:?}\ndiffering: {differing:?}\n{}",
-                names(&have),
-                names(&want),
-                differing
-                    .first()
-                    .map(|k| format!(
-                        "Envoy {:#}\nrender {:#}",
-                        have.get(*k).cloned().unwrap_or_default(),
-                        want[*k]
-                    ))
-                    .unwrap_or_default()
-            );
-        }
-    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     drop(xdsd);
+}
+
+/// Waits (15 s at most) until `envoy` holds what `xdsd render` prints for
+/// node `id`; otherwise says how they differ.
+fn converged(envoy: &Envoy, dir: &Path, id: &str, cluster: &str) -> Result<(), String> {
+    let want = rendered(dir, id, cluster);
+    let mut have = BTreeMap::new();
+    let same = wait_for(Duration::from_secs(15), Duration::from_millis(200), || {
+        have = envoy_resources(envoy);
+        (have == want).then_some(())
+    });
+    if same.is_some() {
+        return Ok(());
+    }
+    let names = |m: &BTreeMap<(String, String), Value>| m.keys().cloned().collect::<Vec<_>>();
+    let differing: Vec<_> = want
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    Err(format!(
+        "{id}: Envoy's config is not what render prints.\nEnvoy: {:?}\nrender: {:?}\ndiffering: {differing:?}\n{}",
+        names(&have),
+        names(&want),
+        differing
+            .first()
+            .map(|k| format!(
+                "Envoy {:#}\nrender {:#}",
+                have.get(*k).cloned().unwrap_or_default(),
+                want[*k]
+            ))
+            .unwrap_or_default()
+    ))
 }

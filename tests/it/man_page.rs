@@ -3,7 +3,7 @@
 //! man page, completions and behaviour cannot drift apart, and packaging
 //! needs no build step of its own. The lint rules reference (`docs/rules.md`)
 //! comes from the rule registry the same way. Regenerate all of them with
-//! `XDSD_UPDATE_MAN=1 cargo test --test man_page`.
+//! `XDSD_UPDATE_MAN=1 cargo test --test it man_page`.
 
 use clap::CommandFactory;
 use clap_complete::{Generator, Shell};
@@ -34,7 +34,7 @@ fn assert_current(folder: &str, files: Vec<(String, String)>) {
     }
     assert!(
         stale.is_empty(),
-        "stale generated files {stale:?}; run XDSD_UPDATE_MAN=1 cargo test --test man_page"
+        "stale generated files {stale:?}; run XDSD_UPDATE_MAN=1 cargo test --test it man_page"
     );
 }
 

@@ -2,9 +2,7 @@
 //! connect/disconnect cycles leave nothing behind, and a client that stops
 //! reading neither grows the daemon without bound nor delays anyone else.
 
-mod common;
-
-use common::{WorkDir, Xdsd, wait_for};
+use crate::common::{WorkDir, Xdsd, wait_for};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};

@@ -5,9 +5,9 @@
 //! Needs a Python with `grpcio` and `grpcio-health-checking`: `PYTHON_BIN`
 //! (set by `.ci/run`), or the venv `.ci/run` makes (`target/envoy-venv`).
 
-mod common;
+use crate::common;
 
-use common::{ChildGuard, ScratchDir, Xdsd, free_port, root, tail, wait_for};
+use crate::common::{ChildGuard, ScratchDir, Xdsd, free_port, root, tail, wait_for};
 use serde_json::Value;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -235,21 +235,22 @@ fn grpc_client_switches_endpoints_without_failures() {
         "grpc-switch",
         &["--duration", "5", "--interval", "0.01"],
     );
-    // Wait for the loop to be running on A, then let it run a bit.
+    // Wait for the loop to be running on A, with a run of RPCs there before
+    // the switch (so "zero failures" covers steady traffic, not a cold start).
     let first = wait_for(Duration::from_secs(20), Duration::from_millis(20), || {
         let text = std::fs::read_to_string(&out).unwrap_or_default();
-        rpcs(&text)
+        let on_a = rpcs(&text)
             .iter()
-            .any(|r| matches!(r, Rpc::Ok { server, .. } if server == "server-a"))
-            .then_some(())
+            .filter(|r| matches!(r, Rpc::Ok { server, .. } if server == "server-a"))
+            .count();
+        (on_a >= 50).then_some(())
     });
     assert!(
         first.is_some(),
-        "client made no RPC on server-a within 20 s:\n{}\n{}",
+        "client made no 50 RPCs on server-a within 20 s:\n{}\n{}",
         std::fs::read_to_string(&out).unwrap_or_default(),
         tail(&client.log(), 40)
     );
-    std::thread::sleep(Duration::from_millis(800));
 
     let changed = switch_endpoints(&config, port_b);
     let changed_at = changed

@@ -3,9 +3,7 @@
 //! log, `/status` and `/metrics`) instead of refusing to start; a damaged
 //! state file is never served.
 
-mod common;
-
-use common::{WorkDir, Xdsd, free_port, wait_for};
+use crate::common::{WorkDir, Xdsd, free_port, wait_for};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -4,10 +4,10 @@
 //! `--admin-identity` certificate reads every node's status through CSDS.
 //! Real certificates (rcgen), a real `xdsd serve` on 127.0.0.1.
 
-mod common;
-
-use common::pki::{Pki, body_lines, indented, mtls_serve_flags, path_str, server_sans, spiffe};
-use common::{ScratchDir, Xdsd, free_port, wait_for, xdsd};
+use crate::common::pki::{
+    Pki, body_lines, indented, mtls_serve_flags, path_str, server_sans, spiffe,
+};
+use crate::common::{ScratchDir, Xdsd, free_port, wait_for, xdsd};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,

@@ -1,9 +1,9 @@
 //! Envoy 1.40 is the referee both ways: what it accepts, lint accepts; what
 //! it rejects, lint rejects at the right place.
 
-mod common;
+use crate::common;
 
-use common::{envoy_validate, root, subdirs};
+use crate::common::{envoy_validate, root, subdirs};
 use std::path::Path;
 use xdsd::diag::Severity;
 use xdsd::resource::{self, Resource};

@@ -4,9 +4,9 @@
 //! `--admin-max-connections` open (more wait in the kernel's queue), and the
 //! warning for an address other than loopback.
 
-mod common;
+use crate::common;
 
-use common::{HttpResponse, KeepAliveClient, WorkDir, Xdsd, read_response, wait_for};
+use crate::common::{HttpResponse, KeepAliveClient, WorkDir, Xdsd, read_response, wait_for};
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
