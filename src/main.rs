@@ -5,7 +5,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     // `serve` runs its loads in a child process: this same executable.
-    if let Some(exit) = xdsd::worker::run_if_child() {
+    if let Some(exit) = xdsd::daemon::loader_process::run_if_child() {
         return exit;
     }
     xdsd::cli::run(xdsd::cli::Cli::parse())

@@ -80,7 +80,7 @@ fn finding(m: &DynamicMessage, field: FieldDescriptor, value: &EnumValueDescript
     if m.has_field(&field) {
         Finding::at(
             &DISALLOWED_ENUM_VALUE,
-            vec![crate::resource::PathStep::Field(field)],
+            vec![crate::config::resource::PathStep::Field(field)],
             format!(
                 "{} of `{full}` is deprecated and no longer accepted",
                 value.name()
@@ -104,7 +104,7 @@ mod tests {
     use super::*;
 
     fn findings(type_name: &str) -> Vec<Finding> {
-        let desc = crate::schema::pool()
+        let desc = crate::config::schema::pool()
             .get_message_by_name(type_name)
             .expect("in the schema");
         let mut out = Vec::new();

@@ -9,9 +9,9 @@
 //! configs in resources served to disjoint nodes never meet.
 
 use super::Rule;
-use crate::diag::Diagnostics;
-use crate::reflect::{string_field, unpack_any};
-use crate::resource::{PathStep, Resource};
+use crate::config::diag::Diagnostics;
+use crate::config::reflect::{string_field, unpack_any};
+use crate::config::resource::{PathStep, Resource};
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 pub static CONFIG_MISMATCH: Rule = Rule {
@@ -146,7 +146,7 @@ mod tests {
     use super::*;
 
     fn config(lookup_family: Option<i32>) -> DynamicMessage {
-        let desc = crate::schema::pool()
+        let desc = crate::config::schema::pool()
             .get_message_by_name(DNS_CACHE_CONFIG)
             .expect("in the schema");
         let mut m = DynamicMessage::new(desc);

@@ -12,7 +12,7 @@
 //! keeps it in step with the Envoy it runs).
 
 use super::{Finding, Place, Rule};
-use crate::resource::PathStep;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, FieldDescriptor, ReflectMessage, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
@@ -109,7 +109,7 @@ pub fn config_type(any: &DynamicMessage) -> String {
     if matches!(
         own.as_str(),
         "xds.type.v3.TypedStruct" | "udpa.type.v1.TypedStruct"
-    ) && let Some(inner) = crate::reflect::unpack_any(any)
+    ) && let Some(inner) = crate::config::reflect::unpack_any(any)
     {
         let described = inner
             .get_field_by_name("type_url")
@@ -221,7 +221,7 @@ pub(super) fn extension(
         // A config without a type (a TypedStruct whose type_url is empty):
         // getFactoryByType finds nothing, as for a missing config.
         out.push(Finding::missing_in(
-            &crate::envoy_rules::MISSING_TYPED_CONFIG,
+            &crate::check::envoy_rules::MISSING_TYPED_CONFIG,
             path,
             "the typed_config names no type (its type URL is empty): Envoy finds extensions by the type of their config",
         ));

@@ -11,8 +11,8 @@
 
 use super::extensions::{WRONG_CATEGORY, config_type, extension};
 use super::{Finding, Place};
-use crate::reflect::{field, list};
-use crate::resource::PathStep;
+use crate::config::reflect::{field, list};
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 /// What one use of a matcher accepts.

@@ -25,16 +25,19 @@ pub mod clusters;
 pub mod deprecated;
 pub mod dns_cache;
 pub mod docs;
+pub mod envoy_rules;
 pub mod extensions;
+pub mod grpc;
 pub mod http;
 pub mod listeners;
 pub mod matchers;
 pub mod policy;
 pub mod referee;
 pub mod tls;
+pub mod validate;
 
-use crate::diag::{Diagnostics, Severity};
-use crate::resource::{PathStep, Resource};
+use crate::config::diag::{Diagnostics, Severity};
+use crate::config::resource::{PathStep, Resource};
 use prost_reflect::DynamicMessage;
 
 /// One lint rule.
@@ -127,8 +130,8 @@ pub struct Place<'a> {
 
 /// Runs every area's checks of one message.
 pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
-    crate::envoy_rules::check(m, place.path.is_empty(), out);
-    crate::envoy_rules::typed_config_present(m, place, out);
+    crate::check::envoy_rules::check(m, place.path.is_empty(), out);
+    crate::check::envoy_rules::typed_config_present(m, place, out);
     extensions::message(m, place, out);
     matchers::message(m, place, out);
     deprecated::message(m, place, out);
@@ -150,11 +153,11 @@ pub fn set(resources: &[Resource], diags: &mut Diagnostics) {
 /// Every rule, grouped by the module that reports it.
 pub fn all() -> Vec<&'static Rule> {
     [
-        crate::loader::RULES,
-        crate::decode::RULES,
-        crate::rules::RULES,
-        crate::validate::RULES,
-        crate::envoy_rules::RULES,
+        crate::config::loader::RULES,
+        crate::config::decode::RULES,
+        crate::config::constraints::RULES,
+        crate::check::validate::RULES,
+        crate::check::envoy_rules::RULES,
         &[
             &extensions::WRONG_CATEGORY,
             &deprecated::DISALLOWED_ENUM_VALUE,
@@ -164,7 +167,7 @@ pub fn all() -> Vec<&'static Rule> {
         listeners::RULES,
         clusters::RULES,
         http::RULES,
-        crate::grpc_rules::RULES,
+        crate::check::grpc::RULES,
         referee::RULES,
         policy::RULES,
     ]

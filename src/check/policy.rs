@@ -8,8 +8,8 @@
 //! resource it excuses.
 
 use super::Rule;
-use crate::diag::{Diagnostics, Location, Severity};
-use crate::yaml::Mark;
+use crate::config::diag::{Diagnostics, Location, Severity};
+use crate::config::yaml::Mark;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 

@@ -14,10 +14,10 @@
 //! passed xdsd's own checks, so what it adds is what only Envoy knows.
 
 use super::Rule;
-use crate::diag::{Diagnostics, Location};
-use crate::resource::Resource;
-use crate::schema::ResourceType;
-use crate::selector::NodeIdentity;
+use crate::config::diag::{Diagnostics, Location};
+use crate::config::resource::Resource;
+use crate::config::schema::ResourceType;
+use crate::config::selector::NodeIdentity;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -94,7 +94,7 @@ impl Referee {
     /// rejection at the resource responsible.
     pub fn check(&self, resources: &[Resource], known_clusters: &BTreeSet<String>) -> Diagnostics {
         let views = distinct_views(resources);
-        let found = crate::parallel::map(&views, |(node, view)| {
+        let found = crate::config::parallel::map(&views, |(node, view)| {
             self.blame(node, view, known_clusters)
         });
         let mut diags = Diagnostics::default();
@@ -328,9 +328,9 @@ fn bootstrap(
         .iter()
         .filter(|r| !supporting.contains(&r.rtype))
         .chain(view.iter().filter(|r| supporting.contains(&r.rtype)))
-        .map(|r| (r.rtype, crate::render::to_json(r)))
+        .map(|r| (r.rtype, crate::config::render::to_json(r)))
         .collect();
-    let mut bootstrap = crate::render::envoy_static(&typed);
+    let mut bootstrap = crate::config::render::envoy_static(&typed);
     let defined: BTreeSet<String> = view
         .iter()
         .filter(|r| r.rtype == ResourceType::Cluster)
@@ -373,7 +373,7 @@ fn distinct_views(resources: &[Resource]) -> Vec<(NodeIdentity, Vec<&Resource>)>
     let mut seen = BTreeSet::new();
     let mut views = Vec::new();
     for node in nodes {
-        let mut view = crate::resource::view(resources, &node);
+        let mut view = crate::config::resource::view(resources, &node);
         view.retain(|r| !is_for_grpc_clients(r));
         let key: Vec<*const Resource> = view.iter().map(|r| *r as *const Resource).collect();
         if !view.is_empty() && seen.insert(key) {
@@ -412,7 +412,7 @@ mod tests {
     #[test]
     fn views_are_one_per_distinct_visible_set() {
         let text = "kind: Cluster\nnodes: {cluster: [edge*]}\nspec: {name: a, connect_timeout: 1s}\n---\nkind: Cluster\nnodes: {cluster: [edge*]}\nspec: {name: b, connect_timeout: 1s}\n---\nkind: Cluster\nspec: {name: c, connect_timeout: 1s}\n";
-        let loaded = crate::loader::load_str("v.yaml", text);
+        let loaded = crate::config::loader::load_str("v.yaml", text);
         assert!(loaded.diagnostics.is_ok(), "{:?}", loaded.diagnostics);
         let views = distinct_views(&loaded.resources);
         let names: Vec<Vec<&str>> = views
@@ -426,7 +426,7 @@ mod tests {
     fn listeners_for_grpc_clients_are_not_shown_to_envoy() {
         let dir =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config-examples/grpc-proxyless");
-        let loaded = crate::loader::load_dir(&dir).expect("the example loads");
+        let loaded = crate::config::loader::load_dir(&dir).expect("the example loads");
         assert!(loaded.diagnostics.is_ok(), "{:?}", loaded.diagnostics);
         let with_api_listener = loaded
             .resources

@@ -6,7 +6,7 @@
 //! moved. Each node has a watch channel of its streams' readiness; a
 //! waiting stream is woken when it changes, instead of polling.
 
-use crate::schema::ResourceType;
+use crate::config::schema::ResourceType;
 use crate::xds::Resources;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -207,8 +207,8 @@ mod tests {
             "\"@type\": {eds}\ncluster_name: a\n---\n\"@type\": {eds}\ncluster_name: b\n",
             eds = ClusterLoadAssignment.type_url()
         );
-        let loaded = crate::loader::load_str("t.yaml", &text);
-        let snapshot = crate::snapshot::Snapshot::build(&loaded.resources);
+        let loaded = crate::config::loader::load_str("t.yaml", &text);
+        let snapshot = crate::xds::snapshot::Snapshot::build(&loaded.resources);
         let held = |names: &[&str]| -> Resources {
             let entries = snapshot
                 .entries()

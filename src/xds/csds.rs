@@ -8,8 +8,8 @@
 //! matchers say. Resource contents are shown with their secrets redacted.
 
 use super::{ClientStatus, Ledger, Sync};
-use crate::selector::NodeIdentity;
-use crate::tls::NodeAuthorization;
+use crate::config::selector::NodeIdentity;
+use crate::daemon::tls::NodeAuthorization;
 use envoy_types::pb::envoy::admin::v3::{ClientResourceStatus, UpdateFailureState};
 use envoy_types::pb::envoy::service::status::v3::client_config::GenericXdsConfig;
 use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::{
@@ -160,23 +160,25 @@ fn answer(
 /// Resource contents as CSDS shows them: secrets redacted. Each distinct
 /// resource (by version, a content hash) is redacted once per answer.
 struct Contents {
-    _pool: crate::schema::PoolLease,
+    _pool: crate::config::schema::PoolLease,
     redacted: HashMap<String, Option<Vec<u8>>>,
 }
 
 impl Contents {
     fn new() -> Contents {
         Contents {
-            _pool: crate::schema::PoolLease::take(),
+            _pool: crate::config::schema::PoolLease::take(),
             redacted: HashMap::new(),
         }
     }
 
-    fn any(&mut self, entry: &crate::snapshot::Entry) -> Any {
+    fn any(&mut self, entry: &crate::xds::snapshot::Entry) -> Any {
         let redacted = self
             .redacted
             .entry(entry.version.clone())
-            .or_insert_with(|| crate::redact::encoded(&entry.any.type_url, &entry.any.value));
+            .or_insert_with(|| {
+                crate::config::redact::encoded(&entry.any.type_url, &entry.any.value)
+            });
         Any {
             type_url: entry.any.type_url.clone(),
             value: redacted.clone().unwrap_or_else(|| entry.any.value.to_vec()),

@@ -4,8 +4,8 @@
 use super::Resources;
 use super::messages::{DeltaDiscoveryResponse, Resource};
 use super::stream::{Changes, Force, Incoming, Outgoing, Subscription, TypeState, Wire, join};
-use crate::schema::ResourceType;
-use crate::snapshot::{Transition, TypeDiff};
+use crate::config::schema::ResourceType;
+use crate::xds::snapshot::{Transition, TypeDiff};
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use std::collections::{BTreeMap, BTreeSet};
 

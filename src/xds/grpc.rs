@@ -7,7 +7,7 @@
 use super::messages;
 use super::stream::Wire;
 use super::{Ads, delta::Delta, sotw::Sotw};
-use crate::schema::ResourceType;
+use crate::config::schema::ResourceType;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use std::convert::Infallible;
 use std::marker::PhantomData;
@@ -177,7 +177,7 @@ pub(super) fn peer<T>(request: &Request<T>) -> super::Peer {
         .and_then(|chain| {
             chain
                 .first()
-                .map(|leaf| crate::tls::certificate_identities(leaf))
+                .map(|leaf| crate::daemon::tls::certificate_identities(leaf))
         })
         .unwrap_or_default();
     super::Peer {

@@ -2,9 +2,9 @@
 //! type, and the counters derived from it. Streams write it; the admin API,
 //! CSDS and metrics read copies of it.
 
-use crate::schema::ResourceType;
-use crate::selector::NodeIdentity;
-use crate::snapshot::Entry;
+use crate::config::schema::ResourceType;
+use crate::config::selector::NodeIdentity;
+use crate::xds::snapshot::Entry;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

@@ -8,6 +8,7 @@ mod delta;
 mod grpc;
 mod ledger;
 pub mod messages;
+pub mod snapshot;
 mod sotw;
 mod stream;
 
@@ -16,10 +17,10 @@ pub use ledger::{
     Sync, TypeStatus,
 };
 
-use crate::schema::ResourceType;
-use crate::selector::NodeIdentity;
-use crate::snapshot::Snapshot;
-use crate::tls::NodeAuthorization;
+use crate::config::schema::ResourceType;
+use crate::config::selector::NodeIdentity;
+use crate::daemon::tls::NodeAuthorization;
+use crate::xds::snapshot::Snapshot;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -51,7 +52,7 @@ impl Caller {
 
 /// What one server accepts from its clients.
 #[derive(Clone, Copy, Debug)]
-pub struct Limits {
+pub struct ClientLimits {
     /// Streams open at once (every ADS stream, and each per-type stream, is
     /// one); more are refused with RESOURCE_EXHAUSTED.
     pub max_streams: usize,
@@ -59,9 +60,9 @@ pub struct Limits {
     pub max_request_bytes: usize,
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
+impl Default for ClientLimits {
+    fn default() -> ClientLimits {
+        ClientLimits {
             // The CLI's defaults (`--max-clients`, `--max-request-mb`).
             max_streams: 50_000,
             max_request_bytes: 4 * 1024 * 1024,
@@ -76,7 +77,7 @@ pub struct Ads {
     ledger: Arc<Ledger>,
     next_id: Arc<AtomicU64>,
     authorization: Option<Arc<NodeAuthorization>>,
-    limits: Limits,
+    limits: ClientLimits,
     open_streams: Arc<AtomicUsize>,
     /// Per node, what its per-type streams have in place (see `coordinator`).
     coordinators: Arc<coordinator::Coordinators>,
@@ -99,20 +100,20 @@ impl Ads {
             ledger,
             next_id: Arc::new(AtomicU64::new(1)),
             authorization: None,
-            limits: Limits::default(),
+            limits: ClientLimits::default(),
             open_streams: Arc::new(AtomicUsize::new(0)),
             coordinators: Arc::default(),
         }
     }
 
     /// Holds clients to `limits`.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
+    pub fn with_limits(mut self, limits: ClientLimits) -> Self {
         self.limits = limits;
         self
     }
 
     /// The limits clients are held to.
-    pub fn limits(&self) -> Limits {
+    pub fn limits(&self) -> ClientLimits {
         self.limits
     }
 
@@ -193,7 +194,7 @@ impl Ads {
             .collect();
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
         Ok(messages::DiscoveryResponse {
-            version_info: crate::snapshot::content_hash(&refs),
+            version_info: crate::xds::snapshot::content_hash(&refs),
             resources: chosen.iter().map(|e| e.any.clone()).collect(),
             type_url: rtype.type_url(),
             nonce: String::new(),

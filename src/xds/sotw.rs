@@ -4,8 +4,8 @@
 use super::Resources;
 use super::messages::DiscoveryResponse;
 use super::stream::{Changes, Force, Incoming, Outgoing, Subscription, TypeState, Wire};
-use crate::schema::ResourceType;
-use crate::snapshot::Transition;
+use crate::config::schema::ResourceType;
+use crate::xds::snapshot::Transition;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use std::collections::BTreeMap;
 

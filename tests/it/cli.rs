@@ -946,7 +946,7 @@ fn bootstrap_envoy_is_accepted_by_envoy() {
         "edge",
     ])
     .expect_code(0);
-    let doc = xdsd::yaml::parse_documents(&out.stdout, Default::default())
+    let doc = xdsd::config::yaml::parse_documents(&out.stdout, Default::default())
         .expect("YAML")
         .remove(0)
         .to_json();

@@ -73,7 +73,7 @@ fn checked_in_descriptors_are_those_of_the_envoy_under_test() {
 /// Fields Envoy 1.40 has that the older `envoy-types` set lacked are known.
 #[test]
 fn fields_new_in_envoy_1_40_are_known() {
-    let pool = xdsd::schema::pool();
+    let pool = xdsd::config::schema::pool();
     for (message, field) in [
         ("envoy.config.core.v3.HealthCheck", "name"),
         (
@@ -101,7 +101,7 @@ fn every_type_envoy_registers_is_known_to_the_schema() {
         .as_array()
         .expect("extensions listed");
     assert!(extensions.len() > 300, "{} extensions", extensions.len());
-    let pool = xdsd::schema::pool();
+    let pool = xdsd::config::schema::pool();
     let packages: std::collections::BTreeSet<String> = pool
         .all_messages()
         .map(|m| m.package_name().to_string())

@@ -5,11 +5,11 @@ use crate::common;
 
 use crate::common::{envoy_validate, root, subdirs};
 use std::path::Path;
-use xdsd::diag::Severity;
-use xdsd::resource::{self, Resource};
-use xdsd::schema::ResourceType;
-use xdsd::selector::NodeIdentity;
-use xdsd::validate::check_dir;
+use xdsd::check::validate::check_dir;
+use xdsd::config::diag::Severity;
+use xdsd::config::resource::{self, Resource};
+use xdsd::config::schema::ResourceType;
+use xdsd::config::selector::NodeIdentity;
 
 fn errors_of(dir: &Path) -> Vec<String> {
     let checked = check_dir(dir).expect("dir loads");
@@ -25,9 +25,9 @@ fn errors_of(dir: &Path) -> Vec<String> {
 fn static_bootstrap(view: &[&Resource]) -> serde_json::Value {
     let typed: Vec<_> = view
         .iter()
-        .map(|r| (r.rtype, xdsd::render::to_json(r)))
+        .map(|r| (r.rtype, xdsd::config::render::to_json(r)))
         .collect();
-    xdsd::render::envoy_static(&typed)
+    xdsd::config::render::envoy_static(&typed)
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn raw_resources_of(files: &[std::path::PathBuf]) -> Vec<(ResourceType, serde_js
     let mut out = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(file).expect("read");
-        let Ok(docs) = xdsd::yaml::parse_documents(&text, Default::default()) else {
+        let Ok(docs) = xdsd::config::yaml::parse_documents(&text, Default::default()) else {
             continue;
         };
         for doc in docs {
@@ -271,8 +271,8 @@ fn envoy_expectation(text: &str) -> (Option<String>, bool) {
 }
 
 fn envoy_on_file(file: &Path) -> (bool, String) {
-    envoy_validate(&xdsd::render::envoy_static(&raw_resources_of(&[
-        file.to_path_buf()
+    envoy_validate(&xdsd::config::render::envoy_static(&raw_resources_of(&[
+        file.to_path_buf(),
     ])))
 }
 

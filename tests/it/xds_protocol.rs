@@ -12,9 +12,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use xdsd::schema::ResourceType;
-use xdsd::snapshot::Snapshot;
-use xdsd::xds::{Ads, Ledger, Limits};
+use xdsd::config::schema::ResourceType;
+use xdsd::xds::snapshot::Snapshot;
+use xdsd::xds::{Ads, ClientLimits, Ledger};
 
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
@@ -31,7 +31,7 @@ fn clusters(names: &[&str]) -> String {
 }
 
 fn snapshot(text: &str) -> Arc<Snapshot> {
-    let loaded = xdsd::loader::load_str("t.yaml", text);
+    let loaded = xdsd::config::loader::load_str("t.yaml", text);
     assert!(
         loaded.diagnostics.is_ok(),
         "{:?}",
@@ -48,10 +48,10 @@ struct Server {
 }
 
 async fn start(text: &str) -> Server {
-    start_with(text, Limits::default()).await
+    start_with(text, ClientLimits::default()).await
 }
 
-async fn start_with(text: &str, limits: Limits) -> Server {
+async fn start_with(text: &str, limits: ClientLimits) -> Server {
     let (snapshots, rx) = watch::channel(snapshot(text));
     let ledger = Arc::new(Ledger::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -678,7 +678,7 @@ async fn odd_requests_leave_the_stream_working() {
 /// size limit ends its own stream only.
 #[tokio::test]
 async fn stream_and_request_limits_hold() {
-    let limits = Limits {
+    let limits = ClientLimits {
         max_streams: 2,
         max_request_bytes: 64 * 1024,
     };
@@ -819,7 +819,7 @@ async fn a_route_waits_for_pending_endpoints_across_changes() {
 async fn a_reconnecting_client_keeps_old_clusters_until_its_routes_moved() {
     let previous = snapshot(&routed(&["a"], "a"));
     let mut current =
-        Snapshot::build(&xdsd::loader::load_str("t.yaml", &routed(&["b"], "b")).resources);
+        Snapshot::build(&xdsd::config::loader::load_str("t.yaml", &routed(&["b"], "b")).resources);
     current.follow(&previous);
     let mut server = start(&routed(&["a"], "a")).await;
     server.snapshots.send_replace(Arc::new(current));

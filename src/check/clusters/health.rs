@@ -2,8 +2,8 @@
 
 use super::{Cluster, enum_number, messages, sub, with, wrapped_u64};
 use crate::check::{Finding, Rule};
-use crate::reflect::field;
-use crate::resource::PathStep;
+use crate::config::reflect::field;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 /// A gRPC health check without HTTP/2.

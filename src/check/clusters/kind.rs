@@ -6,8 +6,8 @@ use super::{
     with,
 };
 use crate::check::{Finding, Rule};
-use crate::reflect::{field, list};
-use crate::resource::PathStep;
+use crate::config::reflect::{field, list};
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 /// A DNS cluster endpoint names a custom address resolver.

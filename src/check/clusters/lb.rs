@@ -10,8 +10,8 @@ use super::{
     Cluster, STRICT_DNS, any_type, enum_number, field, messages, sub, unpacked, with, wrapped_u64,
 };
 use crate::check::{Finding, Rule};
-use crate::reflect::list;
-use crate::resource::PathStep;
+use crate::config::reflect::list;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 /// CLUSTER_PROVIDED on a cluster without its own load balancer.

@@ -13,9 +13,9 @@ mod lb;
 mod protocol;
 
 use super::{Finding, Place, Rule};
-use crate::diag::Diagnostics;
-use crate::reflect::{field, list, unpack_any};
-use crate::resource::{PathStep, Resource};
+use crate::config::diag::Diagnostics;
+use crate::config::reflect::{field, list, unpack_any};
+use crate::config::resource::{PathStep, Resource};
 use prost_reflect::{DynamicMessage, FieldDescriptor, ReflectMessage, Value};
 use std::borrow::Cow;
 

@@ -3,7 +3,7 @@
 
 use super::{Cluster, HPO_KEY, any_type, enum_number, field, messages, sub, type_name, with};
 use crate::check::{Finding, Rule};
-use crate::resource::PathStep;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, MapKey, Value};
 
 /// A protocol options key that names no extension taking options.

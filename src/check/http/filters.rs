@@ -3,7 +3,7 @@
 
 use super::{enum_number, field, flag, items, join, millis, msg, step, text};
 use crate::check::{Finding, Place, Rule};
-use crate::resource::PathStep;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 pub static HEADER_TO_METADATA: Rule = Rule {

@@ -4,7 +4,7 @@
 
 use super::{field, items, join, msg, text};
 use crate::check::{Finding, Place, Rule};
-use crate::resource::PathStep;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, Value};
 use regex::Regex;
 use std::sync::LazyLock;

@@ -2,7 +2,7 @@
 
 use super::{field, items, join, step, text};
 use crate::check::{Finding, Rule};
-use crate::resource::PathStep;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, MapKey, Value};
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 
 use super::{field, join, step, text};
 use crate::check::{Finding, Rule};
-use crate::resource::PathStep;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, Value};
 
 pub static LOAD_ERROR: Rule = Rule {

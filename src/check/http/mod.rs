@@ -22,10 +22,10 @@ mod tcp_proxy;
 mod tracers;
 
 use super::{Finding, Place, Rule};
-use crate::diag::Diagnostics;
-use crate::reflect::field;
-use crate::resource::field_step as step;
-use crate::resource::{PathStep, Resource};
+use crate::config::diag::Diagnostics;
+use crate::config::reflect::field;
+use crate::config::resource::field_step as step;
+use crate::config::resource::{PathStep, Resource};
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 /// The rules this module reports.
@@ -120,7 +120,7 @@ fn enum_number(m: &DynamicMessage, name: &str) -> i32 {
 
 /// A repeated field's items (empty when unset).
 fn items<'m>(m: &'m DynamicMessage, name: &str) -> &'m [Value] {
-    crate::reflect::list(m, name).map_or(&[], |(_, l)| l)
+    crate::config::reflect::list(m, name).map_or(&[], |(_, l)| l)
 }
 
 /// The value inside a wrapper message field (`google.protobuf.UInt32Value`, ...).

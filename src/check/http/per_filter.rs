@@ -4,7 +4,7 @@
 
 use super::{field, flag, is_empty, join, msg, step, text};
 use crate::check::{Finding, Rule};
-use crate::resource::PathStep;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, Value};
 
 pub static UNSUPPORTED: Rule = Rule {
@@ -170,7 +170,7 @@ fn per_filter_configs(m: &DynamicMessage, out: &mut Vec<Finding>) {
 
 fn per_filter_config(key: &str, any: &DynamicMessage, path: Vec<PathStep>, out: &mut Vec<Finding>) {
     if any_type(any) == FILTER_CONFIG {
-        let Some(wrapper) = crate::reflect::unpack_any(any) else {
+        let Some(wrapper) = crate::config::reflect::unpack_any(any) else {
             return;
         };
         if flag(&wrapper, "disabled") {
@@ -219,7 +219,7 @@ fn filter_type(key: &str, any: &DynamicMessage, path: Vec<PathStep>, out: &mut V
     }
     // An empty main message is replaced by the default per-route one.
     if let Some((_, route_type)) = PER_ROUTE_TYPES.iter().find(|(main, _)| *main == short)
-        && crate::reflect::unpack_any(any).is_some_and(|m| !is_empty(&m))
+        && crate::config::reflect::unpack_any(any).is_some_and(|m| !is_empty(&m))
     {
         out.push(Finding::missing_in(
             &WRONG_TYPE,

@@ -2,7 +2,7 @@
 
 use super::{field, items, join, millis, show_ms, step, text};
 use crate::check::{Finding, Place, Rule};
-use crate::resource::PathStep;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, Value};
 
 pub static FILL_INTERVAL: Rule = Rule {

@@ -3,7 +3,7 @@
 
 use super::{field, items, join, msg, step};
 use crate::check::{Finding, Rule};
-use crate::resource::PathStep;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, Value};
 
 pub static INVALID_CIDR: Rule = Rule {

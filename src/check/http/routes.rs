@@ -3,7 +3,7 @@
 
 use super::{enum_number, field, items, join, millis, msg, show_ms, step, text, wrapped};
 use crate::check::{Finding, Place, Rule};
-use crate::resource::PathStep;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, Value};
 
 pub static HEADER_APPEND_CONFLICT: Rule = Rule {

@@ -2,7 +2,7 @@
 
 use super::{field, flag, join, millis, show_ms, step, text};
 use crate::check::{Finding, Rule};
-use crate::resource::PathStep;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, Value};
 
 pub static BACKOFF: Rule = Rule {

@@ -3,8 +3,8 @@
 //! `filter_chain_matcher`, by chain name.
 
 use super::{Finding, Rule};
-use crate::reflect::{field, list, string_field};
-use crate::resource::PathStep;
+use crate::config::reflect::{field, list, string_field};
+use crate::config::resource::PathStep;
 use prost_reflect::DynamicMessage;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -183,7 +183,7 @@ fn identical_matches<'a>(
     let mut distinct = Vec::new();
     for &(i, chain) in chains {
         let key = match_of(chain)
-            .map(|(_, m)| crate::validate::canonical_json(m))
+            .map(|(_, m)| crate::check::validate::canonical_json(m))
             .unwrap_or_else(|| "{}".to_string());
         if let Some(&(first, earlier)) = seen.get(&key) {
             let path = match string_field(chain, "name") {
@@ -221,7 +221,8 @@ fn chain_keys(
     out: &mut Vec<Finding>,
 ) -> Option<Vec<Level>> {
     let empty = DynamicMessage::new(
-        crate::schema::pool().get_message_by_name("envoy.config.listener.v3.FilterChainMatch")?,
+        crate::config::schema::pool()
+            .get_message_by_name("envoy.config.listener.v3.FilterChainMatch")?,
     );
     let (mf, fcm) = match match_of(chain) {
         Some((f, m)) => (Some(f), m),

@@ -2,9 +2,9 @@
 //! Envoy's http_connection_manager/config.cc).
 
 use super::{Finding, Place, Rule, enclosing_listener, has_quic_options};
-use crate::reflect::{field, list};
-use crate::resource::PathStep;
-use crate::resource::field_step as step;
+use crate::config::reflect::{field, list};
+use crate::config::resource::PathStep;
+use crate::config::resource::field_step as step;
 use prost_reflect::{DynamicMessage, Kind, ReflectMessage, Value};
 use std::collections::HashSet;
 

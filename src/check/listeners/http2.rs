@@ -4,8 +4,8 @@
 //! compares max_header_field_size_kb with its own header limit.
 
 use super::{Finding, Place, Rule, containers};
-use crate::reflect::{field, list};
-use crate::resource::PathStep;
+use crate::config::reflect::{field, list};
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 use std::collections::HashMap;
 

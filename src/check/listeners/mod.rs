@@ -13,9 +13,9 @@ pub mod http2;
 pub mod sockets;
 
 use super::{Finding, Place, Rule};
-use crate::diag::Diagnostics;
-use crate::reflect::field;
-use crate::resource::{PathStep, Resource};
+use crate::config::diag::Diagnostics;
+use crate::config::reflect::field;
+use crate::config::resource::{PathStep, Resource};
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 
 /// The rules this module reports.
@@ -100,7 +100,7 @@ pub fn is_connectionless_udp(listener: &DynamicMessage) -> bool {
 
 /// The listener's name, for messages.
 fn name_of(listener: &DynamicMessage) -> String {
-    crate::reflect::string_field(listener, "name")
+    crate::config::reflect::string_field(listener, "name")
         .map(|(_, n)| n)
         .unwrap_or_default()
 }
@@ -129,7 +129,7 @@ fn descend(
     want: usize,
     out: &mut Vec<DynamicMessage>,
 ) -> bool {
-    let unpacked = crate::reflect::unpack_any(m);
+    let unpacked = crate::config::reflect::unpack_any(m);
     let m = unpacked.as_deref().unwrap_or(m);
     let Some((PathStep::Field(f), rest)) = path.split_first() else {
         return path.is_empty();
@@ -177,8 +177,8 @@ fn enclosing_listener<'a>(place: &'a Place<'_>) -> Option<&'a DynamicMessage> {
 
 #[cfg(test)]
 mod tests {
-    use crate::loader::load_str;
-    use crate::validate::{Settings, validate};
+    use crate::check::validate::{Settings, validate};
+    use crate::config::loader::load_str;
 
     /// Every error in `text` as `(rule id, line)`.
     fn errors(text: &str) -> Vec<(String, u32)> {
@@ -188,7 +188,7 @@ mod tests {
         diags
             .sorted()
             .iter()
-            .filter(|d| d.severity == crate::diag::Severity::Error)
+            .filter(|d| d.severity == crate::config::diag::Severity::Error)
             .map(|d| (d.rule.to_string(), d.location.mark.map_or(0, |m| m.line)))
             .collect()
     }

@@ -2,9 +2,9 @@
 //! need or refuse.
 
 use super::{Finding, Rule, any_type, is_connectionless_udp, is_datagram, is_udp, name_of};
-use crate::reflect::{field, list};
-use crate::resource::PathStep;
-use crate::resource::field_step as step;
+use crate::config::reflect::{field, list};
+use crate::config::resource::PathStep;
+use crate::config::resource::field_step as step;
 use prost_reflect::{DynamicMessage, Value};
 use std::net::IpAddr;
 
@@ -218,7 +218,9 @@ fn quic_transport(chain: &DynamicMessage, path: &[PathStep], out: &mut Vec<Findi
     // Only a known message type decides; wrappers such as TypedStruct are left alone.
     if kind == QUIC_TRANSPORT
         || kind.ends_with("TypedStruct")
-        || crate::schema::pool().get_message_by_name(&kind).is_none()
+        || crate::config::schema::pool()
+            .get_message_by_name(&kind)
+            .is_none()
     {
         return true;
     }

@@ -5,7 +5,7 @@
 use super::pem::{self, ChainError, PrivateKey};
 use super::{Data, data, has};
 use crate::check::{Finding, Rule};
-use crate::resource::PathStep;
+use crate::config::resource::PathStep;
 use prost_reflect::DynamicMessage;
 
 /// A certificate chain BoringSSL cannot load.

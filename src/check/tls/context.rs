@@ -7,7 +7,7 @@ use super::{
     items, join, under, validation,
 };
 use crate::check::{Finding, Rule};
-use crate::resource::PathStep;
+use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, Value};
 
 /// A TLS context of the other direction.
@@ -361,7 +361,7 @@ fn names(
     base: &[PathStep],
     out: &mut Vec<Finding>,
 ) {
-    let Some((f, entries)) = crate::reflect::list(params, name) else {
+    let Some((f, entries)) = crate::config::reflect::list(params, name) else {
         return;
     };
     let entries: Vec<&str> = entries.iter().filter_map(Value::as_str).collect();
@@ -431,7 +431,7 @@ fn known_signature_algorithm(name: &str) -> bool {
 
 /// ALPN names are length-prefixed with one byte on the wire.
 fn alpn(ctc: &DynamicMessage, base: &[PathStep], out: &mut Vec<Finding>) {
-    let Some((f, entries)) = crate::reflect::list(ctc, "alpn_protocols") else {
+    let Some((f, entries)) = crate::config::reflect::list(ctc, "alpn_protocols") else {
         return;
     };
     let entries: Vec<&str> = entries.iter().filter_map(Value::as_str).collect();

@@ -19,9 +19,9 @@ mod strict;
 mod validation;
 
 use super::{Finding, Place, Rule};
-use crate::diag::Diagnostics;
-use crate::reflect::field;
-use crate::resource::{PathStep, Resource};
+use crate::config::diag::Diagnostics;
+use crate::config::reflect::field;
+use crate::config::resource::{PathStep, Resource};
 use prost_reflect::{DynamicMessage, FieldDescriptor, ReflectMessage, Value};
 
 /// The rules this module reports.
@@ -156,7 +156,7 @@ fn child<'m>(m: &'m DynamicMessage, name: &str) -> Option<(PathStep, &'m Dynamic
 
 /// The message items of a repeated field of `m`, with the field's step.
 fn items<'m>(m: &'m DynamicMessage, name: &str) -> Option<(PathStep, Vec<&'m DynamicMessage>)> {
-    let (f, values) = crate::reflect::list(m, name)?;
+    let (f, values) = crate::config::reflect::list(m, name)?;
     Some((
         PathStep::Field(f),
         values.iter().filter_map(Value::as_message).collect(),

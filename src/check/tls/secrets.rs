@@ -7,10 +7,10 @@ use super::{
     DOWNSTREAM, UPSTREAM, certificate, child, has, in_quic, is_true, items, join, validation,
 };
 use crate::check::{Finding, Rule};
-use crate::diag::Diagnostics;
-use crate::reflect::{field, string_field, unpack_any};
-use crate::resource::{PathStep, Resource};
-use crate::schema::ResourceType;
+use crate::config::diag::Diagnostics;
+use crate::config::reflect::{field, string_field, unpack_any};
+use crate::config::resource::{PathStep, Resource};
+use crate::config::schema::ResourceType;
 use prost::Message;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 use std::collections::{HashMap, HashSet};

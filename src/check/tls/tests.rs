@@ -2,8 +2,8 @@
 //! TLS context uses it, SDS kinds, merged validation contexts, and the
 //! PEM reader's tolerance.
 
-use crate::loader::load_str;
-use crate::validate::{Settings, validate};
+use crate::check::validate::{Settings, validate};
+use crate::config::loader::load_str;
 use rcgen::{CertificateParams, KeyPair};
 
 /// Every error of `rule` in `text`, as `line: message`.
@@ -14,7 +14,7 @@ fn errors(text: &str, rule: &str) -> Vec<String> {
     let all: Vec<String> = diags
         .sorted()
         .iter()
-        .filter(|d| d.severity == crate::diag::Severity::Error)
+        .filter(|d| d.severity == crate::config::diag::Severity::Error)
         .map(|d| d.to_string())
         .collect();
     all.into_iter()

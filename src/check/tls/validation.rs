@@ -4,8 +4,8 @@
 use super::pem::{self, CaError};
 use super::{Data, data, has, is_true};
 use crate::check::{Finding, Rule};
-use crate::reflect::{field, list};
-use crate::resource::PathStep;
+use crate::config::reflect::{field, list};
+use crate::config::resource::PathStep;
 use base64::Engine;
 use prost_reflect::DynamicMessage;
 

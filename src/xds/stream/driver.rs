@@ -4,9 +4,9 @@
 //! returns, in order.
 
 use super::{Effect, Engine, Peers, Record, Wire};
-use crate::schema::ResourceType;
-use crate::snapshot::Snapshot;
+use crate::config::schema::ResourceType;
 use crate::xds::coordinator::{Coordinators, Membership};
+use crate::xds::snapshot::Snapshot;
 use crate::xds::{Caller, Ledger, Peer};
 use std::ops::ControlFlow;
 use std::sync::Arc;

@@ -4,8 +4,8 @@
 //! delta client holds stays consistent with what it sent.
 
 use super::{Effect, Engine, Incoming, Peers, Subscription, Wire};
-use crate::schema::ResourceType;
-use crate::snapshot::Snapshot;
+use crate::config::schema::ResourceType;
+use crate::xds::snapshot::Snapshot;
 use crate::xds::{Caller, Peer};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use proptest::prelude::*;
@@ -34,7 +34,7 @@ fn snapshots() -> &'static Vec<Arc<Snapshot>> {
                         )
                     })
                     .collect();
-                let loaded = crate::loader::load_str("fuzz.yaml", &docs.join("---\n"));
+                let loaded = crate::config::loader::load_str("fuzz.yaml", &docs.join("---\n"));
                 assert!(loaded.diagnostics.is_ok(), "{:?}", loaded.diagnostics.sorted());
                 Arc::new(Snapshot::build(&loaded.resources))
             })

@@ -6,9 +6,9 @@
 
 use super::transition::{STAGE_TIMEOUT, WARMING};
 use super::{TypeState, Wire};
-use crate::schema::ResourceType;
-use crate::snapshot::{Entry, Snapshot, View};
+use crate::config::schema::ResourceType;
 use crate::xds::Resources;
+use crate::xds::snapshot::{Entry, Snapshot, View};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -31,7 +31,7 @@ impl Holdover {
     /// set's view, if `snapshot` knows one.
     pub fn begin(
         snapshot: &Snapshot,
-        node: &crate::selector::NodeIdentity,
+        node: &crate::config::selector::NodeIdentity,
         now: Instant,
     ) -> Option<Holdover> {
         let previous = snapshot.predecessor()?;

@@ -37,8 +37,8 @@ pub use subscriptions::TypeState;
 pub(crate) use subscriptions::join;
 
 use super::Resources;
-use crate::schema::ResourceType;
-use crate::snapshot::{Entry, Transition};
+use crate::config::schema::ResourceType;
+use crate::xds::snapshot::{Entry, Transition};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

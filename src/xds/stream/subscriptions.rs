@@ -2,9 +2,9 @@
 //! and how a subscription chooses from a desired set.
 
 use super::Subscription;
-use crate::schema::ResourceType;
-use crate::snapshot::{Entry, Transition, set_version};
+use crate::config::schema::ResourceType;
 use crate::xds::Resources;
+use crate::xds::snapshot::{Entry, Transition, set_version};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 

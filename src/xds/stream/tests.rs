@@ -2,10 +2,10 @@
 //! no runtime, no sleeping.
 
 use super::{Effect, Engine, Incoming, Peers, Record, Subscription, Wire};
-use crate::schema::ResourceType;
-use crate::snapshot::Snapshot;
+use crate::config::schema::ResourceType;
 use crate::xds::delta::Delta;
 use crate::xds::messages::DiscoveryResponse;
+use crate::xds::snapshot::Snapshot;
 use crate::xds::sotw::Sotw;
 use crate::xds::{Caller, Peer};
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -38,7 +38,7 @@ fn routed(names: &[&str], target: &str) -> String {
 }
 
 fn build(text: &str) -> Snapshot {
-    let loaded = crate::loader::load_str("t.yaml", text);
+    let loaded = crate::config::loader::load_str("t.yaml", text);
     assert!(
         loaded.diagnostics.is_ok(),
         "{:?}",
@@ -391,7 +391,8 @@ fn a_new_delta_client_is_answered_even_when_it_gets_nothing() {
 
 #[test]
 fn a_refused_node_ends_the_stream_with_the_reason() {
-    let authorization = crate::tls::NodeAuthorization::new("spiffe://{node_id}").expect("template");
+    let authorization =
+        crate::daemon::tls::NodeAuthorization::new("spiffe://{node_id}").expect("template");
     let caller = Caller {
         peer: Peer::default(),
         authorization: Some(Arc::new(authorization)),

@@ -6,8 +6,8 @@
 //! Per-type streams keep the same order across a node's streams with the
 //! same two lists ([`Stage::waits_for`]).
 
-use crate::schema::ResourceType;
-use crate::snapshot::Transition;
+use crate::config::schema::ResourceType;
+use crate::xds::snapshot::Transition;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;

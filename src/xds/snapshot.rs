@@ -1,0 +1,699 @@
+//! Snapshots: an immutable, fully validated set of resources, each encoded
+//! once, with content-derived versions, and per-node views computed once per
+//! distinct set of visible resources and shared by every client that has it.
+
+use crate::check::validate::canonical_json;
+use crate::config::resource::Resource;
+use crate::config::schema::ResourceType;
+use crate::config::selector::{NodeIdentity, NodeSelector};
+use crate::xds::messages::SharedAny;
+use prost::Message;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One resource, encoded for the wire.
+#[derive(Debug)]
+pub struct Entry {
+    /// Its type.
+    pub rtype: ResourceType,
+    /// Its name.
+    pub name: String,
+    /// Content hash: the same content has the same version on every run and replica.
+    pub version: String,
+    /// Who sees it.
+    pub selector: NodeSelector,
+    /// The encoded resource, built once per snapshot and shared by every response.
+    pub any: SharedAny,
+    /// For an EDS Cluster: the ClusterLoadAssignment it waits for while it warms.
+    pub warms_with: Option<String>,
+}
+
+/// How many resources of one type a new set adds, removes and changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// New names.
+    pub added: usize,
+    /// Names gone.
+    pub removed: usize,
+    /// Same name, other content.
+    pub changed: usize,
+}
+
+impl Changes {
+    /// Nothing added, removed or changed.
+    pub fn is_empty(&self) -> bool {
+        self.added + self.removed + self.changed == 0
+    }
+}
+
+impl Entry {
+    /// Encodes one validated resource.
+    pub fn encode(r: &Resource) -> Entry {
+        // Encoded bytes of maps vary in order, so the hash is over a canonical form.
+        let version = content_hash(&[r.rtype.kind_name(), &r.name, &canonical_json(&r.message)]);
+        Entry {
+            rtype: r.rtype,
+            name: r.name.clone(),
+            version,
+            selector: r.selector.clone(),
+            any: SharedAny {
+                type_url: r.rtype.type_url(),
+                value: r.message.encode_to_vec().into(),
+            },
+            warms_with: eds_name(r),
+        }
+    }
+
+    /// The resource decoded again from its wire bytes (for the admin API's views).
+    pub fn decode(&self) -> Option<prost_reflect::DynamicMessage> {
+        let descriptor =
+            crate::config::schema::pool().get_message_by_name(self.rtype.message_name())?;
+        prost_reflect::DynamicMessage::decode(descriptor, self.any.value.clone()).ok()
+    }
+}
+
+/// Resources by name, shared: a view's map is handed to every client that
+/// gets all of it, without copying.
+pub type Resources = Arc<BTreeMap<String, Arc<Entry>>>;
+
+/// The resources of one type that one node sees, by name.
+#[derive(Debug, Default, Clone)]
+pub struct TypeView {
+    /// By name.
+    pub resources: Resources,
+    /// The version of all of them together ([`set_version`]), computed once per view.
+    pub version: String,
+}
+
+/// Everything one node sees.
+#[derive(Debug, Default)]
+pub struct View {
+    /// Per type; absent types have no resources.
+    pub types: BTreeMap<ResourceType, TypeView>,
+}
+
+impl View {
+    /// The resources of `rtype` (empty when there are none).
+    pub fn of(&self, rtype: ResourceType) -> Option<&TypeView> {
+        self.types.get(&rtype)
+    }
+}
+
+/// An immutable set of resources as served.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Content hash of the whole set.
+    pub version: String,
+    /// When it was built: where push latency (change → client ACK) is measured from.
+    pub created: Instant,
+    entries: Vec<Arc<Entry>>,
+    views: Mutex<HashMap<Vec<usize>, Arc<View>>>,
+    /// Per type and set version, the maps this snapshot's views hold.
+    maps: Mutex<HashMap<(ResourceType, String), Resources>>,
+    /// The previous snapshot's maps: a view whose type content did not
+    /// change gets the very same map, so streams see "unchanged" by
+    /// pointer instead of comparing every resource.
+    inherited: HashMap<(ResourceType, String), Resources>,
+    /// No resource has a node selector: every node sees everything.
+    for_everyone: bool,
+    /// Moves from a previous snapshot's views to this one's, by the two views' addresses.
+    transitions: Mutex<HashMap<(usize, usize), Arc<Transition>>>,
+    /// The set served before this one: what a client that reconnects in the
+    /// middle of a change may still hold (one generation; see [`Snapshot::follow`]).
+    predecessor: Mutex<Option<Arc<Snapshot>>>,
+}
+
+/// How one type's resources differ between two maps, by name.
+#[derive(Debug, Default)]
+pub struct TypeDiff {
+    /// Only in the new map.
+    pub added: Vec<String>,
+    /// In both, with another version.
+    pub changed: Vec<String>,
+    /// Only in the old map.
+    pub removed: Vec<String>,
+}
+
+/// A move from one view to another: per type, how the new maps differ
+/// from the old, and which endpoints must be re-sent so that new or changed
+/// clusters can warm. Computed once per pair of views and shared by every
+/// stream making that move, so a stream's part of a change is proportional
+/// to what changed, not to the size of the set.
+#[derive(Debug)]
+pub struct Transition {
+    from: Arc<View>,
+    to: Arc<View>,
+    diffs: BTreeMap<ResourceType, TypeDiff>,
+    /// The ClusterLoadAssignments of clusters that are new or changed.
+    pub rewarm: Arc<BTreeSet<String>>,
+}
+
+static NO_DIFF: TypeDiff = TypeDiff {
+    added: Vec::new(),
+    changed: Vec::new(),
+    removed: Vec::new(),
+};
+
+impl Transition {
+    fn between(from: Arc<View>, to: Arc<View>) -> Transition {
+        let empty = Resources::default();
+        let map = |view: &View, rtype| {
+            view.of(rtype)
+                .map_or_else(|| Arc::clone(&empty), |t| Arc::clone(&t.resources))
+        };
+        let mut diffs = BTreeMap::new();
+        let mut rewarm = BTreeSet::new();
+        for rtype in ResourceType::ALL {
+            let (old, new) = (map(&from, rtype), map(&to, rtype));
+            if Arc::ptr_eq(&old, &new) {
+                continue;
+            }
+            let diff = TypeDiff::between(&old, &new);
+            if rtype == ResourceType::Cluster {
+                let touched = diff.added.iter().chain(&diff.changed);
+                rewarm.extend(touched.filter_map(|name| new.get(name)?.warms_with.clone()));
+            }
+            diffs.insert(rtype, diff);
+        }
+        Transition {
+            from,
+            to,
+            diffs,
+            rewarm: Arc::new(rewarm),
+        }
+    }
+
+    /// How `to_map` differs from `from_map`, when they are exactly this
+    /// move's old and new maps of `rtype` (otherwise the caller compares).
+    pub fn diff(
+        &self,
+        rtype: ResourceType,
+        from_map: &Resources,
+        to_map: &Resources,
+    ) -> Option<&TypeDiff> {
+        let is = |view: &View, map: &Resources| {
+            view.of(rtype)
+                .is_some_and(|t| Arc::ptr_eq(&t.resources, map))
+        };
+        if !(is(&self.from, from_map) && is(&self.to, to_map)) {
+            return None;
+        }
+        Some(self.diffs.get(&rtype).unwrap_or(&NO_DIFF))
+    }
+}
+
+impl TypeDiff {
+    fn between(old: &BTreeMap<String, Arc<Entry>>, new: &BTreeMap<String, Arc<Entry>>) -> TypeDiff {
+        let mut diff = TypeDiff::default();
+        let (mut old, mut new) = (old.iter().peekable(), new.iter().peekable());
+        loop {
+            match (old.peek(), new.peek()) {
+                (None, None) => return diff,
+                (Some((name, _)), None) => {
+                    diff.removed.push((*name).clone());
+                    old.next();
+                }
+                (None, Some((name, _))) => {
+                    diff.added.push((*name).clone());
+                    new.next();
+                }
+                (Some((o, oe)), Some((n, ne))) => match o.cmp(n) {
+                    std::cmp::Ordering::Less => {
+                        diff.removed.push((*o).clone());
+                        old.next();
+                    }
+                    std::cmp::Ordering::Greater => {
+                        diff.added.push((*n).clone());
+                        new.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if oe.version != ne.version {
+                            diff.changed.push((*n).clone());
+                        }
+                        old.next();
+                        new.next();
+                    }
+                },
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    /// Encodes a validated set. Callers pass only sets without errors.
+    pub fn build(resources: &[Resource]) -> Snapshot {
+        Snapshot::from_entries(crate::config::parallel::map(resources, |r| {
+            Arc::new(Entry::encode(r))
+        }))
+    }
+
+    /// A snapshot of entries encoded elsewhere (by the loader process).
+    pub fn from_entries(entries: Vec<Arc<Entry>>) -> Snapshot {
+        let mut parts: Vec<String> = entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}/{}/{}/{:?}",
+                    e.rtype.kind_name(),
+                    e.name,
+                    e.version,
+                    e.selector
+                )
+            })
+            .collect();
+        parts.sort();
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let for_everyone = entries.iter().all(|e| e.selector.is_everyone());
+        Snapshot {
+            version: content_hash(&refs),
+            created: Instant::now(),
+            entries,
+            views: Mutex::new(HashMap::new()),
+            maps: Mutex::new(HashMap::new()),
+            inherited: HashMap::new(),
+            for_everyone,
+            transitions: Mutex::new(HashMap::new()),
+            predecessor: Mutex::new(None),
+        }
+    }
+
+    /// Makes this snapshot the successor of `previous`: its views reuse
+    /// `previous`'s maps, and `previous` is remembered as what clients may
+    /// still hold (while `previous` forgets its own predecessor, so that no
+    /// chain of old sets builds up).
+    pub fn follow(&mut self, previous: &Arc<Snapshot>) {
+        self.reuse_maps_of(previous);
+        lock(&previous.predecessor).take();
+        *lock(&self.predecessor) = Some(Arc::clone(previous));
+    }
+
+    /// The set served before this one, if known.
+    pub fn predecessor(&self) -> Option<Arc<Snapshot>> {
+        lock(&self.predecessor).clone()
+    }
+
+    /// Lets this snapshot's views reuse `previous`'s per-type maps where
+    /// their content is the same (only one generation back, so nothing
+    /// accumulates).
+    pub fn reuse_maps_of(&mut self, previous: &Snapshot) {
+        self.inherited = lock(&previous.maps).clone();
+    }
+
+    /// Every resource, in load order.
+    pub fn entries(&self) -> &[Arc<Entry>] {
+        &self.entries
+    }
+
+    /// An empty snapshot (before the first valid load).
+    pub fn empty() -> Snapshot {
+        Snapshot::from_entries(Vec::new())
+    }
+
+    /// Number of resources per type.
+    pub fn counts(&self) -> BTreeMap<ResourceType, usize> {
+        let mut counts = BTreeMap::new();
+        for e in &self.entries {
+            *counts.entry(e.rtype).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// What changed from `old` to this set, per type. A resource is
+    /// identified by its type, name and who sees it.
+    pub fn changes_from(&self, old: &Snapshot) -> BTreeMap<ResourceType, Changes> {
+        let old_versions: HashMap<(ResourceType, &str, &NodeSelector), &str> = old
+            .entries
+            .iter()
+            .map(|e| ((e.rtype, e.name.as_str(), &e.selector), e.version.as_str()))
+            .collect();
+        let mut changes: BTreeMap<ResourceType, Changes> = BTreeMap::new();
+        let mut kept = 0;
+        for e in &self.entries {
+            let key = (e.rtype, e.name.as_str(), &e.selector);
+            let slot = changes.entry(e.rtype).or_default();
+            match old_versions.get(&key) {
+                None => slot.added += 1,
+                Some(v) => {
+                    kept += 1;
+                    if *v != e.version {
+                        slot.changed += 1;
+                    }
+                }
+            }
+        }
+        let new_keys: std::collections::HashSet<_> = self
+            .entries
+            .iter()
+            .map(|e| (e.rtype, e.name.as_str(), &e.selector))
+            .collect();
+        if kept < old.entries.len() {
+            for e in &old.entries {
+                if !new_keys.contains(&(e.rtype, e.name.as_str(), &e.selector)) {
+                    changes.entry(e.rtype).or_default().removed += 1;
+                }
+            }
+        }
+        changes.retain(|_, c| !c.is_empty());
+        changes
+    }
+
+    /// What `node` sees; computed once per distinct visible set.
+    pub fn view(&self, node: &NodeIdentity) -> Arc<View> {
+        let visible: Vec<usize> = if self.for_everyone {
+            // One view for all: no need to test each resource against the node.
+            Vec::new()
+        } else {
+            self.entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.selector.matches(node))
+                .map(|(i, _)| i)
+                .collect()
+        };
+        let mut views = lock(&self.views);
+        if let Some(view) = views.get(&visible) {
+            return Arc::clone(view);
+        }
+        let view = Arc::new(self.build_view(&visible));
+        views.insert(visible, Arc::clone(&view));
+        view
+    }
+
+    /// The move from `from` (a view of an earlier snapshot) to `to` (one of
+    /// this snapshot's), computed on first use.
+    pub fn transition(&self, from: &Arc<View>, to: &Arc<View>) -> Arc<Transition> {
+        let key = (Arc::as_ptr(from) as usize, Arc::as_ptr(to) as usize);
+        // The cached transition holds both views: their addresses cannot be reused meanwhile.
+        let mut transitions = lock(&self.transitions);
+        Arc::clone(
+            transitions
+                .entry(key)
+                .or_insert_with(|| Arc::new(Transition::between(Arc::clone(from), Arc::clone(to)))),
+        )
+    }
+
+    fn build_view(&self, visible: &[usize]) -> View {
+        let mut by_type: BTreeMap<ResourceType, BTreeMap<String, Arc<Entry>>> = BTreeMap::new();
+        let chosen: Box<dyn Iterator<Item = &Arc<Entry>>> = if self.for_everyone {
+            Box::new(self.entries.iter())
+        } else {
+            Box::new(visible.iter().filter_map(|&i| self.entries.get(i)))
+        };
+        for e in chosen {
+            by_type
+                .entry(e.rtype)
+                .or_default()
+                .insert(e.name.clone(), Arc::clone(e));
+        }
+        let mut maps = lock(&self.maps);
+        let types = by_type
+            .into_iter()
+            .map(|(rtype, resources)| {
+                let version = set_version(&resources);
+                let key = (rtype, version);
+                let shared = maps
+                    .get(&key)
+                    .or_else(|| self.inherited.get(&key))
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(resources));
+                maps.insert(key.clone(), Arc::clone(&shared));
+                let (_, version) = key;
+                (
+                    rtype,
+                    TypeView {
+                        resources: shared,
+                        version,
+                    },
+                )
+            })
+            .collect();
+        View { types }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The ClusterLoadAssignment an EDS cluster is served: its
+/// `eds_cluster_config.service_name`, or its name.
+fn eds_name(resource: &Resource) -> Option<String> {
+    use crate::config::reflect;
+    if resource.rtype != ResourceType::Cluster {
+        return None;
+    }
+    let (_, kind) = reflect::field(&resource.message, "type")?;
+    if kind.as_enum_number() != Some(3) {
+        return None;
+    }
+    let service = reflect::field(&resource.message, "eds_cluster_config")
+        .and_then(|(_, v)| reflect::string_field(v.as_message()?, "service_name"))
+        .map(|(_, name)| name)
+        .filter(|name| !name.is_empty());
+    Some(service.unwrap_or_else(|| resource.name.clone()))
+}
+
+/// The version of a set of resources of one type: [`content_hash`] of
+/// `name=version` for each, without building those strings.
+pub fn set_version(resources: &BTreeMap<String, Arc<Entry>>) -> String {
+    let mut hash = Fnv::new();
+    for (name, entry) in resources {
+        hash.write(name.as_bytes());
+        hash.write(b"=");
+        hash.write(entry.version.as_bytes());
+        hash.write(&[0xff]);
+    }
+    hash.hex()
+}
+
+/// 64-bit FNV-1a.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+/// The 64-bit FNV-1a hash of raw bytes, as 16 hex digits (a checksum).
+pub fn bytes_hash(bytes: &[u8]) -> String {
+    let mut hash = Fnv::new();
+    hash.write(bytes);
+    hash.hex()
+}
+
+/// A stable 64-bit FNV-1a hash of the parts, as 16 hex digits. Stable across
+/// builds and machines (unlike std's hasher), which versions need.
+pub fn content_hash(parts: &[&str]) -> String {
+    let mut hash = Fnv::new();
+    for part in parts {
+        hash.write(part.as_bytes());
+        hash.write(&[0xff]);
+    }
+    hash.hex()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::loader::load_str;
+
+    const SET: &str = "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: a\n---\nkind: Cluster\nnodes: {cluster: [edge]}\nspec: {name: b}\n";
+
+    /// Clusters a, b, c (EDS) with their assignments; `c_timeout` changes c.
+    fn eds_set(c_timeout: &str, with_b: bool) -> Snapshot {
+        let cluster = |name: &str, timeout: &str| {
+            format!(
+                "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: {name}\ntype: EDS\neds_cluster_config: {{eds_config: {{ads: {{}}}}}}\nconnect_timeout: {timeout}\n"
+            )
+        };
+        let cla = |name: &str| {
+            format!(
+                "\"@type\": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\ncluster_name: {name}\n"
+            )
+        };
+        let mut docs = vec![
+            cluster("a", "1s"),
+            cla("a"),
+            cluster("c", c_timeout),
+            cla("c"),
+        ];
+        if with_b {
+            docs.extend([cluster("b", "1s"), cla("b")]);
+        }
+        let loaded = load_str("x.yaml", &docs.join("---\n"));
+        assert!(loaded.diagnostics.is_ok(), "{:?}", loaded.diagnostics);
+        Snapshot::build(&loaded.resources)
+    }
+
+    #[test]
+    fn a_transition_is_shared_and_names_only_what_changed() {
+        let node = NodeIdentity::default();
+        let old = eds_set("1s", true);
+        let mut new = eds_set("2s", false);
+        new.reuse_maps_of(&old);
+        let (from, to) = (old.view(&node), new.view(&node));
+        let t = new.transition(&from, &to);
+        assert!(
+            Arc::ptr_eq(&t, &new.transition(&from, &to)),
+            "computed once"
+        );
+        let maps = |v: &View, rtype| Arc::clone(&v.of(rtype).expect("type").resources);
+        let clusters = t
+            .diff(
+                ResourceType::Cluster,
+                &maps(&from, ResourceType::Cluster),
+                &maps(&to, ResourceType::Cluster),
+            )
+            .expect("the move's own maps");
+        assert_eq!(clusters.changed, vec!["c".to_string()]);
+        assert_eq!(clusters.removed, vec!["b".to_string()]);
+        assert!(clusters.added.is_empty());
+        let endpoints = t
+            .diff(
+                ResourceType::ClusterLoadAssignment,
+                &maps(&from, ResourceType::ClusterLoadAssignment),
+                &maps(&to, ResourceType::ClusterLoadAssignment),
+            )
+            .expect("the move's own maps");
+        assert_eq!(endpoints.removed, vec!["b".to_string()]);
+        assert_eq!(
+            *t.rewarm,
+            BTreeSet::from(["c".to_string()]),
+            "the changed cluster re-warms"
+        );
+        // Another map than the move's: the caller must compare for itself.
+        let other = Resources::default();
+        assert!(
+            t.diff(
+                ResourceType::Cluster,
+                &other,
+                &maps(&to, ResourceType::Cluster)
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn an_unchanged_type_keeps_the_very_same_map() {
+        let node = NodeIdentity::default();
+        let old = eds_set("1s", false);
+        // Streams have built the served snapshot's views before a new one comes.
+        let from = old.view(&node);
+        let mut new = eds_set("2s", false);
+        new.reuse_maps_of(&old);
+        let to = new.view(&node);
+        let endpoints = |v: &View| {
+            Arc::clone(
+                &v.of(ResourceType::ClusterLoadAssignment)
+                    .expect("eds")
+                    .resources,
+            )
+        };
+        assert!(
+            Arc::ptr_eq(&endpoints(&from), &endpoints(&to)),
+            "same content, same map"
+        );
+        let clusters = |v: &View| Arc::clone(&v.of(ResourceType::Cluster).expect("cds").resources);
+        assert!(!Arc::ptr_eq(&clusters(&from), &clusters(&to)));
+    }
+
+    #[test]
+    fn changes_count_added_removed_and_changed_per_type() {
+        let old = Snapshot::build(&load_str("x.yaml", SET).resources);
+        let text = SET.replace("name: a", "name: c")
+            + "---\nkind: Cluster\nnodes: {cluster: [edge]}\nspec: {name: b, connect_timeout: 2s}\n";
+        let text = text.replacen(
+            "kind: Cluster\nnodes: {cluster: [edge]}\nspec: {name: b}\n---\n",
+            "",
+            1,
+        );
+        let new = Snapshot::build(&load_str("x.yaml", &text).resources);
+        let changes = new.changes_from(&old);
+        assert_eq!(
+            changes.get(&ResourceType::Cluster),
+            Some(&Changes {
+                added: 1,
+                removed: 1,
+                changed: 1
+            })
+        );
+        assert!(new.changes_from(&new).is_empty());
+    }
+
+    #[test]
+    fn set_versions_hash_names_and_versions() {
+        let snap = Snapshot::build(&load_str("x.yaml", SET).resources);
+        let view = snap.view(&NodeIdentity::default());
+        let clusters = view.of(ResourceType::Cluster).expect("clusters");
+        let a = &clusters.resources["a"];
+        assert_eq!(
+            clusters.version,
+            content_hash(&[&format!("a={}", a.version)])
+        );
+    }
+
+    #[test]
+    fn versions_come_from_content() {
+        let one = Snapshot::build(&load_str("x.yaml", SET).resources);
+        let two = Snapshot::build(&load_str("y.yaml", SET).resources);
+        assert_eq!(one.version, two.version);
+        let other =
+            Snapshot::build(&load_str("x.yaml", &SET.replace("name: a", "name: c")).resources);
+        assert_ne!(one.version, other.version);
+    }
+
+    #[test]
+    fn every_view_and_response_shares_one_encoding() {
+        let snap = Snapshot::build(&load_str("x.yaml", SET).resources);
+        let edge = snap.view(&NodeIdentity {
+            id: "1".into(),
+            cluster: "edge".into(),
+        });
+        let plain = snap.view(&NodeIdentity::default());
+        let a_edge = &edge.of(ResourceType::Cluster).expect("clusters").resources["a"];
+        let a_plain = &plain.of(ResourceType::Cluster).expect("clusters").resources["a"];
+        assert!(Arc::ptr_eq(a_edge, a_plain), "one entry for both views");
+        // A response holds a clone of the entry's Any: the bytes are shared, not copied.
+        let in_response = a_edge.any.clone();
+        assert_eq!(in_response.value.as_ptr(), a_plain.any.value.as_ptr());
+    }
+
+    #[test]
+    fn views_follow_selectors_and_are_shared() {
+        let snap = Snapshot::build(&load_str("x.yaml", SET).resources);
+        let edge = NodeIdentity {
+            id: "1".into(),
+            cluster: "edge".into(),
+        };
+        let edge2 = NodeIdentity {
+            id: "2".into(),
+            cluster: "edge".into(),
+        };
+        let v = snap.view(&edge);
+        assert_eq!(
+            v.of(ResourceType::Cluster).map(|t| t.resources.len()),
+            Some(2)
+        );
+        assert!(Arc::ptr_eq(&v, &snap.view(&edge2)));
+        let plain = snap.view(&NodeIdentity::default());
+        assert_eq!(
+            plain.of(ResourceType::Cluster).map(|t| t.resources.len()),
+            Some(1)
+        );
+    }
+}
