@@ -819,16 +819,28 @@ impl<'a> Decoder<'a> {
     }
 
     /// A TypedStruct carries a message as a Struct; Envoy converts it to the
-    /// named type, so its fields are checked as that type.
+    /// named type, so its fields are checked as that type. Without a
+    /// `value` (or with a null one) the factory's config stays the empty
+    /// message (translateAnyToFactoryConfig in source/common/config/utility.h)
+    /// and is still validated, so it is checked as an empty mapping.
     fn typed_struct_content(&mut self, node: &Node) {
-        let (Some(url), Some(value)) = (
-            node.get("type_url").and_then(Node::as_str),
-            node.get("value"),
-        ) else {
+        let Some(url) = node.get("type_url").and_then(Node::as_str) else {
             return;
         };
-        if let Some(desc) = schema::message_by_type_url(url) {
-            self.message(&desc, value, &[]);
+        let Some(desc) = schema::message_by_type_url(url) else {
+            return;
+        };
+        match node.get("value") {
+            Some(value) if !value.is_null() => {
+                self.message(&desc, value, &[]);
+            }
+            _ => {
+                let empty = Node {
+                    kind: NodeKind::Map(Vec::new()),
+                    mark: node.mark,
+                };
+                self.message(&desc, &empty, &[]);
+            }
         }
     }
 
