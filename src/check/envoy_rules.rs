@@ -109,9 +109,11 @@ so it takes exactly one locality with one endpoint. For several hostnames use ST
 pub static TERMINAL_NOT_LAST: Rule = Rule {
     id: "filter-terminal-not-last",
     summary: "a terminal filter is not the last of its chain",
-    explanation: "Terminal filters (the HTTP router; network filters such as http_connection_manager and \
-tcp_proxy) end the chain: nothing after them would ever run, and Envoy refuses the chain \
-(\"must be the last filter in a ... filter chain\"). Move the terminal filter to the end.",
+    explanation: "Terminal filters (the HTTP router and mcp_router; the upstream codec among upstream HTTP \
+filters, a cluster's or a router's; network filters such as http_connection_manager and tcp_proxy) end the \
+chain: nothing after them would ever run, and Envoy refuses the chain (\"must be the last filter in a ... \
+filter chain\"), also when the terminal filter is repeated. Move the terminal filter to the end, once. A \
+filter configured by a TypedStruct counts as the type it describes.",
     envoy: "source/common/config/utility.h",
     ..Rule::ERROR
 };
@@ -119,9 +121,11 @@ tcp_proxy) end the chain: nothing after them would ever run, and Envoy refuses t
 /// An HTTP filter chain that does not end with a terminal filter.
 pub static LAST_NOT_TERMINAL: Rule = Rule {
     id: "filter-last-not-terminal",
-    summary: "the last HTTP filter is not a terminal filter",
+    summary: "the last HTTP filter (or router upstream HTTP filter) is not a terminal filter",
     explanation: "An HTTP filter chain must end with a terminal filter, normally the router: otherwise no \
-filter would answer the request (\"non-terminal filter ... is the last filter\").",
+filter would answer the request (\"non-terminal filter ... is the last filter\"). A router's \
+`upstream_http_filters`, when set, must end with the upstream codec filter \
+(`envoy.filters.http.upstream_codec`, UpstreamCodec), which sends the request upstream.",
     envoy: "source/common/config/utility.h",
     ..Rule::ERROR
 };
@@ -181,14 +185,17 @@ fn missing(rule: &'static Rule, path: Vec<PathStep>, message: &str) -> Finding {
 pub fn check(m: &DynamicMessage, top_level: bool, out: &mut Vec<Finding>) {
     match m.descriptor().full_name() {
         "envoy.config.listener.v3.Listener" => listener(m, out),
-        "envoy.config.listener.v3.FilterChain" => network_filter_order(m, out),
+        "envoy.config.listener.v3.FilterChain" => filter_order(m, &NETWORK_CHAIN, out),
         "envoy.config.cluster.v3.Cluster" => cluster(m, out),
         "envoy.config.endpoint.v3.ClusterLoadAssignment" if top_level => {
             // EDS endpoints are never resolved by DNS.
             endpoint_ips(m, &[], out);
         }
         "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => {
-            http_filter_order(m, out)
+            filter_order(m, &HTTP_CHAIN, out)
+        }
+        "envoy.extensions.filters.http.router.v3.Router" => {
+            filter_order(m, &ROUTER_UPSTREAM_CHAIN, out)
         }
         "envoy.config.route.v3.RouteAction" => rewrites(m, out),
         "envoy.config.route.v3.RouteConfiguration"
@@ -471,12 +478,12 @@ fn endpoint_ips(assignment: &DynamicMessage, base: &[PathStep], out: &mut Vec<Fi
     }
 }
 
-/// The message type inside a filter's `typed_config`, if any.
+/// The message type a filter's `typed_config` configures, if any: for a
+/// TypedStruct the type it describes, which is the one Envoy picks the
+/// factory by (getFactoryType in source/common/config/utility.cc).
 fn typed_config_type(filter: &DynamicMessage) -> Option<String> {
     let (_, any) = get(filter, "typed_config")?;
-    let url = any.as_message()?.get_field_by_name("type_url")?;
-    let url = url.as_str()?;
-    Some(url.rsplit('/').next().unwrap_or(url).to_string())
+    Some(crate::check::extensions::config_type(any.as_message()?))
 }
 
 const TERMINAL_NETWORK_FILTERS: [&str; 8] = [
@@ -490,64 +497,105 @@ const TERMINAL_NETWORK_FILTERS: [&str; 8] = [
     "envoy.extensions.filters.network.generic_proxy.v3.GenericProxy",
 ];
 
-const TERMINAL_HTTP_FILTERS: [&str; 1] = ["envoy.extensions.filters.http.router.v3.Router"];
+/// The HTTP filters whose factories say they are terminal
+/// (isTerminalFilterByProtoTyped in their config.h). Dynamic module filters
+/// are terminal only by their own `terminal_filter` and are not judged.
+const TERMINAL_HTTP_FILTERS: [&str; 2] = [
+    "envoy.extensions.filters.http.router.v3.Router",
+    "envoy.extensions.filters.http.mcp_router.v3.McpRouter",
+];
 
-/// Terminal filters must come last; with `last_must_be_terminal`, the last
-/// filter must be one of `terminal` too (when its type is known).
-fn filter_order(
-    m: &DynamicMessage,
-    field: &str,
-    terminal: &[&str],
+/// The one terminal upstream HTTP filter (source/common/router/upstream_codec_filter.h).
+const TERMINAL_UPSTREAM_HTTP_FILTERS: [&str; 1] =
+    ["envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"];
+
+/// One kind of filter chain, as Envoy's FilterChainHelper and listener
+/// manager walk it, calling validateTerminalFilters for every filter.
+pub struct Chain {
+    /// The repeated field holding the filters.
+    field: &'static str,
+    /// The config types whose filters are terminal.
+    terminal: &'static [&'static str],
+    /// Whether the last filter must be terminal (as in HTTP chains).
     last_must_be_terminal: bool,
-    kind: &str,
-    out: &mut Vec<Finding>,
-) {
-    let Some((ff, filters)) = list(m, field) else {
+    /// The chain's name in messages.
+    kind: &'static str,
+    /// What the last filter should be, for the message.
+    expected_last: &'static str,
+}
+
+const NETWORK_CHAIN: Chain = Chain {
+    field: "filters",
+    terminal: &TERMINAL_NETWORK_FILTERS,
+    // Many more network filters are terminal than listed, so only the
+    // order of known ones is checked.
+    last_must_be_terminal: false,
+    kind: "network",
+    expected_last: "",
+};
+
+const HTTP_CHAIN: Chain = Chain {
+    field: "http_filters",
+    terminal: &TERMINAL_HTTP_FILTERS,
+    last_must_be_terminal: true,
+    kind: "HTTP",
+    expected_last: "such as the router",
+};
+
+/// A cluster's upstream HTTP filters, checked by the cluster checks: only
+/// the options under the current key build filters (upstream_impl.cc), and
+/// that the last is the codec is checked before, by
+/// cluster-upstream-http-filters-codec-last (checkUpstreamHttpFiltersList
+/// in source/common/http/filter_chain_helper.cc).
+pub const CLUSTER_UPSTREAM_CHAIN: Chain = Chain {
+    field: "http_filters",
+    terminal: &TERMINAL_UPSTREAM_HTTP_FILTERS,
+    last_must_be_terminal: false,
+    kind: "upstream HTTP",
+    expected_last: "",
+};
+
+/// A router's upstream HTTP filters (source/common/router/router.cc).
+const ROUTER_UPSTREAM_CHAIN: Chain = Chain {
+    field: "upstream_http_filters",
+    terminal: &TERMINAL_UPSTREAM_HTTP_FILTERS,
+    last_must_be_terminal: true,
+    kind: "router upstream HTTP",
+    expected_last: "envoy.filters.http.upstream_codec",
+};
+
+/// Terminal filters must come last, wherever they are; with
+/// `last_must_be_terminal`, the last filter must be terminal too. Only
+/// filters whose config type the schema knows are judged.
+pub fn filter_order(m: &DynamicMessage, chain: &Chain, out: &mut Vec<Finding>) {
+    let Some((ff, filters)) = list(m, chain.field) else {
         return;
     };
     let last = filters.len().saturating_sub(1);
     for (i, filter) in filters.iter().enumerate() {
-        let Some(filter) = filter.as_message() else {
-            continue;
-        };
-        let Some(type_name) = typed_config_type(filter) else {
+        let Some(type_name) = filter.as_message().and_then(typed_config_type) else {
             continue;
         };
         if crate::config::schema::pool()
             .get_message_by_name(&type_name)
             .is_none()
-            || type_name.ends_with("TypedStruct")
         {
             continue;
         }
-        let is_terminal = terminal.contains(&type_name.as_str());
+        let is_terminal = chain.terminal.contains(&type_name.as_str());
         let path = vec![PathStep::Field(ff.clone()), PathStep::Index(i)];
+        let kind = chain.kind;
         if is_terminal && i != last {
             out.push(wrong(
                 &TERMINAL_NOT_LAST,
                 path,
                 format!("`{type_name}` is a terminal filter and must be the last {kind} filter"),
             ));
-        } else if last_must_be_terminal && !is_terminal && i == last {
-            out.push(wrong(&LAST_NOT_TERMINAL, path, format!("the last {kind} filter must be a terminal one (such as the router); `{type_name}` is not")));
+        } else if chain.last_must_be_terminal && !is_terminal && i == last {
+            let expected = chain.expected_last;
+            out.push(wrong(&LAST_NOT_TERMINAL, path, format!("the last {kind} filter must be a terminal one ({expected}); `{type_name}` is not")));
         }
     }
-}
-
-fn network_filter_order(m: &DynamicMessage, out: &mut Vec<Finding>) {
-    // Many more network filters are terminal than listed, so only the order of known ones is checked.
-    filter_order(
-        m,
-        "filters",
-        &TERMINAL_NETWORK_FILTERS,
-        false,
-        "network",
-        out,
-    );
-}
-
-fn http_filter_order(m: &DynamicMessage, out: &mut Vec<Finding>) {
-    filter_order(m, "http_filters", &TERMINAL_HTTP_FILTERS, true, "HTTP", out);
 }
 
 fn rewrites(m: &DynamicMessage, out: &mut Vec<Finding>) {

@@ -109,7 +109,9 @@ pub static UNKNOWN_ENUM: Rule = Rule {
     id: "unknown-enum",
     summary: "an enum value name is not defined",
     explanation: "The name is not one of the enum's values (Envoy compares names without regard to case). The \
-message lists the values there are.",
+message lists the values there are. An empty string names no value either (\"unknown enum value: ''\"). In \
+a work-in-progress API an unknown name is a warning, since the Envoy you run may be newer than xdsd's \
+schema; an empty name stays an error there, as no version has one.",
     envoy: "source/common/protobuf/yaml_utility.cc",
     allowable: false,
     ..Rule::ERROR
@@ -192,6 +194,10 @@ pub struct Decoder<'a> {
     /// enclosing the node being decoded: scrubbed from what is reported, so
     /// no message quotes a key.
     secrets: Vec<String>,
+    /// Inside a work-in-progress API, whose findings become warnings: where
+    /// findings that hold for every Envoy version go instead, as errors
+    /// (the enclosing decoder's diagnostics).
+    firm: Option<&'a mut Diagnostics>,
 }
 
 impl<'a> Decoder<'a> {
@@ -205,16 +211,33 @@ impl<'a> Decoder<'a> {
             unconstrained: 0,
             checking: true,
             secrets: Vec::new(),
+            firm: None,
         }
     }
 
     fn report(&mut self, rule: &'static Rule, mark: Mark, message: impl Into<String>) {
-        let mut message = message.into();
-        if !self.secrets.is_empty() {
-            message = crate::config::redact::scrub(&message, &self.secrets);
-        }
+        let message = self.scrubbed(message.into());
         self.diags
             .report(rule, Location::at(&self.file, mark), message);
+    }
+
+    /// Reports what no Envoy version accepts: an error even inside a
+    /// work-in-progress API, where xdsd's schema may lag the Envoy it serves.
+    fn report_firm(&mut self, rule: &'static Rule, mark: Mark, message: impl Into<String>) {
+        let message = self.scrubbed(message.into());
+        let location = Location::at(&self.file, mark);
+        match self.firm.as_deref_mut() {
+            Some(firm) => firm.report(rule, location, message),
+            None => self.diags.report(rule, location, message),
+        }
+    }
+
+    fn scrubbed(&self, message: String) -> String {
+        if self.secrets.is_empty() {
+            message
+        } else {
+            crate::config::redact::scrub(&message, &self.secrets)
+        }
     }
 
     /// Decodes a mapping into a message of type `desc`; keys in `skip` (such
@@ -604,15 +627,18 @@ impl<'a> Decoder<'a> {
                 None => {
                     let names: Vec<String> =
                         e.values().map(|v| v.name().to_string()).take(12).collect();
-                    self.report(
-                        &UNKNOWN_ENUM,
-                        node.mark,
-                        format!(
-                            "`{field}`: unknown {} value `{name}` (expected one of {})",
-                            e.name(),
-                            names.join(", ")
-                        ),
+                    let message = format!(
+                        "`{field}`: unknown {} value `{name}` (expected one of {})",
+                        e.name(),
+                        names.join(", ")
                     );
+                    // A newer Envoy may know a name xdsd's schema lacks, but no
+                    // enum has an empty name ("unknown enum value: ''").
+                    if name.is_empty() {
+                        self.report_firm(&UNKNOWN_ENUM, node.mark, message);
+                    } else {
+                        self.report(&UNKNOWN_ENUM, node.mark, message);
+                    }
                     None
                 }
             },
@@ -767,6 +793,10 @@ impl<'a> Decoder<'a> {
         let mut decoder = Decoder::new(Arc::clone(&self.file), &mut scratch, self.rules);
         decoder.in_lb_policy = self.in_lb_policy;
         decoder.unconstrained = self.unconstrained;
+        decoder.firm = Some(match self.firm.as_deref_mut() {
+            Some(firm) => firm,
+            None => &mut *self.diags,
+        });
         let inner = decoder.message(inner_desc, node, &["@type"]);
         let clean = scratch.is_ok();
         let note = format!(
@@ -819,16 +849,28 @@ impl<'a> Decoder<'a> {
     }
 
     /// A TypedStruct carries a message as a Struct; Envoy converts it to the
-    /// named type, so its fields are checked as that type.
+    /// named type, so its fields are checked as that type. Without a
+    /// `value` (or with a null one) the factory's config stays the empty
+    /// message (translateAnyToFactoryConfig in source/common/config/utility.h)
+    /// and is still validated, so it is checked as an empty mapping.
     fn typed_struct_content(&mut self, node: &Node) {
-        let (Some(url), Some(value)) = (
-            node.get("type_url").and_then(Node::as_str),
-            node.get("value"),
-        ) else {
+        let Some(url) = node.get("type_url").and_then(Node::as_str) else {
             return;
         };
-        if let Some(desc) = schema::message_by_type_url(url) {
-            self.message(&desc, value, &[]);
+        let Some(desc) = schema::message_by_type_url(url) else {
+            return;
+        };
+        match node.get("value") {
+            Some(value) if !value.is_null() => {
+                self.message(&desc, value, &[]);
+            }
+            _ => {
+                let empty = Node {
+                    kind: NodeKind::Map(Vec::new()),
+                    mark: node.mark,
+                };
+                self.message(&desc, &empty, &[]);
+            }
         }
     }
 

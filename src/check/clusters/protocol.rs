@@ -273,6 +273,23 @@ fn http_options(c: &Cluster<'_>, path: &[PathStep], hpo: &DynamicMessage, out: &
     }
     http3_transport(path, hpo, socket.as_ref(), out);
     codec_last(path, hpo, out);
+    terminal_order(path, hpo, out);
+}
+
+/// A terminal filter (the codec) anywhere but last among the upstream HTTP
+/// filters: Envoy builds the chain with the same terminal-filter check as
+/// other filter chains (filter-terminal-not-last).
+fn terminal_order(path: &[PathStep], hpo: &DynamicMessage, out: &mut Vec<Finding>) {
+    let mut found = Vec::new();
+    crate::check::envoy_rules::filter_order(
+        hpo,
+        &crate::check::envoy_rules::CLUSTER_UPSTREAM_CHAIN,
+        &mut found,
+    );
+    out.extend(found.into_iter().map(|mut f| {
+        f.path = with(path, f.path);
+        f
+    }));
 }
 
 /// Checked while the options are parsed: under either key.

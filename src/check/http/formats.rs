@@ -765,7 +765,7 @@ fn header_option(m: &DynamicMessage, out: &mut Vec<Finding>) {
 /// The HeaderValues of list `name` of `m`, which the HeaderParser builds;
 /// `at` is the path from the message being checked to `m`.
 fn parsed_headers(m: &DynamicMessage, name: &str, at: &[PathStep], out: &mut Vec<Finding>) {
-    let Some((f, headers)) = crate::reflect::list(m, name) else {
+    let Some((f, headers)) = crate::config::reflect::list(m, name) else {
         return;
     };
     for (i, header) in headers.iter().enumerate() {
@@ -826,7 +826,7 @@ fn ext_authz(m: &DynamicMessage, out: &mut Vec<Finding>) {
 /// rewriting, and pseudo-headers are not refused), with the service's own
 /// `formatters`. An empty value is sent as it is; it has no command anyway.
 fn http_service(m: &DynamicMessage, out: &mut Vec<Finding>) {
-    let Some((f, options)) = crate::reflect::list(m, "request_headers_to_add") else {
+    let Some((f, options)) = crate::config::reflect::list(m, "request_headers_to_add") else {
         return;
     };
     let extensions = extensions(items(m, "formatters"));
@@ -875,7 +875,7 @@ fn key_values(
     path: Vec<PathStep>,
     out: &mut Vec<Finding>,
 ) {
-    let Some((lf, pairs)) = crate::reflect::list(list, "values") else {
+    let Some((lf, pairs)) = crate::config::reflect::list(list, "values") else {
         return;
     };
     for (i, pair) in pairs.iter().enumerate() {
@@ -902,7 +902,7 @@ fn any_value(v: &DynamicMessage, format: &Format<'_>, path: Vec<PathStep>, out: 
     } else if let Some((f, Value::Message(map))) = field(v, "kvlist_value") {
         key_values(map, format, join(&path, [PathStep::Field(f)]), out);
     } else if let Some((f, Value::Message(array))) = field(v, "array_value")
-        && let Some((lf, values)) = crate::reflect::list(array, "values")
+        && let Some((lf, values)) = crate::config::reflect::list(array, "values")
     {
         for (i, item) in values.iter().enumerate() {
             if let Value::Message(item) = item {

@@ -44,6 +44,18 @@ host, such as https://issuer.example.com/.well-known/jwks.json (\"has an invalid
     ..Rule::ERROR
 };
 
+pub static CLAIM_TO_HEADER_SOURCE: Rule = Rule {
+    id: "jwt-claim-to-headers-claim",
+    summary: "a jwt_authn claim_to_headers entry does not set exactly one of claim_name and claim_path",
+    explanation: "Each `claim_to_headers` entry of a provider copies one claim into a header, and names the claim \
+either by `claim_name` (split on dots into nested claims) or by `claim_path` (explicit segments, for claim \
+names with dots in them): exactly one of the two. Envoy resolves every entry when it builds the provider and \
+rejects an entry with neither (an empty claim_name and no claim_path) or with both (\"does not set exactly \
+one of claim_name and claim_path\").",
+    envoy: "source/extensions/filters/http/jwt_authn/jwks_cache.cc",
+    ..Rule::ERROR
+};
+
 pub fn message(name: &str, m: &DynamicMessage, out: &mut Vec<Finding>) {
     if name == "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication" {
         let providers = providers(m, out);
@@ -64,6 +76,7 @@ fn providers(m: &DynamicMessage, out: &mut Vec<Finding>) -> BTreeSet<String> {
             continue;
         };
         let path = vec![PathStep::Field(f.clone()), PathStep::key(key)];
+        claim_to_headers(name, provider, &path, out);
         if let Some((lf, Value::Message(local))) = field(provider, "local_jwks")
             && let Some((inner, bytes)) = super::inline_source(local)
             && let Some(reason) = jwks_defect(&bytes)
@@ -94,6 +107,40 @@ fn providers(m: &DynamicMessage, out: &mut Vec<Finding>) -> BTreeSet<String> {
         }
     }
     names
+}
+
+/// Entries of `claim_to_headers` naming their claim both ways or neither.
+/// An empty claim_name counts as unset, as in proto3.
+fn claim_to_headers(
+    provider_name: &str,
+    provider: &DynamicMessage,
+    path: &[PathStep],
+    out: &mut Vec<Finding>,
+) {
+    for (i, entry) in items(provider, "claim_to_headers").iter().enumerate() {
+        let Some(entry) = entry.as_message() else {
+            continue;
+        };
+        let by_name = !text(entry, "claim_name").is_empty();
+        let by_path = !items(entry, "claim_path").is_empty();
+        if by_name != by_path {
+            continue;
+        }
+        let how = if by_name { "both" } else { "neither" };
+        out.push(Finding::at(
+            &CLAIM_TO_HEADER_SOURCE,
+            join(
+                path,
+                step(provider, "claim_to_headers")
+                    .into_iter()
+                    .chain([PathStep::Index(i)]),
+            ),
+            format!(
+                "provider '{provider_name}': the claim_to_headers entry for header '{}' sets {how} of claim_name and claim_path; set exactly one",
+                text(entry, "header_name")
+            ),
+        ));
+    }
 }
 
 /// A scheme and a host, as `Http::Utility::Url::initialize` requires.

@@ -53,6 +53,7 @@ pub static RULES: &[&Rule] = &[
     &jwt::UNKNOWN_REQUIREMENT,
     &jwt::LOCAL_JWKS,
     &jwt::REMOTE_JWKS_URI,
+    &jwt::CLAIM_TO_HEADER_SOURCE,
     &rbac::INVALID_CIDR,
     &rbac::PORT_RANGE,
     &rbac::NETWORK_HEADER,

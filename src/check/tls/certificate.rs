@@ -26,7 +26,8 @@ pub static PRIVATE_KEY_INVALID: Rule = Rule {
     summary: "a TlsCertificate's private_key does not hold a loadable PEM private key",
     explanation: "The private key must be the PEM text of the certificate's key, from `-----BEGIN PRIVATE \
 KEY-----` (or RSA/EC PRIVATE KEY) to the END line. Envoy loads it when the TLS context is built and refuses \
-the listener or cluster if it does not parse.",
+the listener or cluster if it does not parse. A PKCS#8 key (`PRIVATE KEY`) must have version 0: BoringSSL \
+reads no version-1 OneAsymmetricKey (RFC 5958).",
     envoy: "source/common/tls/context_impl.cc",
     ..Rule::ERROR
 };

@@ -349,10 +349,15 @@ const OTHER_KNOWN_ALGORITHMS: [&str; 6] = [
     "2.16.840.1.101.3.4.3.19",
 ];
 
-/// PKCS#8 PrivateKeyInfo: version, algorithm, the inner key.
+/// PKCS#8 PrivateKeyInfo: version, algorithm, the inner key. The version
+/// must be 0 (DECODE_ERROR otherwise, before the algorithm is looked at):
+/// BoringSSL reads no OneAsymmetricKey (version 1, RFC 5958) either
+/// (EVP_PKEY_from_private_key_info in crypto/evp/evp_asn1.cc).
 fn pkcs8(der: &[u8]) -> Result<KeyType, KeyError> {
     let items = sequence(der).ok_or(KeyError::Corrupt)?;
-    integer(items.first()).ok_or(KeyError::Corrupt)?;
+    if integer(items.first()) != Some(&[0][..]) {
+        return Err(KeyError::Corrupt);
+    }
     let BerObjectContent::Sequence(algorithm) = &items.get(1).ok_or(KeyError::Corrupt)?.content
     else {
         return Err(KeyError::Corrupt);
