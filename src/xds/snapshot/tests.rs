@@ -1,0 +1,187 @@
+
+use super::*;
+use crate::config::loader::load_str;
+
+const SET: &str = "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: a\n---\nkind: Cluster\nnodes: {cluster: [edge]}\nspec: {name: b}\n";
+
+/// Clusters a, b, c (EDS) with their assignments; `c_timeout` changes c.
+fn eds_set(c_timeout: &str, with_b: bool) -> Snapshot {
+    let cluster = |name: &str, timeout: &str| {
+        format!(
+            "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: {name}\ntype: EDS\neds_cluster_config: {{eds_config: {{ads: {{}}}}}}\nconnect_timeout: {timeout}\n"
+        )
+    };
+    let cla = |name: &str| {
+        format!(
+            "\"@type\": type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment\ncluster_name: {name}\n"
+        )
+    };
+    let mut docs = vec![
+        cluster("a", "1s"),
+        cla("a"),
+        cluster("c", c_timeout),
+        cla("c"),
+    ];
+    if with_b {
+        docs.extend([cluster("b", "1s"), cla("b")]);
+    }
+    let loaded = load_str("x.yaml", &docs.join("---\n"));
+    assert!(loaded.diagnostics.is_ok(), "{:?}", loaded.diagnostics);
+    Snapshot::build(&loaded.resources)
+}
+
+#[test]
+fn a_transition_is_shared_and_names_only_what_changed() {
+    let node = NodeIdentity::default();
+    let old = eds_set("1s", true);
+    let mut new = eds_set("2s", false);
+    new.reuse_maps_of(&old);
+    let (from, to) = (old.view(&node), new.view(&node));
+    let t = new.transition(&from, &to);
+    assert!(
+        Arc::ptr_eq(&t, &new.transition(&from, &to)),
+        "computed once"
+    );
+    let maps = |v: &View, rtype| Arc::clone(&v.of(rtype).expect("type").resources);
+    let clusters = t
+        .diff(
+            ResourceType::Cluster,
+            &maps(&from, ResourceType::Cluster),
+            &maps(&to, ResourceType::Cluster),
+        )
+        .expect("the move's own maps");
+    assert_eq!(clusters.changed, vec!["c".to_string()]);
+    assert_eq!(clusters.removed, vec!["b".to_string()]);
+    assert!(clusters.added.is_empty());
+    let endpoints = t
+        .diff(
+            ResourceType::ClusterLoadAssignment,
+            &maps(&from, ResourceType::ClusterLoadAssignment),
+            &maps(&to, ResourceType::ClusterLoadAssignment),
+        )
+        .expect("the move's own maps");
+    assert_eq!(endpoints.removed, vec!["b".to_string()]);
+    assert_eq!(
+        *t.rewarm,
+        BTreeSet::from(["c".to_string()]),
+        "the changed cluster re-warms"
+    );
+    // Another map than the move's: the caller must compare for itself.
+    let other = Resources::default();
+    assert!(
+        t.diff(
+            ResourceType::Cluster,
+            &other,
+            &maps(&to, ResourceType::Cluster)
+        )
+        .is_none()
+    );
+}
+
+#[test]
+fn an_unchanged_type_keeps_the_very_same_map() {
+    let node = NodeIdentity::default();
+    let old = eds_set("1s", false);
+    // Streams have built the served snapshot's views before a new one comes.
+    let from = old.view(&node);
+    let mut new = eds_set("2s", false);
+    new.reuse_maps_of(&old);
+    let to = new.view(&node);
+    let endpoints = |v: &View| {
+        Arc::clone(
+            &v.of(ResourceType::ClusterLoadAssignment)
+                .expect("eds")
+                .resources,
+        )
+    };
+    assert!(
+        Arc::ptr_eq(&endpoints(&from), &endpoints(&to)),
+        "same content, same map"
+    );
+    let clusters = |v: &View| Arc::clone(&v.of(ResourceType::Cluster).expect("cds").resources);
+    assert!(!Arc::ptr_eq(&clusters(&from), &clusters(&to)));
+}
+
+#[test]
+fn changes_count_added_removed_and_changed_per_type() {
+    let old = Snapshot::build(&load_str("x.yaml", SET).resources);
+    let text = SET.replace("name: a", "name: c")
+        + "---\nkind: Cluster\nnodes: {cluster: [edge]}\nspec: {name: b, connect_timeout: 2s}\n";
+    let text = text.replacen(
+        "kind: Cluster\nnodes: {cluster: [edge]}\nspec: {name: b}\n---\n",
+        "",
+        1,
+    );
+    let new = Snapshot::build(&load_str("x.yaml", &text).resources);
+    let changes = new.changes_from(&old);
+    assert_eq!(
+        changes.get(&ResourceType::Cluster),
+        Some(&Changes {
+            added: 1,
+            removed: 1,
+            changed: 1
+        })
+    );
+    assert!(new.changes_from(&new).is_empty());
+}
+
+#[test]
+fn set_versions_hash_names_and_versions() {
+    let snap = Snapshot::build(&load_str("x.yaml", SET).resources);
+    let view = snap.view(&NodeIdentity::default());
+    let clusters = view.of(ResourceType::Cluster).expect("clusters");
+    let a = &clusters.resources["a"];
+    assert_eq!(
+        clusters.version,
+        content_hash(&[&format!("a={}", a.version)])
+    );
+}
+
+#[test]
+fn versions_come_from_content() {
+    let one = Snapshot::build(&load_str("x.yaml", SET).resources);
+    let two = Snapshot::build(&load_str("y.yaml", SET).resources);
+    assert_eq!(one.version, two.version);
+    let other = Snapshot::build(&load_str("x.yaml", &SET.replace("name: a", "name: c")).resources);
+    assert_ne!(one.version, other.version);
+}
+
+#[test]
+fn every_view_and_response_shares_one_encoding() {
+    let snap = Snapshot::build(&load_str("x.yaml", SET).resources);
+    let edge = snap.view(&NodeIdentity {
+        id: "1".into(),
+        cluster: "edge".into(),
+    });
+    let plain = snap.view(&NodeIdentity::default());
+    let a_edge = &edge.of(ResourceType::Cluster).expect("clusters").resources["a"];
+    let a_plain = &plain.of(ResourceType::Cluster).expect("clusters").resources["a"];
+    assert!(Arc::ptr_eq(a_edge, a_plain), "one entry for both views");
+    // A response holds a clone of the entry's Any: the bytes are shared, not copied.
+    let in_response = a_edge.any.clone();
+    assert_eq!(in_response.value.as_ptr(), a_plain.any.value.as_ptr());
+}
+
+#[test]
+fn views_follow_selectors_and_are_shared() {
+    let snap = Snapshot::build(&load_str("x.yaml", SET).resources);
+    let edge = NodeIdentity {
+        id: "1".into(),
+        cluster: "edge".into(),
+    };
+    let edge2 = NodeIdentity {
+        id: "2".into(),
+        cluster: "edge".into(),
+    };
+    let v = snap.view(&edge);
+    assert_eq!(
+        v.of(ResourceType::Cluster).map(|t| t.resources.len()),
+        Some(2)
+    );
+    assert!(Arc::ptr_eq(&v, &snap.view(&edge2)));
+    let plain = snap.view(&NodeIdentity::default());
+    assert_eq!(
+        plain.of(ResourceType::Cluster).map(|t| t.resources.len()),
+        Some(1)
+    );
+}
