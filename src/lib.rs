@@ -19,11 +19,14 @@
 //! * [`cli`]: the `xdsd` command line, and the commands that are clients
 //!   (`diff`, `bootstrap`, `status`).
 //!
-//! The `xds-load` benchmark fleet is a binary of its own (`src/bin/xds-load`).
+//! [`sync`] holds the one way every lock is taken (surviving a panicked
+//! holder). The `xds-load` benchmark fleet is a binary of its own
+//! (`src/bin/xds-load`).
 #![forbid(unsafe_code)]
 
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod sync;
 pub mod xds;

@@ -2,7 +2,7 @@
 //! against, and the resource types xdsd serves.
 
 use prost_reflect::{DescriptorPool, MessageDescriptor};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 
 /// Descriptors of every message Envoy 1.40 links (its API, the cncf/xds
 /// and udpa types, `validate.rules`, TypedStruct), read out of the Envoy
@@ -59,7 +59,7 @@ static CACHE: Mutex<PoolCache> = Mutex::new(PoolCache {
 });
 
 fn lock_cache() -> std::sync::MutexGuard<'static, PoolCache> {
-    CACHE.lock().unwrap_or_else(PoisonError::into_inner)
+    crate::sync::lock(&CACHE)
 }
 
 fn decode_pool() -> DescriptorPool {

@@ -131,7 +131,7 @@ impl AcceptStats {
     }
 
     fn burst_now(&self) -> Option<Burst> {
-        *self.burst.lock().unwrap_or_else(|p| p.into_inner())
+        *crate::sync::lock(&self.burst)
     }
 
     /// Counts an error; for exhaustion, returns whether it starts a burst.
@@ -140,7 +140,7 @@ impl AcceptStats {
         if !kind.is_exhaustion() {
             return false;
         }
-        let mut burst = self.burst.lock().unwrap_or_else(|p| p.into_inner());
+        let mut burst = crate::sync::lock(&self.burst);
         match burst.as_mut() {
             Some(b) => {
                 b.last = now;
@@ -160,7 +160,7 @@ impl AcceptStats {
 
     /// Ends the burst if [`QUIET`] passed since its last error; returns it then.
     fn end_burst(&self, now: Instant) -> Option<Burst> {
-        let mut burst = self.burst.lock().unwrap_or_else(|p| p.into_inner());
+        let mut burst = crate::sync::lock(&self.burst);
         let quiet = burst.is_some_and(|b| now.duration_since(b.last) >= QUIET);
         if quiet { burst.take() } else { None }
     }

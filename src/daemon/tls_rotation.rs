@@ -100,10 +100,7 @@ impl RotatingTls {
 
     /// The configuration for a new handshake.
     pub fn config(&self) -> Arc<ServerConfig> {
-        match self.current.read() {
-            Ok(c) => Arc::clone(&c),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+        Arc::clone(&crate::sync::read(&self.current))
     }
 
     /// What `/status` and `/metrics` show.
@@ -162,17 +159,11 @@ impl RotatingTls {
             failures: status.failures,
             last_error: None,
         };
-        match self.current.write() {
-            Ok(mut c) => *c = loaded.config,
-            Err(poisoned) => *poisoned.into_inner() = loaded.config,
-        }
+        *crate::sync::write(&self.current) = loaded.config;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Rotation> {
-        match self.state.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        crate::sync::lock(&self.state)
     }
 }
 

@@ -7,9 +7,10 @@
 //! waiting stream is woken when it changes, instead of polling.
 
 use crate::config::schema::ResourceType;
+use crate::sync::lock;
 use crate::xds::Resources;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// One per-type stream of a node, as its peers see it.
@@ -56,15 +57,6 @@ impl Readiness {
 #[derive(Debug, Default)]
 pub struct Coordinators {
     nodes: Mutex<HashMap<String, Arc<watch::Sender<Readiness>>>>,
-}
-
-/// Locks, recovering the data of a panicked holder (the map is only ever
-/// left consistent between statements).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 impl Coordinators {

@@ -4,15 +4,13 @@
 
 use crate::config::schema::ResourceType;
 use crate::config::selector::NodeIdentity;
-use crate::xds::snapshot::Entry;
+use crate::sync::lock;
+use crate::xds::snapshot::Resources;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-
-/// Resources by name, as last chosen for a client.
-pub type Resources = Arc<BTreeMap<String, Arc<Entry>>>;
 
 /// A NACK: the version refused, the client's error text, and when.
 #[derive(Clone, Debug)]
@@ -168,15 +166,6 @@ pub struct Counters {
 pub struct Ledger {
     clients: Mutex<HashMap<u64, ClientStatus>>,
     counters: Mutex<Counters>,
-}
-
-/// Locks, recovering the data of a panicked holder (the ledger is only
-/// ever left consistent between statements).
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 impl Ledger {

@@ -13,9 +13,10 @@ mod sotw;
 mod stream;
 
 pub use ledger::{
-    ClientStatus, Counters, Histogram, LATENCY_BUCKETS, Ledger, Nack, Outcome, Peer, Resources,
-    Sync, TypeStatus,
+    ClientStatus, Counters, Histogram, LATENCY_BUCKETS, Ledger, Nack, Outcome, Peer, Sync,
+    TypeStatus,
 };
+pub use snapshot::Resources;
 
 use crate::config::schema::ResourceType;
 use crate::config::selector::NodeIdentity;

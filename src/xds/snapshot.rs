@@ -6,6 +6,7 @@ use crate::check::validate::canonical_json;
 use crate::config::resource::Resource;
 use crate::config::schema::ResourceType;
 use crate::config::selector::{NodeIdentity, NodeSelector};
+use crate::sync::lock;
 use crate::xds::messages::SharedAny;
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -430,12 +431,6 @@ impl Snapshot {
             .collect();
         View { types }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The ClusterLoadAssignment an EDS cluster is served: its

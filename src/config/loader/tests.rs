@@ -1,4 +1,3 @@
-
 use super::*;
 
 const CDS: &str = "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster";

@@ -124,10 +124,7 @@ impl Health {
 
     /// Records a load attempt and its outcome.
     pub fn record_load(&self, outcome: LoadOutcome<'_>) {
-        let mut status = match self.status.lock() {
-            Ok(s) => s,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut status = crate::sync::lock(&self.status);
         let now = SystemTime::now();
         status.attempts += 1;
         let errors = match outcome {
@@ -155,10 +152,7 @@ impl Health {
     }
 
     fn load_status(&self) -> LoadStatus {
-        match self.status.lock() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        crate::sync::lock(&self.status).clone()
     }
 
     fn tls_status(&self) -> Option<TlsStatus> {
