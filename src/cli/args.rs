@@ -35,7 +35,9 @@ where a list is expected is accepted as a one-item list (with a warning).
 
 Extensions: a typed_config whose type is in a package xdsd's Envoy schema lacks entirely is a \
 warning and is served as a TypedStruct, for Envoy to check; a misspelled message name in a known \
-package is an error. Problems inside work-in-progress Envoy APIs are warnings.
+package is an error. Inside work-in-progress Envoy APIs, unknown fields and enum names are \
+warnings (the Envoy you run may be newer); what Envoy 1.40's schema forbids there (validate.rules \
+constraints, empty enum names) stays an error.
 
 References must be visible to every node that sees the referrer: a target without `nodes` \
 covers everyone; otherwise each pair of a `cluster` glob and an `id` glob of the referrer must \
