@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn defect(text: &str) -> Option<&'static str> {
