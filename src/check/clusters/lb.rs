@@ -5,14 +5,24 @@
 //! the legacy configs when their `lb_policy` is the one used, the typed
 //! policy it picks (the first entry whose type it knows). Children of a
 //! subset policy are built per subset later, in the workers.
+//!
+//! The hash-based policies' sizes are in `ring_hash_maglev.rs`, subset
+//! selectors in `subset.rs`; this file resolves which policy a cluster uses
+//! and checks the rest.
 
-use super::{
-    Cluster, STRICT_DNS, any_type, enum_number, field, messages, sub, unpacked, with, wrapped_u64,
-};
+mod ring_hash_maglev;
+mod subset;
+
+use super::{Cluster, STRICT_DNS, any_type, enum_number, field, messages, sub, unpacked, with};
 use crate::check::{Finding, Rule};
 use crate::config::reflect::list;
 use crate::config::resource::PathStep;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
+use ring_hash_maglev::{ring_sizes, table_size};
+use subset::subset_selectors;
+
+pub use ring_hash_maglev::{MAGLEV_NOT_PRIME, RING_HASH_MIN_ABOVE_MAX};
+pub use subset::SUBSET_FALLBACK_KEYS;
 
 /// CLUSTER_PROVIDED on a cluster without its own load balancer.
 pub static CLUSTER_PROVIDED_UNSUPPORTED: Rule = Rule {
@@ -34,28 +44,6 @@ balancer, and Envoy insists that the cluster says so with `lb_policy: CLUSTER_PR
 ROUND_ROBIN is refused. Tune the load balancing of the underlying clusters instead (for aggregate: on each \
 sub-cluster).",
     envoy: "source/common/upstream/cluster_manager_impl.cc",
-    ..Rule::ERROR
-};
-
-/// A ring hash whose minimum size is above its maximum.
-pub static RING_HASH_MIN_ABOVE_MAX: Rule = Rule {
-    id: "lb-ring-hash-min-above-max",
-    summary: "ring hash minimum_ring_size is above maximum_ring_size",
-    explanation: "The ring is built with at least minimum_ring_size and at most maximum_ring_size entries, so \
-Envoy refuses a minimum above the maximum. Remember that an unset minimum is 1024: a maximum below 1024 needs \
-an explicit smaller minimum.",
-    envoy: "source/extensions/load_balancing_policies/ring_hash/ring_hash_lb.cc",
-    ..Rule::ERROR
-};
-
-/// A maglev table whose size is not prime.
-pub static MAGLEV_NOT_PRIME: Rule = Rule {
-    id: "lb-maglev-table-size-not-prime",
-    summary: "the maglev table_size is not a prime number",
-    explanation: "Maglev builds its lookup table from per-host permutations that only cover every slot when \
-the table size is prime, and Envoy refuses other sizes. Use a prime such as the default 65537, or 5000011 for \
-the largest table. Do not use 1: Envoy's prime test lets it through, and then Envoy crashes building the table.",
-    envoy: "source/extensions/load_balancing_policies/maglev/maglev_lb.cc",
     ..Rule::ERROR
 };
 
@@ -102,17 +90,6 @@ round_robin) as a last-entry fallback, and check the `@type` URLs. The same hold
 Subset policy, `subset_lb_policy`, which must be given (\"didn't find a registered load balancer factory \
 implementation for subset lb with names from [...]\").",
     envoy: "source/common/upstream/upstream_impl.cc",
-    ..Rule::ERROR
-};
-
-/// A subset selector's fallback keys that do not fit its keys or policy.
-pub static SUBSET_FALLBACK_KEYS: Rule = Rule {
-    id: "lb-subset-fallback-keys",
-    summary: "a subset selector's fallback_keys_subset is inconsistent with its fallback_policy or keys",
-    explanation: "KEYS_SUBSET falls back from a selector to a less specific one made of some of its keys. So \
-fallback_keys_subset must be set exactly when fallback_policy is KEYS_SUBSET, and it must be a proper subset \
-of the selector's keys; Envoy refuses anything else.",
-    envoy: "source/extensions/load_balancing_policies/subset/subset_lb_config.cc",
     ..Rule::ERROR
 };
 
@@ -482,150 +459,6 @@ fn subset_child(config: &DynamicMessage, path: &[PathStep], out: &mut Vec<Findin
     }
 }
 
-/// RingHash or legacy RingHashLbConfig (same field names).
-fn ring_sizes(config: &DynamicMessage, path: &[PathStep], out: &mut Vec<Finding>) {
-    const DEFAULT_MIN: u64 = 1024;
-    const DEFAULT_MAX: u64 = 8_388_608;
-    let min = wrapped_u64(config, "minimum_ring_size");
-    let max = wrapped_u64(config, "maximum_ring_size");
-    let min_value = min.as_ref().map_or(DEFAULT_MIN, |(_, v)| *v);
-    let max_value = max.as_ref().map_or(DEFAULT_MAX, |(_, v)| *v);
-    if min_value <= max_value {
-        return;
-    }
-    let Some((f, _)) = min.or(max) else {
-        return;
-    };
-    out.push(Finding::at(
-        &RING_HASH_MIN_ABOVE_MAX,
-        with(path, [PathStep::Field(f)]),
-        format!(
-            "ring hash minimum_ring_size ({min_value}) is above maximum_ring_size ({max_value})"
-        ),
-    ));
-}
-
-/// Envoy's Primes::isPrime: 1, 2 and 3 count as prime.
-fn is_prime(n: u64) -> bool {
-    if n == 0 {
-        return false;
-    }
-    if n < 4 {
-        return true;
-    }
-    if n.is_multiple_of(2) {
-        return false;
-    }
-    let mut d = 3u64;
-    while d.saturating_mul(d) <= n {
-        if n.is_multiple_of(d) {
-            return false;
-        }
-        d += 2;
-    }
-    true
-}
-
-/// Maglev or legacy MaglevLbConfig.
-fn table_size(config: &DynamicMessage, path: &[PathStep], out: &mut Vec<Finding>) {
-    let Some((f, size)) = wrapped_u64(config, "table_size") else {
-        return;
-    };
-    let text = if size == 1 {
-        "maglev table_size 1 crashes Envoy when the cluster has hosts (use a prime such as 65537)"
-            .to_string()
-    } else if !is_prime(size) {
-        let next = (size..).find(|n| is_prime(*n)).unwrap_or(65537);
-        format!("maglev table_size {size} is not prime (try {next})")
-    } else {
-        return;
-    };
-    out.push(Finding::at(
-        &MAGLEV_NOT_PRIME,
-        with(path, [PathStep::Field(f)]),
-        text,
-    ));
-}
-
-/// `subset_selectors` of a legacy LbSubsetConfig or a typed Subset policy.
-fn subset_selectors(config: &DynamicMessage, path: &[PathStep], out: &mut Vec<Finding>) {
-    const KEYS_SUBSET: i32 = 4;
-    let Some((sf, selectors)) = messages(config, "subset_selectors") else {
-        return;
-    };
-    for (i, selector) in selectors {
-        let at = |steps: Vec<PathStep>| {
-            let mut p = with(path, [PathStep::Field(sf.clone()), PathStep::Index(i)]);
-            p.extend(steps);
-            p
-        };
-        let keys = strings(selector, "keys");
-        if keys.is_empty() {
-            continue;
-        }
-        let fallback = strings(selector, "fallback_keys_subset");
-        let fallback_field = field(selector, "fallback_keys_subset").map(|(f, _)| f);
-        let policy = field(selector, "fallback_policy");
-        let keys_subset = enum_number(selector, "fallback_policy") == Some(KEYS_SUBSET);
-        let label = format!("subset selector [{}]", keys.join(", "));
-        let finding = if !keys_subset && !fallback.is_empty() {
-            fallback_field.map(|f| {
-                Finding::at(
-                    &SUBSET_FALLBACK_KEYS,
-                    at(vec![PathStep::Field(f)]),
-                    format!("{label}: fallback_keys_subset is only allowed with fallback_policy KEYS_SUBSET"),
-                )
-            })
-        } else if keys_subset && fallback.is_empty() {
-            policy.map(|(f, _)| {
-                Finding::at(
-                    &SUBSET_FALLBACK_KEYS,
-                    at(vec![PathStep::Field(f)]),
-                    format!("{label}: fallback_policy KEYS_SUBSET needs fallback_keys_subset"),
-                )
-            })
-        } else if let Some(j) = fallback.iter().position(|k| !keys.contains(k)) {
-            fallback_field.map(|f| {
-                Finding::at(
-                    &SUBSET_FALLBACK_KEYS,
-                    at(vec![PathStep::Field(f), PathStep::Index(j)]),
-                    format!(
-                        "{label}: fallback_keys_subset [{}] is not a subset of keys",
-                        fallback.join(", ")
-                    ),
-                )
-            })
-        } else if !fallback.is_empty() && distinct(&fallback) == distinct(&keys) {
-            fallback_field.map(|f| {
-                Finding::at(
-                    &SUBSET_FALLBACK_KEYS,
-                    at(vec![PathStep::Field(f)]),
-                    format!("{label}: fallback_keys_subset must be smaller than keys"),
-                )
-            })
-        } else {
-            None
-        };
-        out.extend(finding);
-    }
-}
-
-/// A list of strings (empty when unset).
-fn strings(m: &DynamicMessage, name: &str) -> Vec<String> {
-    list(m, name).map_or_else(Vec::new, |(_, items)| {
-        items
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect()
-    })
-}
-
-/// How many distinct strings a list holds.
-fn distinct(items: &[String]) -> usize {
-    let set: std::collections::HashSet<&String> = items.iter().collect();
-    set.len()
-}
-
 fn wrr_locality(config: &DynamicMessage, path: &[PathStep], out: &mut Vec<Finding>) {
     let Some((ef, picking)) = sub(config, "endpoint_picking_policy") else {
         return;
@@ -651,19 +484,5 @@ fn wrr_locality(config: &DynamicMessage, path: &[PathStep], out: &mut Vec<Findin
             base,
             "wrr_locality endpoint_picking_policy has no supported policy (it must be client_side_weighted_round_robin)",
         )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_prime;
-
-    #[test]
-    fn primes_as_envoy_counts_them() {
-        assert!(!is_prime(0));
-        assert!(is_prime(1) && is_prime(2) && is_prime(3));
-        assert!(!is_prime(1000) && is_prime(1009));
-        assert!(!is_prime(65536) && is_prime(65537));
-        assert!(is_prime(5_000_011) && !is_prime(25));
     }
 }

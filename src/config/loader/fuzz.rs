@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::yaml::Node;
 use proptest::prelude::*;
 
 const KEYS: &[&str] = &[

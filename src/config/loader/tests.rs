@@ -1,4 +1,6 @@
 use super::*;
+use prost_reflect::DynamicMessage;
+use std::path::PathBuf;
 
 const CDS: &str = "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster";
 
