@@ -267,8 +267,10 @@ impl<'a> Decoder<'a> {
         self.in_lb_policy -= u32::from(lb_policy);
         if self.unconstrained == 0 && self.checking {
             let found = self.rules.check_message(&msg, &marks);
+            // Firm: Envoy 1.40 checks these constraints in work-in-progress
+            // APIs too, and the schema is its own.
             for (mark, text) in found {
-                self.report(&crate::config::constraints::CONSTRAINT, mark, text);
+                self.report_firm(&crate::config::constraints::CONSTRAINT, mark, text);
             }
         }
         msg
