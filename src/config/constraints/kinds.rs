@@ -1,4 +1,3 @@
-
 use crate::config::diag::Diagnostics;
 use std::collections::BTreeSet;
 
