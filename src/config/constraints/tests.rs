@@ -1,3 +1,4 @@
+use super::numbers::compare_bounds;
 use super::*;
 
 #[test]

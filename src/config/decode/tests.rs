@@ -1,4 +1,6 @@
+use super::well_known::parse_rfc3339;
 use super::*;
+use crate::config::schema;
 use crate::config::yaml::{NestingLimits, parse_documents};
 
 fn decode(type_name: &str, text: &str) -> (DynamicMessage, Vec<String>) {
