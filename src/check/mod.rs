@@ -27,11 +27,11 @@ pub mod dns_cache;
 pub mod docs;
 pub mod envoy_rules;
 pub mod extensions;
-pub mod grpc;
 pub mod http;
 pub mod listeners;
 pub mod matchers;
 pub mod policy;
+pub mod proxyless_grpc;
 pub mod referee;
 pub mod tls;
 pub mod validate;
@@ -167,7 +167,7 @@ pub fn all() -> Vec<&'static Rule> {
         listeners::RULES,
         clusters::RULES,
         http::RULES,
-        crate::check::grpc::RULES,
+        crate::check::proxyless_grpc::RULES,
         referee::RULES,
         policy::RULES,
     ]

@@ -387,7 +387,7 @@ fn distinct_views(resources: &[Resource]) -> Vec<(NodeIdentity, Vec<&Resource>)>
 /// Envoy, not built with the API listener extension, refuses it ("missing
 /// the API listener extension"), but no Envoy is meant to get it (the
 /// `grpc-api-listener-for-envoy` warning says so when it is served to every
-/// node). gRPC's own checks are `grpc_rules`'.
+/// node). gRPC's own checks are `proxyless_grpc`'s.
 fn is_for_grpc_clients(r: &Resource) -> bool {
     r.rtype == ResourceType::Listener && r.message.has_field_by_name("api_listener")
 }

@@ -207,7 +207,7 @@ pub fn validate(resources: &[Resource], settings: &Settings, diags: &mut Diagnos
     }
     check_duplicate_addresses(resources, &listener_addresses, diags);
     crate::check::set(resources, diags);
-    crate::check::grpc::check(resources, diags);
+    crate::check::proxyless_grpc::check(resources, diags);
     warn_unreferenced(resources, &referenced, diags);
 }
 

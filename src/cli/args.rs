@@ -323,8 +323,8 @@ pub struct ServeTlsArgs {
     /// equal to TEMPLATE with {node_id} and {node_cluster} replaced by the
     /// client's node id and cluster, e.g. `spiffe://example.org/envoy/{node_id}`.
     /// Other clients are refused with PERMISSION_DENIED, and it is logged.
-    #[arg(long, value_name = "TEMPLATE", requires = "tls_client_ca", value_parser = crate::daemon::tls::NodeAuthorization::new)]
-    pub(super) authorize_node: Option<crate::daemon::tls::NodeAuthorization>,
+    #[arg(long, value_name = "TEMPLATE", requires = "tls_client_ca", value_parser = crate::daemon::xds_tls::NodeAuthorization::new)]
+    pub(super) authorize_node: Option<crate::daemon::xds_tls::NodeAuthorization>,
     /// A certificate identity (DNS or URI SAN, or subject CN) that may read
     /// every node's status through CSDS, e.g. for `xdsd status --xds`
     /// (repeatable; exact, or a glob with `*` and `?` such as
@@ -336,13 +336,13 @@ pub struct ServeTlsArgs {
 
 impl ServeTlsArgs {
     /// `--authorize-node` with its `--admin-identity`s.
-    pub(super) fn authorization(&self) -> Option<crate::daemon::tls::NodeAuthorization> {
+    pub(super) fn authorization(&self) -> Option<crate::daemon::xds_tls::NodeAuthorization> {
         let authorization = self.authorize_node.clone()?;
         Some(authorization.with_admins(self.admin_identity.clone()))
     }
 
-    pub(super) fn files(&self) -> Option<crate::daemon::tls::TlsFiles> {
-        Some(crate::daemon::tls::TlsFiles {
+    pub(super) fn files(&self) -> Option<crate::daemon::xds_tls::TlsFiles> {
+        Some(crate::daemon::xds_tls::TlsFiles {
             cert: self.tls_cert.clone()?,
             key: self.tls_key.clone()?,
             client_ca: self.tls_client_ca.clone(),

@@ -144,12 +144,12 @@ fn status(args: &StatusArgs) -> ExitCode {
 
 /// `status --xds`: CSDS on the xDS port.
 fn status_csds(server: &str, args: &StatusArgs) -> ExitCode {
-    use crate::cli::status::csds;
-    match csds::fetch(server, args.tls.settings().as_ref()) {
+    use crate::cli::status::csds_client;
+    match csds_client::fetch(server, args.tls.settings().as_ref()) {
         Ok(response) => {
             print(&match args.format {
-                StatusFormat::Table => csds::report(server, &response),
-                StatusFormat::Json => pretty_json(&csds::to_json(&response)),
+                StatusFormat::Table => csds_client::report(server, &response),
+                StatusFormat::Json => pretty_json(&csds_client::to_json(&response)),
             });
             ExitCode::SUCCESS
         }

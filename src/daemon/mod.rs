@@ -5,8 +5,8 @@
 //! * [`loader_process`]: every load runs in a child process (containment,
 //!   memory), started by `serve`;
 //! * [`state`]: the last good set on disk (`--state-dir`);
-//! * [`tls`]: the xDS listener's identity and node authorization;
-//!   [`tls_rotation`]: its certificate replaced live, and the handshakes;
+//! * [`xds_tls`]: the xDS listener's identity and node authorization;
+//!   [`xds_tls_rotation`]: its certificate replaced live, and the handshakes;
 //! * [`accept`]: both listeners' accept loop (pauses and counts errors,
 //!   never spins);
 //! * [`systemd`]: sd_notify readiness, status and watchdog;
@@ -18,6 +18,6 @@ pub mod loader_process;
 pub mod serve;
 pub mod state;
 pub mod systemd;
-pub mod tls;
-pub mod tls_rotation;
 pub mod watch;
+pub mod xds_tls;
+pub mod xds_tls_rotation;

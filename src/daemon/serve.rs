@@ -7,9 +7,9 @@ use crate::daemon::admin::{self, Health, LoadOutcome};
 use crate::daemon::loader_process::{LoaderProcess, ProcessLimits};
 use crate::daemon::state::StateDir;
 use crate::daemon::systemd::Notifier;
-use crate::daemon::tls::{NodeAuthorization, TlsFiles};
-use crate::daemon::tls_rotation::{self, RotatingTls};
 use crate::daemon::watch::{self, Debounce, Trigger};
+use crate::daemon::xds_tls::{NodeAuthorization, TlsFiles};
+use crate::daemon::xds_tls_rotation::{self, RotatingTls};
 use crate::xds::snapshot::{Changes, Snapshot};
 use crate::xds::{Ads, Ledger};
 use std::net::SocketAddr;
@@ -124,7 +124,7 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     ));
     let mut hangup_to = vec![trigger_tx];
     if let Some(tls) = &tls {
-        hangup_to.push(tls_rotation::follow(Arc::clone(tls), options.debounce));
+        hangup_to.push(xds_tls_rotation::follow(Arc::clone(tls), options.debounce));
     }
     tokio::spawn(forward_sighup(hangup_to));
     tokio::spawn(reload_loop(
@@ -160,7 +160,7 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     let server = async {
         match tls {
             Some(tls) => {
-                let incoming = tls_rotation::handshakes(incoming, tls);
+                let incoming = xds_tls_rotation::handshakes(incoming, tls);
                 router
                     .serve_with_incoming_shutdown(incoming, shutdown)
                     .await
@@ -186,7 +186,7 @@ pub async fn run(options: Options) -> Result<(), StartError> {
 }
 
 /// The gRPC server. TLS, when configured, is done before connections reach
-/// it (`tls_rotation::handshakes`), so the certificate can change live.
+/// it (`xds_tls_rotation::handshakes`), so the certificate can change live.
 fn server_builder() -> tonic::transport::Server {
     tonic::transport::Server::builder().http2_keepalive_interval(Some(Duration::from_secs(30)))
 }

@@ -9,7 +9,7 @@
 
 use super::{ClientStatus, Ledger, Sync};
 use crate::config::selector::NodeIdentity;
-use crate::daemon::tls::NodeAuthorization;
+use crate::daemon::xds_tls::NodeAuthorization;
 use envoy_types::pb::envoy::admin::v3::{ClientResourceStatus, UpdateFailureState};
 use envoy_types::pb::envoy::service::status::v3::client_config::GenericXdsConfig;
 use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::{

@@ -177,7 +177,7 @@ pub(super) fn peer<T>(request: &Request<T>) -> super::Peer {
         .and_then(|chain| {
             chain
                 .first()
-                .map(|leaf| crate::daemon::tls::certificate_identities(leaf))
+                .map(|leaf| crate::daemon::xds_tls::certificate_identities(leaf))
         })
         .unwrap_or_default();
     super::Peer {

@@ -20,7 +20,7 @@ pub use snapshot::Resources;
 
 use crate::config::schema::ResourceType;
 use crate::config::selector::NodeIdentity;
-use crate::daemon::tls::NodeAuthorization;
+use crate::daemon::xds_tls::NodeAuthorization;
 use crate::xds::snapshot::Snapshot;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use std::sync::Arc;

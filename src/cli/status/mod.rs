@@ -5,7 +5,7 @@
 //! works against any xdsd of the same API, local or remote.
 //! With `--xds`, [`csds`] asks the xDS port's CSDS instead.
 
-pub mod csds;
+pub mod csds_client;
 
 use crate::daemon::admin::api::{Client, Status};
 use serde::de::DeserializeOwned;

@@ -6,7 +6,7 @@ use crate::config::render;
 use crate::config::schema::ResourceType;
 use crate::config::selector::NodeIdentity;
 use crate::daemon::accept::AcceptStats;
-use crate::daemon::tls_rotation::TlsStatus;
+use crate::daemon::xds_tls_rotation::TlsStatus;
 use crate::xds::snapshot::Snapshot;
 use crate::xds::{ClientStatus, Ledger, TypeStatus};
 use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;

@@ -3,7 +3,7 @@
 use super::{Listeners, LoadStatus, unix_seconds};
 use crate::config::schema::ResourceType;
 use crate::daemon::accept::{AcceptStats, ErrorKind};
-use crate::daemon::tls_rotation::TlsStatus;
+use crate::daemon::xds_tls_rotation::TlsStatus;
 use crate::xds::{LATENCY_BUCKETS, Ledger, Outcome, Sync};
 use std::collections::BTreeMap;
 use std::fmt::Write;

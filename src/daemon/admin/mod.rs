@@ -14,7 +14,7 @@ pub use server::{ConnectionLimits, exposure_warning, serve};
 
 use crate::config::schema::ResourceType;
 use crate::daemon::accept::AcceptStats;
-use crate::daemon::tls_rotation::{RotatingTls, TlsStatus};
+use crate::daemon::xds_tls_rotation::{RotatingTls, TlsStatus};
 use crate::xds::Ledger;
 use crate::xds::snapshot::{Changes, Snapshot};
 use hyper::{Method, StatusCode, Uri};

@@ -392,7 +392,7 @@ fn a_new_delta_client_is_answered_even_when_it_gets_nothing() {
 #[test]
 fn a_refused_node_ends_the_stream_with_the_reason() {
     let authorization =
-        crate::daemon::tls::NodeAuthorization::new("spiffe://{node_id}").expect("template");
+        crate::daemon::xds_tls::NodeAuthorization::new("spiffe://{node_id}").expect("template");
     let caller = Caller {
         peer: Peer::default(),
         authorization: Some(Arc::new(authorization)),

@@ -8,8 +8,8 @@
 //! xdsd does the handshakes itself ([`handshakes`]) because tonic's
 //! `ServerTlsConfig` is fixed when the server is built.
 
-use crate::daemon::tls::{LoadedTls, TlsFiles, TlsPem};
 use crate::daemon::watch::{self, Debounce, Trigger};
+use crate::daemon::xds_tls::{LoadedTls, TlsFiles, TlsPem};
 use futures_core::Stream;
 use rustls::ServerConfig;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -285,7 +285,7 @@ async fn handshake(socket: TcpStream, config: Arc<ServerConfig>) -> Option<TlsSt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::tls::tests::{scratch, write_pair};
+    use crate::daemon::xds_tls::tests::{scratch, write_pair};
     use std::path::Path;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
