@@ -1,35 +1,24 @@
 //! What proxyless gRPC clients reject or ignore, for the resources they use:
-//! listeners with an `api_listener`, the route configurations those name,
-//! and the clusters and endpoints those routes reach. Envoy accepts all of
-//! it, so every finding is a warning that cites the gRFC rule.
+//! listeners with an `api_listener`, the route configurations those name
+//! (or hold inline), and the clusters and endpoints those routes reach.
 
+use super::{HCM, Routes, Side, each_route, find, hcm_routes, is_type, route_action, with};
 use crate::check::Rule;
 use crate::config::diag::Diagnostics;
 use crate::config::reflect::{field, list, string_field, unpack_any};
 use crate::config::resource::field_step as step;
 use crate::config::resource::{PathStep, Resource};
 use crate::config::schema::ResourceType;
-use prost_reflect::{DynamicMessage, ReflectMessage, Value};
+use prost_reflect::{DynamicMessage, Value};
 use std::collections::BTreeSet;
-
-/// The rules this module reports (all warnings: Envoy accepts these).
-pub static RULES: &[&Rule] = &[
-    &API_LISTENER_FOR_EVERYONE,
-    &API_LISTENER_NOT_HCM,
-    &ROUTER_NOT_LAST,
-    &ROUTE_ACTION,
-    &IGNORED_FIELD,
-    &CLUSTER_TYPE,
-    &LB_POLICY,
-    &LOCALITY_WEIGHT,
-];
 
 /// An api_listener served to Envoys too.
 pub static API_LISTENER_FOR_EVERYONE: Rule = Rule {
     id: "grpc-api-listener-for-envoy",
     summary: "a listener with an api_listener is served to every node, Envoys included",
-    explanation: "Only proxyless gRPC clients use a listener with an `api_listener`; Envoy NACKs it. Serve it \
-to the gRPC nodes only, with a `nodes:` selector in an envelope.",
+    explanation: "Only proxyless gRPC clients use a listener with an `api_listener` (gRPC reads such a \
+listener as a client's: `LdsResourceParse` in gRPC C-core's `src/core/xds/grpc/xds_listener_parser.cc`); \
+Envoy NACKs it. Serve it to the gRPC nodes only, with a `nodes:` selector in an envelope.",
     ..Rule::WARNING
 };
 
@@ -38,25 +27,20 @@ pub static API_LISTENER_NOT_HCM: Rule = Rule {
     id: "grpc-api-listener-not-hcm",
     summary: "a gRPC api_listener does not hold an HttpConnectionManager",
     explanation: "gRPC clients accept only an HttpConnectionManager in an `api_listener` (gRFC A27) and NACK \
-anything else.",
+anything else. Mirrors `LdsResourceParseClient` in gRPC C-core's `src/core/xds/grpc/xds_listener_parser.cc` \
+and grpc-js-xds's `src/xds-resource-type/listener-resource-type.ts`.",
     ..Rule::WARNING
 };
 
-/// A gRPC HCM whose filters do not end with the router.
-pub static ROUTER_NOT_LAST: Rule = Rule {
-    id: "grpc-router-not-last",
-    summary: "a gRPC listener's http_filters do not end with the router",
-    explanation: "gRPC clients NACK an HttpConnectionManager whose `http_filters` do not end with the router \
-filter (gRFC A39).",
-    ..Rule::WARNING
-};
-
-/// A route action gRPC does not implement.
+/// A route action gRPC clients do not implement.
 pub static ROUTE_ACTION: Rule = Rule {
     id: "grpc-route-action",
     summary: "a route used by gRPC clients has an action other than `route`",
-    explanation: "gRPC clients implement only the `route` action; RPCs matching a route with `redirect`, \
-`direct_response` or `filter_action` fail (gRFC A28).",
+    explanation: "gRPC clients implement only the `route` action (gRFC A28). RPCs matching a route with \
+`redirect`, `direct_response` or `filter_action` fail (grpc-js NACKs the whole RouteConfiguration), and so \
+do those matching a `non_forwarding_action` route, the action only gRPC servers take (gRFC A36). Mirrors \
+gRPC C-core's `src/core/xds/grpc/xds_route_config_parser.cc` and grpc-js-xds's \
+`src/xds-resource-type/route-config-resource-type.ts`.",
     ..Rule::WARNING
 };
 
@@ -65,7 +49,8 @@ pub static IGNORED_FIELD: Rule = Rule {
     id: "grpc-ignored-field",
     summary: "a route used by gRPC clients sets a field they ignore",
     explanation: "gRPC clients ignore path and host rewrites and request mirroring (gRFC A28): the setting has \
-no effect for them.",
+no effect for them. `RouteActionParse` in gRPC C-core's `src/core/xds/grpc/xds_route_config_parser.cc` \
+does not read them.",
     ..Rule::WARNING
 };
 
@@ -74,7 +59,8 @@ pub static CLUSTER_TYPE: Rule = Rule {
     id: "grpc-cluster-type",
     summary: "a cluster used by gRPC clients is not EDS, LOGICAL_DNS or aggregate",
     explanation: "gRPC clients accept only EDS, LOGICAL_DNS and aggregate clusters (gRFC A27, A37) and NACK \
-other types, such as STATIC or STRICT_DNS.",
+other types, such as STATIC or STRICT_DNS. Mirrors gRPC C-core's `src/core/xds/grpc/xds_cluster_parser.cc` \
+and grpc-js-xds's `src/xds-resource-type/cluster-resource-type.ts`.",
     ..Rule::WARNING
 };
 
@@ -82,7 +68,9 @@ other types, such as STATIC or STRICT_DNS.",
 pub static LB_POLICY: Rule = Rule {
     id: "grpc-lb-policy",
     summary: "a cluster used by gRPC clients has an LB policy they do not support",
-    explanation: "gRPC clients support ROUND_ROBIN, LEAST_REQUEST and RING_HASH (gRFC A27, A42, A48).",
+    explanation: "gRPC clients support ROUND_ROBIN, LEAST_REQUEST and RING_HASH (gRFC A27, A42, A48) and NACK \
+a cluster with another `lb_policy`. Mirrors gRPC C-core's `src/core/xds/grpc/xds_cluster_parser.cc` and \
+grpc-js-xds's `src/xds-resource-type/cluster-resource-type.ts`.",
     ..Rule::WARNING
 };
 
@@ -91,45 +79,46 @@ pub static LOCALITY_WEIGHT: Rule = Rule {
     id: "grpc-locality-weight",
     summary: "a locality used by gRPC clients has no load_balancing_weight",
     explanation: "gRPC clients drop localities without a `load_balancing_weight` (gRFC A27): give every \
-locality a weight.",
+locality a weight. Mirrors `LocalityParse` in gRPC C-core's `src/core/xds/grpc/xds_endpoint_parser.cc`.",
     ..Rule::WARNING
 };
 
 /// Warns about what gRPC clients would NACK or ignore in the resources they use.
-pub fn check(resources: &[Resource], diags: &mut Diagnostics) {
-    let find = |t: ResourceType, name: &str| -> Vec<&Resource> {
-        resources
-            .iter()
-            .filter(|r| r.rtype == t && r.name == name)
-            .collect()
-    };
-    let mut routes = BTreeSet::new();
+pub(super) fn check(resources: &[Resource], diags: &mut Diagnostics) {
+    let mut rds = BTreeSet::new();
+    let mut clusters = BTreeSet::new();
     for listener in resources
         .iter()
         .filter(|r| r.rtype == ResourceType::Listener)
     {
-        if let Some(name) = api_listener_routes(listener, diags) {
-            routes.insert(name);
+        match api_listener_routes(listener, diags) {
+            Some(Routes::Inline(config, path)) => {
+                route_actions(listener, &config, &path, &mut clusters, diags);
+            }
+            Some(Routes::Rds(name)) => {
+                rds.insert(name);
+            }
+            Some(Routes::Unusable) | None => {}
         }
     }
-    let mut clusters = BTreeSet::new();
-    for name in &routes {
-        for route in find(ResourceType::RouteConfiguration, name) {
-            route_actions(route, &mut clusters, diags);
+    for name in &rds {
+        for route in find(resources, ResourceType::RouteConfiguration, name) {
+            route_actions(route, &route.message, &[], &mut clusters, diags);
         }
     }
     for name in &clusters {
-        for cluster in find(ResourceType::Cluster, name) {
+        for cluster in find(resources, ResourceType::Cluster, name) {
             let service = cluster_shape(cluster, diags);
-            for assignment in find(ResourceType::ClusterLoadAssignment, &service) {
+            for assignment in find(resources, ResourceType::ClusterLoadAssignment, &service) {
                 locality_weights(assignment, diags);
             }
         }
     }
 }
 
-/// The RDS name of a gRPC listener (an `api_listener` with an HttpConnectionManager).
-fn api_listener_routes(listener: &Resource, diags: &mut Diagnostics) -> Option<String> {
+/// Where the routes of a gRPC client listener (an `api_listener` with an
+/// HttpConnectionManager) come from.
+fn api_listener_routes(listener: &Resource, diags: &mut Diagnostics) -> Option<Routes> {
     let (af, api) = field(&listener.message, "api_listener")?;
     if listener.selector.is_everyone() {
         diags.report(
@@ -141,11 +130,7 @@ fn api_listener_routes(listener: &Resource, diags: &mut Diagnostics) -> Option<S
     let (inner_f, any) = field(api.as_message()?, "api_listener")?;
     let path = vec![PathStep::Field(af), PathStep::Field(inner_f)];
     let hcm = any.as_message().and_then(unpack_any)?;
-    if !hcm
-        .descriptor()
-        .full_name()
-        .ends_with("HttpConnectionManager")
-    {
+    if !is_type(&hcm, HCM) {
         diags.report(
             &API_LISTENER_NOT_HCM,
             listener.locate(&path),
@@ -153,83 +138,54 @@ fn api_listener_routes(listener: &Resource, diags: &mut Diagnostics) -> Option<S
         );
         return None;
     }
-    let router_last = list(&hcm, "http_filters")
-        .and_then(|(_, filters)| filters.last()?.as_message().cloned())
-        .and_then(|last| {
-            field(&last, "typed_config")
-                .and_then(|(_, a)| a.as_message().and_then(|a| string_field(a, "type_url")))
-        })
-        .is_some_and(|(_, url)| url.ends_with(".Router"));
-    if !router_last {
-        diags.report(
-            &ROUTER_NOT_LAST,
-            listener.locate(&path),
-            "gRPC clients NACK an HttpConnectionManager whose http_filters do not end with the router (gRFC A39)",
-        );
-    }
-    if field(&hcm, "route_config").is_some() {
-        // Inline routes are checked where the listener is; gRPC supports them.
-        return None;
-    }
-    let (_, rds) = field(&hcm, "rds")?;
-    let rds = rds.as_message()?;
-    string_field(rds, "route_config_name").map(|(_, n)| n)
+    Some(hcm_routes(listener, &hcm, &path, Side::Client, diags))
 }
 
-/// Route actions gRPC does not implement, and the clusters the routes use.
-fn route_actions(route: &Resource, clusters: &mut BTreeSet<String>, diags: &mut Diagnostics) {
-    let Some((vf, vhosts)) = list(&route.message, "virtual_hosts") else {
-        return;
-    };
-    for (i, vhost) in vhosts.iter().enumerate() {
-        let Some(vhost) = vhost.as_message() else {
-            continue;
+/// Route actions gRPC clients do not implement, and the clusters the
+/// routes use, in the route configuration `config` (at `base` in `resource`).
+fn route_actions(
+    resource: &Resource,
+    config: &DynamicMessage,
+    base: &[PathStep],
+    clusters: &mut BTreeSet<String>,
+    diags: &mut Diagnostics,
+) {
+    each_route(config, base, |r, path| {
+        let Some((af, action)) = route_action(r) else {
+            return;
         };
-        let Some((rf, routes)) = list(vhost, "routes") else {
-            continue;
-        };
-        for (j, r) in routes.iter().enumerate() {
-            let Some(r) = r.as_message() else { continue };
-            let base = vec![
-                PathStep::Field(vf.clone()),
-                PathStep::Index(i),
-                PathStep::Field(rf.clone()),
-                PathStep::Index(j),
-            ];
-            for unsupported in ["redirect", "direct_response", "filter_action"] {
-                if r.has_field_by_name(unsupported) {
-                    let mut path = base.clone();
-                    path.extend(step(r, unsupported));
-                    diags.report(&ROUTE_ACTION, route.locate(&path), format!("gRPC clients fail RPCs on a route with `{unsupported}`; only `route` actions are implemented (gRFC A28)"));
-                }
-            }
-            let Some((af, action)) = field(r, "route") else {
-                continue;
-            };
-            let Some(action) = action.as_message() else {
-                continue;
-            };
-            let mut path = base.clone();
-            path.push(PathStep::Field(af));
-            for ignored in [
-                "prefix_rewrite",
-                "regex_rewrite",
-                "host_rewrite_literal",
-                "request_mirror_policies",
-            ] {
-                if action.has_field_by_name(ignored) {
-                    let mut p = path.clone();
-                    p.extend(step(action, ignored));
-                    diags.report(
-                        &IGNORED_FIELD,
-                        route.locate(&p),
-                        format!("gRPC clients ignore `{ignored}` (gRFC A28)"),
-                    );
-                }
-            }
-            collect_clusters(action, clusters);
+        if af.name() != "route" {
+            diags.report(
+                &ROUTE_ACTION,
+                resource.locate(&with(&path, [PathStep::Field(af.clone())])),
+                if af.name() == "non_forwarding_action" {
+                    "gRPC clients fail RPCs on a route with `non_forwarding_action` (only gRPC servers take it, gRFC A36); clients implement only `route` actions (gRFC A28)".to_string()
+                } else {
+                    format!("gRPC clients fail RPCs on a route with `{}`; only `route` actions are implemented (gRFC A28)", af.name())
+                },
+            );
+            return;
         }
-    }
+        let Some(action) = action.as_message() else {
+            return;
+        };
+        let path = with(&path, [PathStep::Field(af)]);
+        for ignored in [
+            "prefix_rewrite",
+            "regex_rewrite",
+            "host_rewrite_literal",
+            "request_mirror_policies",
+        ] {
+            if action.has_field_by_name(ignored) {
+                diags.report(
+                    &IGNORED_FIELD,
+                    resource.locate(&with(&path, step(action, ignored))),
+                    format!("gRPC clients ignore `{ignored}` (gRFC A28)"),
+                );
+            }
+        }
+        collect_clusters(action, clusters);
+    });
 }
 
 fn collect_clusters(action: &DynamicMessage, clusters: &mut BTreeSet<String>) {
@@ -349,5 +305,87 @@ endpoints:
             all.contains("g.yaml:16:41: warning"),
             "prefix_rewrite located at its value: {all}"
         );
+    }
+
+    /// A client listener with inline routes and one over RDS from a file,
+    /// and the route configurations gRPC servers use, also used by a client.
+    const CLIENT: &str = r#"kind: Listener
+nodes: {cluster: ["grpc*"]}
+spec:
+  name: inline
+  api_listener:
+    api_listener:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: inline
+      route_config:
+        virtual_hosts:
+        - name: v
+          domains: ["*"]
+          routes:
+          - match: {prefix: /}
+            redirect: {host_redirect: example.com}
+      http_filters:
+      - name: envoy.filters.http.router
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+---
+kind: Listener
+nodes: {cluster: ["grpc*"]}
+spec:
+  name: greeter
+  api_listener:
+    api_listener:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: greeter
+      rds: {route_config_name: inbound, config_source: {path_config_source: {path: /etc/r.yaml}}}
+      http_filters:
+      - name: envoy.filters.http.router
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+---
+kind: RouteConfiguration
+nodes: {cluster: ["grpc*"]}
+spec:
+  name: inbound
+  virtual_hosts:
+  - name: inbound
+    domains: ["*"]
+    routes:
+    - match: {prefix: /}
+      non_forwarding_action: {}
+"#;
+
+    #[test]
+    fn client_routes_and_route_sources() {
+        let loaded = load_str("c.yaml", CLIENT);
+        assert_eq!(loaded.diagnostics.error_count(), 0);
+        let mut diags = Diagnostics::default();
+        check(&loaded.resources, &mut diags);
+        let text: Vec<String> = diags.sorted().iter().map(|d| d.to_string()).collect();
+        assert_eq!(diags.error_count(), 0, "{text:?}");
+        for (at, rule, want) in [
+            (
+                "c.yaml:15:13",
+                "grpc-route-action",
+                "gRPC clients fail RPCs on a route with `redirect`",
+            ),
+            (
+                "c.yaml:28:41",
+                "grpc-rds-config-source",
+                "gRPC clients NACK an RDS config_source other than `ads` or `self`",
+            ),
+            (
+                "c.yaml:42:7",
+                "grpc-route-action",
+                "route with `non_forwarding_action` (only gRPC servers take it",
+            ),
+        ] {
+            assert!(
+                text.iter()
+                    .any(|d| d.starts_with(&format!("{at}: warning: "))
+                        && d.ends_with(&format!("[{rule}]"))
+                        && d.contains(want)),
+                "no {rule} at {at} saying {want:?}: {text:#?}"
+            );
+        }
+        assert_eq!(text.len(), 3, "{text:#?}");
     }
 }
