@@ -79,7 +79,7 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__bootstrap)
-            opts="-h -V --format --server --node-id --node-cluster --admin-port --tls-ca --tls-cert --tls-key --tls-server-name --help --version"
+            opts="-h -V --format --server --node-id --node-cluster --locality --admin-port --tls-ca --tls-cert --tls-key --tls-server-name --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -98,6 +98,10 @@ _xdsd() {
                     return 0
                     ;;
                 --node-cluster)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --locality)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -76,6 +76,7 @@ grpc\t'A GRPC_XDS_BOOTSTRAP file (JSON)'"
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l server -d 'xdsd\'s gRPC address as the client reaches it (`host:port`)' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l node-id -d 'The node\'s `node.id`, matched against `nodes.id` selectors' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l node-cluster -d 'The node\'s `node.cluster`, matched against `nodes.cluster` selectors' -r
+complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l locality -d 'The node\'s `node.locality`, `REGION[/ZONE[/SUB_ZONE]]` (a part may be empty). Always printed, with an empty zone by default: grpc-js-xds refuses a bootstrap whose node has no locality' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l admin-port -d 'Envoy only: the port of Envoy\'s admin endpoint on 127.0.0.1' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l tls-ca -d 'Reach xdsd over TLS, trusting this CA bundle (PEM) for its certificate' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l tls-cert -d 'mTLS: the client\'s certificate chain (PEM); needs --tls-key and --tls-ca' -r

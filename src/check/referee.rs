@@ -14,6 +14,7 @@
 //! passed xdsd's own checks, so what it adds is what only Envoy knows.
 
 use super::Rule;
+use super::proxyless_grpc::is_for_proxyless_grpc;
 use crate::config::diag::{Diagnostics, Location};
 use crate::config::resource::Resource;
 use crate::config::schema::ResourceType;
@@ -374,22 +375,16 @@ fn distinct_views(resources: &[Resource]) -> Vec<(NodeIdentity, Vec<&Resource>)>
     let mut views = Vec::new();
     for node in nodes {
         let mut view = crate::config::resource::view(resources, &node);
-        view.retain(|r| !is_for_grpc_clients(r));
+        // Envoy refuses a client's API listener ("missing the API listener
+        // extension") and a TLS server listener with gRPC's certificate
+        // provider, but none is meant for an Envoy.
+        view.retain(|r| !is_for_proxyless_grpc(r));
         let key: Vec<*const Resource> = view.iter().map(|r| *r as *const Resource).collect();
         if !view.is_empty() && seen.insert(key) {
             views.push((node, view));
         }
     }
     views
-}
-
-/// A listener with an `api_listener` is for proxyless gRPC clients only:
-/// Envoy, not built with the API listener extension, refuses it ("missing
-/// the API listener extension"), but no Envoy is meant to get it (the
-/// `grpc-api-listener-for-envoy` warning says so when it is served to every
-/// node). gRPC's own checks are `proxyless_grpc`'s.
-fn is_for_grpc_clients(r: &Resource) -> bool {
-    r.rtype == ResourceType::Listener && r.message.has_field_by_name("api_listener")
 }
 
 /// FNV-1a, as for versions: stable across runs and machines.
@@ -423,19 +418,23 @@ mod tests {
     }
 
     #[test]
-    fn listeners_for_grpc_clients_are_not_shown_to_envoy() {
+    fn listeners_for_proxyless_grpc_are_not_shown_to_envoy() {
         let dir =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config-examples/grpc-proxyless");
         let loaded = crate::config::loader::load_dir(&dir).expect("the example loads");
         assert!(loaded.diagnostics.is_ok(), "{:?}", loaded.diagnostics);
-        let with_api_listener = loaded
+        let for_grpc: Vec<&str> = loaded
             .resources
             .iter()
-            .filter(|r| is_for_grpc_clients(r))
-            .count();
-        assert!(with_api_listener > 0, "the example has a gRPC listener");
+            .filter(|r| is_for_proxyless_grpc(r))
+            .map(|r| r.name.as_str())
+            .collect();
+        assert!(
+            for_grpc.iter().any(|n| n.starts_with("grpc/server?")) && for_grpc.len() >= 2,
+            "the example has a client and a server listener: {for_grpc:?}"
+        );
         for (_, view) in distinct_views(&loaded.resources) {
-            assert!(view.iter().all(|r| !is_for_grpc_clients(r)));
+            assert!(view.iter().all(|r| !is_for_proxyless_grpc(r)));
         }
     }
 }

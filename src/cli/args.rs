@@ -116,7 +116,10 @@ pub enum Command {
     /// `--format envoy` prints an Envoy bootstrap (YAML) that gets everything
     /// over ADS, with the node id and cluster and an admin endpoint on
     /// 127.0.0.1; `--format grpc` prints a GRPC_XDS_BOOTSTRAP file (JSON) for
-    /// proxyless gRPC clients resolving `xds:///NAME`.
+    /// proxyless gRPC clients resolving `xds:///NAME` and for xDS-enabled
+    /// gRPC servers, which ask for the Listener
+    /// `grpc/server?xds.resource.listening_address=IP:PORT`. Both carry
+    /// `node.locality` (grpc-js-xds requires it).
     Bootstrap(BootstrapArgs),
     /// Check a config directory and report every problem with its location.
     ///
@@ -397,6 +400,11 @@ pub struct BootstrapArgs {
     pub(super) server: String,
     #[command(flatten)]
     pub(super) node: NodeArgs,
+    /// The node's `node.locality`, `REGION[/ZONE[/SUB_ZONE]]` (a part may be
+    /// empty). Always printed, with an empty zone by default: grpc-js-xds
+    /// refuses a bootstrap whose node has no locality.
+    #[arg(long, value_name = "REGION/ZONE/SUB_ZONE", default_value = "")]
+    pub(super) locality: crate::cli::bootstrap::Locality,
     /// Envoy only: the port of Envoy's admin endpoint on 127.0.0.1.
     #[arg(long, value_name = "PORT", default_value_t = 9901)]
     pub(super) admin_port: u16,

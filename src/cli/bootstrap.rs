@@ -2,6 +2,7 @@
 //! node, admin on localhost) and a `GRPC_XDS_BOOTSTRAP` file for proxyless
 //! gRPC clients.
 
+use crate::check::proxyless_grpc::SERVER_LISTENER_PREFIX;
 use serde_json::{Value, json};
 
 /// Where xdsd is and who the client is.
@@ -13,8 +14,61 @@ pub struct Client {
     pub node_id: String,
     /// `node.cluster`.
     pub node_cluster: String,
+    /// `node.locality`: where the client runs.
+    pub locality: Locality,
     /// TLS to xdsd; plaintext when `None`.
     pub tls: Option<ClientTls>,
+}
+
+/// `node.locality` (`region/zone/sub_zone`). Every part may be empty; the
+/// object itself is always printed, because grpc-js-xds refuses a bootstrap
+/// whose node has no `locality` ("locality field missing in node element",
+/// grpc-js-xds `src/xds-bootstrap.ts`), while C-core and Envoy take it as
+/// optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Locality {
+    /// `region`.
+    pub region: String,
+    /// `zone`.
+    pub zone: String,
+    /// `sub_zone`.
+    pub sub_zone: String,
+}
+
+impl std::str::FromStr for Locality {
+    type Err = String;
+
+    /// `REGION[/ZONE[/SUB_ZONE]]`; a part may be empty (`/zone-a`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = text.split('/').collect();
+        if parts.len() > 3 {
+            return Err(format!(
+                "`{text}` has {} parts; expected REGION[/ZONE[/SUB_ZONE]]",
+                parts.len()
+            ));
+        }
+        let part = |i: usize| parts.get(i).copied().unwrap_or_default().to_string();
+        Ok(Locality {
+            region: part(0),
+            zone: part(1),
+            sub_zone: part(2),
+        })
+    }
+}
+
+impl Locality {
+    /// The bootstrap's `locality` object: `zone` always (empty by default),
+    /// `region` and `sub_zone` when set.
+    fn to_json(&self) -> Value {
+        let mut locality = json!({"zone": self.zone});
+        if !self.region.is_empty() {
+            locality["region"] = json!(self.region);
+        }
+        if !self.sub_zone.is_empty() {
+            locality["sub_zone"] = json!(self.sub_zone);
+        }
+        locality
+    }
 }
 
 /// How a client reaches xdsd over TLS. Paths are as the client sees them.
@@ -65,7 +119,7 @@ pub fn envoy(client: &Client, admin_port: u16) -> Value {
         cluster["transport_socket"] = envoy_tls(tls, host);
     }
     json!({
-        "node": {"id": client.node_id, "cluster": client.node_cluster},
+        "node": node(client),
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "dynamic_resources": {
             "ads_config": {
@@ -111,7 +165,23 @@ fn envoy_tls(tls: &ClientTls, host: &str) -> Value {
     json!({"name": "envoy.transport_sockets.tls", "typed_config": context})
 }
 
-/// A `GRPC_XDS_BOOTSTRAP` document for gRPC's xDS resolver (gRFC A27).
+/// The `node` of both bootstraps.
+fn node(client: &Client) -> Value {
+    json!({
+        "id": client.node_id,
+        "cluster": client.node_cluster,
+        "locality": client.locality.to_json()
+    })
+}
+
+/// A `GRPC_XDS_BOOTSTRAP` document for gRPC clients (gRFC A27) and
+/// xDS-enabled gRPC servers (gRFC A36), accepted by C-core (C++, Python,
+/// Ruby…) and grpc-js-xds alike.
+///
+/// `client_default_listener_resource_name_template` is `%s`, the default
+/// spelled out: `xds:///NAME` asks for the Listener `NAME`, the name xdsd
+/// serves. No `authorities` (gRFC A47): xdsd serves plain names, not
+/// `xdstp://` ones, so there is no authority to name.
 pub fn grpc(client: &Client) -> Value {
     json!({
         "xds_servers": [{
@@ -119,9 +189,21 @@ pub fn grpc(client: &Client) -> Value {
             "channel_creds": [grpc_creds(client.tls.as_ref())],
             "server_features": ["xds_v3"]
         }],
-        "node": {"id": client.node_id, "cluster": client.node_cluster}
+        "node": node(client),
+        "client_default_listener_resource_name_template": "%s",
+        // gRFC A36: `%s` becomes the server's listening address, `IP:PORT`;
+        // lint recognises server listeners by the same prefix.
+        "server_listener_resource_name_template": format!("{SERVER_LISTENER_PREFIX}%s")
     })
 }
+
+/// Printed on stderr with a TLS gRPC bootstrap: its one credential, `tls`,
+/// is gRFC A65's, which C-core implements and grpc-js-xds does not (it
+/// takes only `insecure` and `google_default`). No `insecure` fallback is
+/// added: a client that cannot do TLS must fail, not talk in plaintext.
+pub const GRPC_JS_TLS_NOTE: &str = "note: the `tls` channel credentials (gRFC A65) work with C-core clients \
+(C++, Python, Ruby, PHP); grpc-js-xds (Node) refuses this bootstrap, as it supports only `insecure` and \
+`google_default`";
 
 /// gRPC's channel credentials (gRFC A65 for `tls`).
 fn grpc_creds(tls: Option<&ClientTls>) -> Value {
@@ -145,6 +227,7 @@ mod tests {
             server: server.into(),
             node_id: "n".into(),
             node_cluster: "c".into(),
+            locality: Locality::default(),
             tls: None,
         }
     }
@@ -194,6 +277,142 @@ mod tests {
             envoy(&client("xdsd.internal:18000"), 9901)["static_resources"]["clusters"][0]["type"],
             "STRICT_DNS"
         );
+    }
+
+    /// The bootstrap rules of grpc-js-xds 1.14 (`validateBootstrapConfig`
+    /// and the functions it calls in `src/xds-bootstrap.ts`), restated.
+    fn grpc_js_accepts(b: &Value) -> Result<(), String> {
+        const CREDS: [&str; 2] = ["google_default", "insecure"];
+        let servers = b["xds_servers"].as_array().ok_or("xds_servers")?;
+        for server in servers {
+            server["server_uri"].as_str().ok_or("server_uri")?;
+            let creds = server["channel_creds"].as_array().ok_or("channel_creds")?;
+            if !creds
+                .iter()
+                .any(|c| c["type"].as_str().is_some_and(|t| CREDS.contains(&t)))
+            {
+                return Err(
+                    "channel_creds: no entry with a type in [google_default,insecure]".into(),
+                );
+            }
+        }
+        let node = &b["node"];
+        node["id"]
+            .as_str()
+            .ok_or("id field missing in node element")?;
+        let locality = node
+            .get("locality")
+            .ok_or("locality field missing in node element")?;
+        for key in ["region", "zone", "sub_zone"] {
+            if locality.get(key).is_some_and(|v| !v.is_string()) {
+                return Err(format!("node.locality.{key}: expected string"));
+            }
+        }
+        if node.get("cluster").is_some_and(|v| !v.is_string()) {
+            return Err("node.cluster: expected string".into());
+        }
+        if b.get("server_listener_resource_name_template")
+            .is_some_and(|v| !v.is_string())
+        {
+            return Err("server_listener_resource_name_template: expected string".into());
+        }
+        Ok(())
+    }
+
+    /// The bootstrap rules of C-core (`GrpcXdsBootstrap::JsonLoader` and
+    /// `JsonPostLoad` in `src/core/xds/grpc/xds_bootstrap_grpc.cc`, and the
+    /// channel credentials it registers), restated.
+    fn c_core_accepts(b: &Value) -> Result<(), String> {
+        const CREDS: [&str; 4] = ["google_default", "insecure", "tls", "fake"];
+        let servers = b["xds_servers"].as_array().ok_or("xds_servers")?;
+        if servers.is_empty() {
+            return Err("xds_servers: must be non-empty".into());
+        }
+        for server in servers {
+            server["server_uri"].as_str().ok_or("server_uri")?;
+            let creds = server["channel_creds"].as_array().ok_or("channel_creds")?;
+            if !creds
+                .iter()
+                .any(|c| c["type"].as_str().is_some_and(|t| CREDS.contains(&t)))
+            {
+                return Err("no known channel_creds type".into());
+            }
+        }
+        if let Some(node) = b.get("node") {
+            for key in ["id", "cluster"] {
+                if node.get(key).is_some_and(|v| !v.is_string()) {
+                    return Err(format!("node.{key}: expected string"));
+                }
+            }
+        }
+        for key in [
+            "server_listener_resource_name_template",
+            "client_default_listener_resource_name_template",
+        ] {
+            if b.get(key).is_some_and(|v| !v.is_string()) {
+                return Err(format!("{key}: expected string"));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_grpc_bootstrap_suits_c_core_and_grpc_js() {
+        let mut c = client("127.0.0.1:18000");
+        let plain = grpc(&c);
+        assert_eq!(grpc_js_accepts(&plain), Ok(()));
+        assert_eq!(c_core_accepts(&plain), Ok(()));
+        assert_eq!(plain["node"]["locality"], json!({"zone": ""}));
+        assert_eq!(
+            plain["server_listener_resource_name_template"],
+            "grpc/server?xds.resource.listening_address=%s"
+        );
+        assert_eq!(
+            plain["client_default_listener_resource_name_template"],
+            "%s"
+        );
+        // The bootstrap as it was before node.locality: grpc-js refused it.
+        let mut old = plain.clone();
+        old["node"].as_object_mut().map(|n| n.remove("locality"));
+        assert_eq!(
+            grpc_js_accepts(&old),
+            Err("locality field missing in node element".into())
+        );
+        c.locality = "eu-west/eu-west-1b/rack7".parse().expect("locality");
+        let placed = grpc(&c);
+        assert_eq!(
+            placed["node"]["locality"],
+            json!({"region": "eu-west", "zone": "eu-west-1b", "sub_zone": "rack7"})
+        );
+        assert_eq!(grpc_js_accepts(&placed), Ok(()));
+        // TLS (gRFC A65): C-core only; grpc-js fails closed, and the CLI says so.
+        c.tls = Some(ClientTls {
+            ca: "/ca.pem".into(),
+            identity: None,
+            server_name: None,
+        });
+        let tls = grpc(&c);
+        assert_eq!(c_core_accepts(&tls), Ok(()));
+        assert!(grpc_js_accepts(&tls).is_err());
+    }
+
+    #[test]
+    fn locality_parses_one_to_three_parts() {
+        let parse = |s: &str| s.parse::<Locality>();
+        assert_eq!(parse(""), Ok(Locality::default()));
+        assert_eq!(
+            parse("/zone-a").map(|l| (l.region, l.zone)),
+            Ok((String::new(), "zone-a".into()))
+        );
+        assert!(parse("a/b/c/d").is_err());
+        let envoy_node = &envoy(
+            &Client {
+                locality: parse("r/z").expect("locality"),
+                ..client("127.0.0.1:1")
+            },
+            9901,
+        )["node"];
+        assert_eq!(envoy_node["locality"], json!({"region": "r", "zone": "z"}));
     }
 
     #[test]

@@ -172,13 +172,19 @@ fn bootstrap(args: &BootstrapArgs) -> ExitCode {
         server: args.server.clone(),
         node_id: args.node.node_id.clone(),
         node_cluster: args.node.node_cluster.clone(),
+        locality: args.locality.clone(),
         tls: args.tls.settings(),
     };
     match args.format {
         BootstrapFormat::Envoy => print(&crate::config::yaml::to_yaml(
             &crate::cli::bootstrap::envoy(&client, args.admin_port),
         )),
-        BootstrapFormat::Grpc => print(&pretty_json(&crate::cli::bootstrap::grpc(&client))),
+        BootstrapFormat::Grpc => {
+            if client.tls.is_some() {
+                eprintln!("{}", crate::cli::bootstrap::GRPC_JS_TLS_NOTE);
+            }
+            print(&pretty_json(&crate::cli::bootstrap::grpc(&client)))
+        }
     }
     ExitCode::SUCCESS
 }

@@ -5,6 +5,7 @@ use crate::common;
 
 use crate::common::{envoy_validate, root, subdirs};
 use std::path::Path;
+use xdsd::check::proxyless_grpc::is_for_proxyless_grpc;
 use xdsd::check::validate::check_dir;
 use xdsd::config::diag::Severity;
 use xdsd::config::resource::{self, Resource};
@@ -119,15 +120,11 @@ fn judge_config_dirs(dirs: &[std::path::PathBuf]) -> Vec<String> {
             continue;
         }
         for node in node_views_of(&checked.resources) {
-            // A listener with an `api_listener` is for proxyless gRPC
-            // clients (config-examples/grpc-proxyless), not for Envoy, whose
-            // server has no API listener extension.
+            // A client's `api_listener` and a gRPC server's listener are for
+            // proxyless gRPC (config-examples/grpc-proxyless), not for Envoy.
             let view: Vec<&Resource> = resource::view(&checked.resources, &node)
                 .into_iter()
-                .filter(|r| {
-                    r.rtype != ResourceType::Listener
-                        || !r.message.has_field_by_name("api_listener")
-                })
+                .filter(|r| !is_for_proxyless_grpc(r))
                 .collect();
             if view.is_empty() {
                 continue;

@@ -118,6 +118,17 @@ pub fn is_server_listener(r: &Resource) -> bool {
     r.rtype == ResourceType::Listener && r.name.starts_with(SERVER_LISTENER_PREFIX)
 }
 
+/// Is `r` a Listener only proxyless gRPC reads: a client's `api_listener`
+/// or a server's listener? No Envoy is meant to get one (the
+/// `grpc-*-listener-for-envoy` warnings say so when one is served to every
+/// node), so the Envoy referee does not see them and Envoy's rules that
+/// gRPC does not share (a server certificate inline or over SDS) do not
+/// judge them; this module's rules do.
+pub fn is_for_proxyless_grpc(r: &Resource) -> bool {
+    is_server_listener(r)
+        || (r.rtype == ResourceType::Listener && r.message.has_field_by_name("api_listener"))
+}
+
 /// The resources of type `t` named `name`.
 fn find<'r>(resources: &'r [Resource], t: ResourceType, name: &str) -> Vec<&'r Resource> {
     resources

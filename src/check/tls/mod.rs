@@ -18,6 +18,7 @@ mod secrets;
 mod strict;
 mod validation;
 
+use super::proxyless_grpc::is_for_proxyless_grpc;
 use super::{Finding, Place, Rule};
 use crate::config::diag::Diagnostics;
 use crate::config::reflect::field;
@@ -61,7 +62,12 @@ const QUIC_UPSTREAM: &str = "envoy.extensions.transport_sockets.quic.v3.QuicUpst
 pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
     let name = m.descriptor().full_name().to_string();
     match name.as_str() {
-        DOWNSTREAM => context::downstream(m, in_quic(place.path), in_listener(place.path), out),
+        DOWNSTREAM => {
+            // gRPC servers take certificates from a provider, not inline
+            // (grpc-server-tls judges theirs).
+            let envoy_server = in_listener(place.path) && !is_for_proxyless_grpc(place.resource);
+            context::downstream(m, in_quic(place.path), envoy_server, out)
+        }
         UPSTREAM => context::upstream(m, out),
         QUIC_DOWNSTREAM => context::quic_client_certificate(m, out),
         "envoy.config.listener.v3.FilterChain" => context::direction(m, true, out),

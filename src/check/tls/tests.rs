@@ -171,6 +171,26 @@ fn session_ticket_keys_are_no_certificate() {
 }
 
 #[test]
+fn a_grpc_server_takes_its_certificate_from_a_provider() {
+    // Envoy 1.40 refuses this context ("No TLS certificates found for server
+    // context"); gRPC servers need exactly it (gRFC A29), and only they ask
+    // for a listener with this name.
+    let tls = "      common_tls_context:
+        tls_certificate_provider_instance: {instance_name: default}
+";
+    let envoy = listener(tls);
+    assert_eq!(errors(&envoy, "tls-server-no-certificate").len(), 1);
+    let grpc = envoy.replace(
+        "name: main",
+        "name: grpc/server?xds.resource.listening_address=127.0.0.1:10000",
+    );
+    assert_eq!(
+        errors(&grpc, "tls-server-no-certificate"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
 fn a_referenced_short_ticket_key_is_reported_in_its_secret() {
     let (cert, key) = pair("a.example");
     let tls = format!(
