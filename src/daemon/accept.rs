@@ -17,12 +17,13 @@
 use futures_core::Stream;
 use std::convert::Infallible;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::Sleep;
 
 /// The first pause after an accept error.
@@ -31,6 +32,24 @@ pub const FIRST_PAUSE: Duration = Duration::from_millis(5);
 pub const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 /// Time without an exhaustion error that ends a burst.
 pub const QUIET: Duration = Duration::from_secs(5);
+
+/// A listening socket on `addr` whose accept queue is as long as the system
+/// allows (`net.core.somaxconn`, 4096 on current kernels). Rust's and
+/// tokio's `bind` ask for 128: when a fleet reconnects at once (xdsd
+/// restarted under it), the 129th SYN is dropped and that client waits a
+/// second for its retransmission. The kernel caps the backlog asked for at
+/// somaxconn, so asking for the most is asking for somaxconn.
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind` does: a restarted xdsd rebinds at once,
+    // while its predecessor's connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(u32::MAX)
+}
 
 /// Why an accept failed, as metrics label it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -293,6 +312,29 @@ impl Stream for Incoming {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_connect_storm_waits_in_the_queue_instead_of_being_dropped() {
+        // Nothing accepts while 1,000 clients connect: each handshake
+        // completes only if the accept queue holds it (with a backlog of
+        // 128, the 129th SYN is dropped and that client waits a second).
+        let listener = listen("127.0.0.1:0".parse().expect("addr")).expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let storm = (0..1000).map(|_| {
+            tokio::spawn(async move {
+                let connect = TcpStream::connect(addr);
+                tokio::time::timeout(Duration::from_millis(500), connect).await
+            })
+        });
+        let mut connected = Vec::new();
+        for client in storm {
+            if let Ok(Ok(Ok(stream))) = client.await {
+                connected.push(stream);
+            }
+        }
+        assert_eq!(connected.len(), 1000, "connected within 500 ms");
+        drop(listener);
+    }
 
     #[test]
     fn pauses_grow_to_a_second_and_reset() {

@@ -2,7 +2,7 @@
 //! on change (all or nothing: an invalid set never replaces the served one).
 
 use crate::config::schema::ResourceType;
-use crate::daemon::accept::Incoming;
+use crate::daemon::accept::{self, Incoming};
 use crate::daemon::admin::{self, Health, LoadOutcome};
 use crate::daemon::loader_process::{LoaderProcess, ProcessLimits};
 use crate::daemon::state::StateDir;
@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch as channel};
 
 /// Everything `serve` needs.
@@ -79,11 +78,9 @@ pub async fn run(options: Options) -> Result<(), StartError> {
         )),
         None => None,
     };
-    let grpc = TcpListener::bind(options.listen)
-        .await
+    let grpc = accept::listen(options.listen)
         .map_err(|e| StartError(format!("cannot listen on {}: {e}", options.listen)))?;
-    let admin_listener = TcpListener::bind(options.admin)
-        .await
+    let admin_listener = accept::listen(options.admin)
         .map_err(|e| StartError(format!("cannot listen on {} (admin): {e}", options.admin)))?;
     let snapshot = initial.snapshot();
     tracing::info!(version = %snapshot.version, resources = ?snapshot.counts(), load_ms, "loaded");

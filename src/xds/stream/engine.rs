@@ -238,9 +238,9 @@ impl<W: Wire> Engine<W> {
                 return;
             }
             self.stages.begin(stage);
-            let force = match (&self.stages.diff, stage.rewarm) {
-                (Some(t), true) => Force::Names(Arc::clone(&t.rewarm)),
-                _ => Force::Nothing,
+            let force = match stage.rewarm {
+                true => Force::Names(self.stages.rewarm_left()),
+                false => Force::Nothing,
             };
             let sent = self.respond(stage.rtype, &force);
             // A response of this type not ACKed yet is waited for too, also

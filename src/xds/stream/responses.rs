@@ -131,6 +131,20 @@ impl<W: Wire> Engine<W> {
             return None;
         };
         W::now_holds(state, Some(&changes));
+        if rtype == ResourceType::ClusterLoadAssignment {
+            // SotW carries everything chosen, delta only the changes.
+            let carried: Vec<&Arc<Entry>> = match W::INCREMENTAL {
+                true => changes.changed.clone(),
+                false => chosen.values().collect(),
+            };
+            let now = self.view.of(rtype).map(|t| &t.resources);
+            for entry in carried {
+                let current = now.and_then(|m| m.get(&entry.name));
+                if current.is_some_and(|c| c.version == entry.version) {
+                    self.stages.rewarmed(&entry.name);
+                }
+            }
+        }
         self.next_nonce += 1;
         let nonce = self.next_nonce.to_string();
         let response = W::outgoing(Outgoing {

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::time::{Duration, Instant};
 
+mod pushes_per_change;
+
 const CDS: ResourceType = ResourceType::Cluster;
 const EDS: ResourceType = ResourceType::ClusterLoadAssignment;
 const RDS: ResourceType = ResourceType::RouteConfiguration;

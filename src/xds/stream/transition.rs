@@ -8,7 +8,7 @@
 
 use crate::config::schema::ResourceType;
 use crate::xds::snapshot::Transition;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -108,6 +108,11 @@ pub struct Stages {
     /// The move from the previous view to the current one, shared with every
     /// stream making it; its `rewarm` names the endpoints re-sent.
     pub(super) diff: Option<Arc<Transition>>,
+    /// Endpoints of `diff.rewarm` the client was already sent, as they are
+    /// now, after its clusters moved: Envoy asks for a new cluster's
+    /// endpoints as soon as it has the cluster, and the answer warms it, so
+    /// the rewarm stage does not send them a second time.
+    rewarmed: BTreeSet<String>,
 }
 
 impl Stages {
@@ -122,6 +127,37 @@ impl Stages {
             .collect();
         self.peer_wait = None;
         self.last = None;
+        self.rewarmed.clear();
+    }
+
+    /// The clusters' first stage of this transition has run: a response of
+    /// endpoints sent from now on reaches the client after the new clusters.
+    pub fn clusters_moved(&self) -> bool {
+        self.modes
+            .get(&ResourceType::Cluster)
+            .is_some_and(|m| *m != Mode::Hold)
+    }
+
+    /// The client was sent endpoints `name` as they are now, after its
+    /// clusters moved: a cluster re-warming with them has them.
+    pub fn rewarmed(&mut self, name: &str) {
+        let wanted = self.diff.as_ref().is_some_and(|d| d.rewarm.contains(name));
+        if wanted && self.clusters_moved() {
+            self.rewarmed.insert(name.to_string());
+        }
+    }
+
+    /// The endpoints the rewarm stage must still send: those of new or
+    /// changed clusters the client was not sent since its clusters moved.
+    pub fn rewarm_left(&self) -> Arc<BTreeSet<String>> {
+        let all = self
+            .diff
+            .as_ref()
+            .map_or_else(Default::default, |d| Arc::clone(&d.rewarm));
+        if self.rewarmed.is_empty() {
+            return all;
+        }
+        Arc::new(all.difference(&self.rewarmed).cloned().collect())
     }
 
     /// The content `rtype` is answered with now.
