@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
 """Writes a large, valid xdsd config directory for the lint benchmark.
 
-usage: gen_config.py DIR [CLUSTERS] [ROUTES] [LISTENERS] [--variants]
+usage: gen_config.py DIR [CLUSTERS] [ROUTES] [LISTENERS] [--variants] [--moving]
 Defaults: 10,000 EDS clusters + 10,000 ClusterLoadAssignments, 1,000
 RouteConfigurations (10 routes each), 100 listeners (10 filter chains each,
 one per route configuration, told apart by SNI).
 --variants also writes .endpoints.yaml.a and .endpoints.yaml.b (dot names,
 so xdsd skips them): the same endpoints, and the same but for svc-0's port;
 bench/flip.sh swaps endpoints.yaml between them (one resource changes).
+--moving writes routes-0 to moving.yaml instead, with one route (to svc-0):
+bench/add_route.sh rewrites that file to add a cluster and route to it.
 """
 import os
 import sys
 
 variants = "--variants" in sys.argv
-argv = [a for a in sys.argv if a != "--variants"]
+moving = "--moving" in sys.argv
+argv = [a for a in sys.argv if a not in ("--variants", "--moving")]
 out = argv[1]
 clusters = int(argv[2]) if len(argv) > 2 else 10_000
 routes = int(argv[3]) if len(argv) > 3 else 1_000
@@ -47,15 +50,25 @@ write("endpoints.yaml", endpoints(8080))
 if variants:
     write(".endpoints.yaml.a", endpoints(8080))
     write(".endpoints.yaml.b", endpoints(8081))
-write("routes.yaml", [
-    f'"@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n'
-    f"name: routes-{r}\nvirtual_hosts:\n- name: vh-{r}\n  domains: [\"host-{r}.example.com\"]\n  routes:\n"
-    + "".join(
-        f"  - match: {{prefix: /api/{k}}}\n    route: {{cluster: svc-{(r * 10 + k) % clusters}, timeout: 5s}}\n"
-        for k in range(10)
+def route_configuration(r):
+    return (
+        f'"@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n'
+        f"name: routes-{r}\nvirtual_hosts:\n- name: vh-{r}\n  domains: [\"host-{r}.example.com\"]\n  routes:\n"
+        + "".join(
+            f"  - match: {{prefix: /api/{k}}}\n    route: {{cluster: svc-{(r * 10 + k) % clusters}, timeout: 5s}}\n"
+            for k in range(10)
+        )
     )
-    for r in range(routes)
-])
+
+
+write("routes.yaml", [route_configuration(r) for r in range(1 if moving else 0, routes)])
+if moving:
+    # Keep in step with bench/add_route.sh, which rewrites this file.
+    write("moving.yaml", [
+        '"@type": type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n'
+        'name: routes-0\nvirtual_hosts:\n- name: vh-0\n  domains: ["host-0.example.com"]\n  routes:\n'
+        "  - match: {prefix: /api/0}\n    route: {cluster: svc-0, timeout: 5s}\n"
+    ])
 hcm = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 router = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 write("listeners.yaml", [

@@ -50,7 +50,8 @@ pub struct Options {
 #[derive(Debug)]
 pub struct StartError(pub String);
 
-/// How long open streams may take to close after SIGTERM/SIGINT.
+/// How long connections may take to close after SIGTERM/SIGINT (their
+/// streams are ended at once; this bounds the flush and the goodbyes).
 const DRAIN: Duration = Duration::from_secs(2);
 
 /// How long the loader process outlives its last load: a burst of edits
@@ -124,7 +125,7 @@ pub async fn run(options: Options) -> Result<(), StartError> {
         hangup_to.push(xds_tls_rotation::follow(Arc::clone(tls), options.debounce));
     }
     tokio::spawn(forward_sighup(hangup_to));
-    tokio::spawn(reload_loop(
+    let reloads = reload_loop(
         loader,
         triggers,
         Publisher {
@@ -133,7 +134,7 @@ pub async fn run(options: Options) -> Result<(), StartError> {
             state,
         },
         Arc::clone(&systemd),
-    ));
+    );
 
     tracing::info!(listen = %options.listen, admin = %options.admin, "serving xDS");
     health.ready.store(true, Ordering::Relaxed);
@@ -147,6 +148,17 @@ pub async fn run(options: Options) -> Result<(), StartError> {
         shutdown_signal().await;
         stop_systemd.notify("STOPPING=1");
         let _ = stop.send(true);
+    });
+    // Stopping drops the reload loop and with it the snapshots' sender: every
+    // stream then ends at once with UNAVAILABLE, so clients reconnect (to
+    // the next xdsd, in a restart) after their own backoff instead of
+    // holding a stream to a process that is going away.
+    let reloads_stop = stopping.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = reloads => {}
+            () = stopped(reloads_stop) => {}
+        }
     });
     let mut ads = Ads::new(snapshots, ledger).with_limits(options.client_limits);
     if let Some(authorization) = options.authorize_node.clone() {

@@ -242,6 +242,13 @@ fn restart_xdsd(stack: &mut Stack, port: u16) -> (EnvoyState, EnvoyState) {
         stopping.elapsed()
     );
     assert!(status.success(), "xdsd exit status after SIGTERM: {status}");
+    // Streams end at once on SIGTERM (UNAVAILABLE), so a restart is not
+    // held up by streams that would never finish by themselves.
+    assert!(
+        stopping.elapsed() < Duration::from_secs(1),
+        "xdsd took {:?} to exit with Envoy's stream open",
+        stopping.elapsed()
+    );
     let disconnected = wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
         (stack.envoy.stat("control_plane.connected_state").as_deref() == Some("0")).then_some(())
     });

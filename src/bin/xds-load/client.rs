@@ -1,8 +1,13 @@
-//! One simulated xDS client: its own connection and ADS stream, subscribing
-//! as Envoy does (CDS and LDS wildcard, then EDS and RDS for the names those
-//! reference) or as proxyless gRPC does (one listener by name, then what it
-//! references), ACKing every response with its version and nonce. Each
-//! response is counted (bytes, time) in the client's [`ClientStats`].
+//! One simulated xDS client: an ADS stream, subscribing as Envoy does (CDS
+//! and LDS wildcard, then EDS and RDS for the names those reference) or as
+//! proxyless gRPC does (one listener by name, then what it references),
+//! ACKing every response with its version and nonce. Like Envoy (with its
+//! defaults), it puts the node on every request, asks for the endpoints and
+//! routes a response references before it ACKs that response, and when the
+//! stream ends it reconnects after a jittered exponential backoff and
+//! resumes with what it holds (SotW: the accepted versions; delta: the
+//! resource versions). Each response is counted (bytes, time) in the
+//! client's [`ClientStats`].
 
 use super::refs::{self, Refs};
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -13,9 +18,10 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
@@ -49,8 +55,12 @@ pub struct ClientStats {
     pub synced: AtomicU64,
     /// Responses NACKed (resources that did not decode).
     pub nacks: AtomicU64,
-    /// The stream failed (connect error, or the server ended it).
-    pub failed: AtomicU64,
+    /// Streams that ended (the server closed them, or failed to open one).
+    pub disconnects: AtomicU64,
+    /// When the client's current stream opened (0: none yet).
+    pub stream_opened: AtomicU64,
+    /// 1 while a stream is open.
+    pub open: AtomicU64,
 }
 
 /// What the fleet shares with every client.
@@ -78,10 +88,17 @@ struct TypeState {
     answered: bool,
     version: String,
     nonce: String,
-    /// Delta: what each held resource references.
-    held: BTreeMap<String, Refs>,
+    /// Delta: each held resource's version and what it references.
+    held: BTreeMap<String, (String, Refs)>,
     /// SotW: what the last response's resources reference.
     refs: Refs,
+}
+
+impl TypeState {
+    /// Subscribed to something: every resource, or some names.
+    fn is_asked(&self) -> bool {
+        self.subscribed && (self.wildcard || !self.names.is_empty())
+    }
 }
 
 /// The subscription state of one client, the same for both wire formats.
@@ -115,7 +132,7 @@ impl Subscriptions {
         let mut all = Refs::default();
         if let Some(state) = self.types.get(type_url) {
             all.extend(clone_refs(&state.refs));
-            for r in state.held.values() {
+            for (_, r) in state.held.values() {
                 all.extend(clone_refs(r));
             }
         }
@@ -159,7 +176,7 @@ impl Subscriptions {
     fn synced(&self) -> bool {
         self.types
             .values()
-            .filter(|t| t.subscribed && (t.wildcard || !t.names.is_empty()))
+            .filter(|t| t.is_asked())
             .all(|t| t.answered)
     }
 }
@@ -219,25 +236,39 @@ impl Client {
         }
     }
 
-    /// Runs the stream on `channel` until it ends; a failure is counted, not returned.
+    /// Runs streams on `channel` for ever: when one ends (or cannot open),
+    /// waits as Envoy does and opens the next, resuming what it holds.
     pub async fn run(self, channel: Channel) {
         let mut ads =
             AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
-        let ended = match self.mode {
-            Mode::Delta => self.run_delta(&mut ads).await,
-            _ => self.run_sotw(&mut ads).await,
-        };
-        if ended.is_err() {
-            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+        let mut subs = Subscriptions::initial(&self.mode);
+        let mut attempt = 0;
+        loop {
+            let opened = match self.mode {
+                Mode::Delta => self.run_delta(&mut ads, &mut subs).await,
+                _ => self.run_sotw(&mut ads, &mut subs).await,
+            };
+            self.stats.open.store(0, Ordering::Relaxed);
+            self.stats.disconnects.fetch_add(1, Ordering::Relaxed);
+            attempt = if opened { 0 } else { attempt + 1 };
+            tokio::time::sleep(backoff(attempt)).await;
         }
     }
 
+    fn opened(&self) {
+        self.stats
+            .stream_opened
+            .store(self.shared.now(), Ordering::Relaxed);
+        self.stats.open.store(1, Ordering::Relaxed);
+    }
+
+    /// One SotW stream; `true` when it opened (and later ended).
     async fn run_sotw(
         &self,
         ads: &mut AggregatedDiscoveryServiceClient<Channel>,
-    ) -> Result<(), tonic::Status> {
+        subs: &mut Subscriptions,
+    ) -> bool {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut subs = Subscriptions::initial(&self.mode);
         let request = |subs: &Subscriptions, type_url: &str, error: Option<RpcStatus>| {
             let state = subs.types.get(type_url);
             DiscoveryRequest {
@@ -252,14 +283,24 @@ impl Client {
                 ..DiscoveryRequest::default()
             }
         };
-        for type_url in subs.types.keys() {
-            let _ = tx.send(request(&subs, type_url, None));
+        // A new stream: what is held, with no nonce (that was the old stream's).
+        for state in subs.types.values_mut() {
+            state.nonce.clear();
         }
-        let mut responses = ads
+        for (type_url, state) in &subs.types {
+            if state.is_asked() {
+                let _ = tx.send(request(subs, type_url, None));
+            }
+        }
+        let Ok(responses) = ads
             .stream_aggregated_resources(UnboundedReceiverStream::new(rx))
-            .await?
-            .into_inner();
-        while let Some(response) = responses.message().await? {
+            .await
+        else {
+            return false;
+        };
+        self.opened();
+        let mut responses = responses.into_inner();
+        while let Ok(Some(response)) = responses.message().await {
             self.received(response.encoded_len());
             let type_url = known_type(&response.type_url);
             let decoded: Result<Vec<Refs>, _> = response
@@ -274,7 +315,7 @@ impl Client {
             } = response;
             let state = subs.types.entry(type_url).or_default();
             state.nonce = nonce;
-            match decoded {
+            let error = match decoded {
                 Ok(all) => {
                     state.version = version_info;
                     state.answered = true;
@@ -282,48 +323,65 @@ impl Client {
                         acc.extend(r);
                         acc
                     });
-                    let _ = tx.send(request(&subs, type_url, None));
+                    None
                 }
                 Err(e) => {
                     self.stats.nacks.fetch_add(1, Ordering::Relaxed);
-                    let _ = tx.send(request(&subs, type_url, Some(nack(&e))));
+                    Some(nack(&e))
                 }
-            }
+            };
+            // Envoy asks for what the new clusters and listeners reference
+            // while it applies them, before it ACKs them.
             for dependent in subs.follow(type_url, &self.mode) {
-                let _ = tx.send(request(&subs, dependent, None));
+                let _ = tx.send(request(subs, dependent, None));
             }
-            self.mark_synced(&subs);
+            let _ = tx.send(request(subs, type_url, error));
+            self.mark_synced(subs);
         }
-        Err(tonic::Status::unavailable("the server ended the stream"))
+        true
     }
 
+    /// One delta stream; `true` when it opened (and later ended).
     async fn run_delta(
         &self,
         ads: &mut AggregatedDiscoveryServiceClient<Channel>,
-    ) -> Result<(), tonic::Status> {
+        subs: &mut Subscriptions,
+    ) -> bool {
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut subs = Subscriptions::initial(&self.mode);
+        let node = Some(self.node.clone());
         // Delta subscriptions change by difference: what was last asked, per type.
         let mut asked: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
-        let node = Some(self.node.clone());
         for (type_url, state) in &subs.types {
+            if !state.is_asked() {
+                continue;
+            }
             let names = if state.wildcard {
                 vec!["*".to_string()]
             } else {
+                asked.insert(type_url, state.names.clone());
                 state.names.iter().cloned().collect()
             };
             let _ = tx.send(DeltaDiscoveryRequest {
                 node: node.clone(),
                 type_url: type_url.to_string(),
                 resource_names_subscribe: names,
+                initial_resource_versions: state
+                    .held
+                    .iter()
+                    .map(|(name, (version, _))| (name.clone(), version.clone()))
+                    .collect(),
                 ..DeltaDiscoveryRequest::default()
             });
         }
-        let mut responses = ads
+        let Ok(responses) = ads
             .delta_aggregated_resources(UnboundedReceiverStream::new(rx))
-            .await?
-            .into_inner();
-        while let Some(response) = responses.message().await? {
+            .await
+        else {
+            return false;
+        };
+        self.opened();
+        let mut responses = responses.into_inner();
+        while let Ok(Some(response)) = responses.message().await {
             self.received(response.encoded_len());
             let type_url = known_type(&response.type_url);
             let DeltaDiscoveryResponse {
@@ -338,7 +396,7 @@ impl Client {
                 let bytes = resource.resource.map(|a| a.value).unwrap_or_default();
                 match refs_of(type_url, &bytes) {
                     Ok(r) => {
-                        state.held.insert(resource.name, r);
+                        state.held.insert(resource.name, (resource.version, r));
                     }
                     Err(e) => error = Some(nack(&e)),
                 }
@@ -350,12 +408,7 @@ impl Client {
             if error.is_some() {
                 self.stats.nacks.fetch_add(1, Ordering::Relaxed);
             }
-            let _ = tx.send(DeltaDiscoveryRequest {
-                type_url: type_url.to_string(),
-                response_nonce: nonce,
-                error_detail: error,
-                ..DeltaDiscoveryRequest::default()
-            });
+            // As for SotW: the dependents' subscriptions first, then the ACK.
             for dependent in subs.follow(type_url, &self.mode) {
                 let wanted = subs
                     .types
@@ -364,6 +417,7 @@ impl Client {
                     .unwrap_or_default();
                 let before = asked.entry(dependent).or_default();
                 let _ = tx.send(DeltaDiscoveryRequest {
+                    node: node.clone(),
                     type_url: dependent.to_string(),
                     resource_names_subscribe: wanted.difference(before).cloned().collect(),
                     resource_names_unsubscribe: before.difference(&wanted).cloned().collect(),
@@ -371,10 +425,26 @@ impl Client {
                 });
                 *before = wanted;
             }
-            self.mark_synced(&subs);
+            let _ = tx.send(DeltaDiscoveryRequest {
+                node: node.clone(),
+                type_url: type_url.to_string(),
+                response_nonce: nonce,
+                error_detail: error,
+                ..DeltaDiscoveryRequest::default()
+            });
+            self.mark_synced(subs);
         }
-        Err(tonic::Status::unavailable("the server ended the stream"))
+        true
     }
+}
+
+/// Envoy's wait before the next stream (its defaults: a jittered
+/// exponential backoff from 500 ms up to 30 s): uniform in [0, 500 ms · 2^attempt).
+pub fn backoff(attempt: u32) -> Duration {
+    let ceiling_ms: u64 = (500u64 << attempt.min(6)).min(30_000);
+    // A fresh RandomState is randomly seeded: jitter without a PRNG crate.
+    let random = std::collections::hash_map::RandomState::new().hash_one(attempt);
+    Duration::from_millis(random % ceiling_ms)
 }
 
 /// The type URL as one of the four known constants ("" for any other).

@@ -1,9 +1,10 @@
 //! A fleet of simulated clients against one ADS server: start them all,
 //! measure the initial sync, then for each trial run a trigger command and
-//! measure, per client, the time from the trigger to the last response the
-//! change brought (each response is ACKed as it arrives).
+//! measure, per client, the time from the trigger to the last thing the
+//! change brought it: its last response (each is ACKed as it arrives) or,
+//! when the trigger restarted the server, its new stream.
 
-use super::client::{Client, ClientStats, Mode, Shared};
+use super::client::{Client, ClientStats, Mode, Shared, backoff};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +26,8 @@ pub struct Plan {
     pub node_cluster: String,
     /// Connections opened at once.
     pub connect_concurrency: usize,
+    /// Clients (streams) that share one connection; Envoy has one each.
+    pub streams_per_connection: usize,
     /// A change is over when no client received anything for this long.
     pub settle: Duration,
     /// Longest wait for the initial sync and for each trial.
@@ -50,8 +53,10 @@ pub struct Report {
     pub trials: Vec<Trial>,
     /// Responses the clients NACKed (a resource that did not decode).
     pub nacks: u64,
-    /// Streams that failed or were ended by the server.
-    pub stream_errors: u64,
+    /// Streams that ended or could not open (each is opened again).
+    pub disconnects: u64,
+    /// Clients with an open stream at the end.
+    pub connected: usize,
 }
 
 /// One trigger and its effect.
@@ -71,6 +76,11 @@ pub struct Trial {
     pub bytes_per_client: f64,
     /// Responses per updated client during the trial (mean).
     pub responses_per_client: f64,
+    /// The fewest and the most responses an updated client received.
+    pub responses_min: u64,
+    pub responses_max: u64,
+    /// Clients that opened a new stream during the trial.
+    pub reconnected: usize,
     /// The trigger command's exit status was not success.
     pub trigger_failed: bool,
 }
@@ -85,37 +95,27 @@ pub async fn run(plan: &Plan) -> Result<Report, String> {
         .map_err(|e| format!("bad server address {}: {e}", plan.server))?
         .connect_timeout(Duration::from_secs(10));
     let gate = Arc::new(Semaphore::new(plan.connect_concurrency.max(1)));
+    let per_connection = plan.streams_per_connection.max(1);
     let mut stats = Vec::with_capacity(plan.clients);
-    for index in 0..plan.clients {
-        let client_stats = Arc::new(ClientStats::default());
-        stats.push(Arc::clone(&client_stats));
-        let client = Client {
-            node: Node {
-                id: format!("{}{index}", plan.node_id_prefix),
-                cluster: plan.node_cluster.clone(),
-                user_agent_name: "xds-load".into(),
-                ..Node::default()
-            },
-            mode: plan.mode.clone(),
-            stats: client_stats,
-            shared: Arc::clone(&shared),
-        };
-        let endpoint = endpoint.clone();
-        let gate = Arc::clone(&gate);
-        tokio::spawn(async move {
-            let channel = {
-                let Ok(_permit) = gate.acquire().await else {
-                    return;
-                };
-                endpoint.connect().await
-            };
-            match channel {
-                Ok(channel) => client.run(channel).await,
-                Err(_) => {
-                    client.stats.failed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
+    let mut first = 0;
+    while first < plan.clients {
+        let last = (first + per_connection).min(plan.clients);
+        let clients: Vec<Client> = (first..last)
+            .map(|index| Client {
+                node: Node {
+                    id: format!("{}{index}", plan.node_id_prefix),
+                    cluster: plan.node_cluster.clone(),
+                    user_agent_name: "xds-load".into(),
+                    ..Node::default()
+                },
+                mode: plan.mode.clone(),
+                stats: Arc::new(ClientStats::default()),
+                shared: Arc::clone(&shared),
+            })
+            .collect();
+        stats.extend(clients.iter().map(|c| Arc::clone(&c.stats)));
+        tokio::spawn(connection(endpoint.clone(), Arc::clone(&gate), clients));
+        first = last;
     }
     let mut report = Report {
         clients: plan.clients,
@@ -145,15 +145,57 @@ pub async fn run(plan: &Plan) -> Result<Report, String> {
         }
     }
     report.nacks = stats.iter().map(|s| s.nacks.load(Ordering::Relaxed)).sum();
-    report.stream_errors = stats.iter().map(|s| s.failed.load(Ordering::Relaxed)).sum();
+    report.disconnects = stats
+        .iter()
+        .map(|s| s.disconnects.load(Ordering::Relaxed))
+        .sum();
+    report.connected = stats
+        .iter()
+        .filter(|s| s.open.load(Ordering::Relaxed) == 1)
+        .count();
     Ok(report)
 }
 
-/// Every client synced or failed.
+/// One connection (opened under `gate`, retried with Envoy's backoff until
+/// it opens) and its clients' streams. The channel reconnects by itself
+/// when a client opens a stream after the server went away.
+async fn connection(
+    endpoint: tonic::transport::Endpoint,
+    gate: Arc<Semaphore>,
+    clients: Vec<Client>,
+) {
+    let mut attempt = 0;
+    let channel = loop {
+        let connected = {
+            let Ok(_permit) = gate.acquire().await else {
+                return;
+            };
+            endpoint.connect().await
+        };
+        match connected {
+            Ok(channel) => break channel,
+            Err(_) => {
+                for client in &clients {
+                    client.stats.disconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                attempt += 1;
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+    };
+    for client in clients {
+        tokio::spawn(client.run(channel.clone()));
+    }
+}
+
+/// Every client has a stream open.
+fn all_connected(stats: &[Arc<ClientStats>]) -> bool {
+    stats.iter().all(|s| s.open.load(Ordering::Relaxed) == 1)
+}
+
+/// Every client synced.
 fn all_done(stats: &[Arc<ClientStats>]) -> bool {
-    stats
-        .iter()
-        .all(|s| s.synced.load(Ordering::Relaxed) > 0 || s.failed.load(Ordering::Relaxed) > 0)
+    stats.iter().all(|s| s.synced.load(Ordering::Relaxed) > 0)
 }
 
 /// Waits until nothing arrived for `quiet`, or `deadline`.
@@ -186,11 +228,18 @@ async fn trial(plan: &Plan, trigger: &str, shared: &Shared, stats: &[Arc<ClientS
         .await;
     // Nothing arrived yet counts as "last event" now, so settling waits a full period.
     shared.last_event.fetch_max(shared.now(), Ordering::Relaxed);
-    settle(shared, plan.settle, Instant::now() + plan.timeout).await;
+    let deadline = Instant::now() + plan.timeout;
+    // A trigger that restarted the server: every client is back first.
+    while Instant::now() < deadline && !all_connected(stats) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    settle(shared, plan.settle, deadline).await;
     let mut latencies = Vec::new();
-    let (mut bytes, mut responses) = (Vec::new(), Vec::new());
+    let (mut bytes, mut responses, mut reconnected) = (Vec::new(), Vec::new(), 0);
     for (s, (b0, r0)) in stats.iter().zip(before) {
-        let last = s.last_response.load(Ordering::Relaxed);
+        let opened = s.stream_opened.load(Ordering::Relaxed);
+        reconnected += usize::from(opened > triggered);
+        let last = s.last_response.load(Ordering::Relaxed).max(opened);
         if last > triggered {
             latencies.push(ms(last - triggered));
             bytes.push(s.bytes.load(Ordering::Relaxed) - b0);
@@ -205,7 +254,10 @@ async fn trial(plan: &Plan, trigger: &str, shared: &Shared, stats: &[Arc<ClientS
         p99_ms: percentile(&latencies, 0.99),
         last_ms: latencies.last().copied().unwrap_or(0.0),
         bytes_per_client: mean(bytes.into_iter()),
-        responses_per_client: mean(responses.into_iter()),
+        responses_per_client: mean(responses.iter().copied()),
+        responses_min: responses.iter().copied().min().unwrap_or(0),
+        responses_max: responses.iter().copied().max().unwrap_or(0),
+        reconnected,
         trigger_failed: !status.is_ok_and(|s| s.success()),
     }
 }
@@ -243,6 +295,9 @@ impl Report {
                     "last_ms": t.last_ms,
                     "bytes_per_client": t.bytes_per_client,
                     "responses_per_client": t.responses_per_client,
+                    "responses_min": t.responses_min,
+                    "responses_max": t.responses_max,
+                    "reconnected": t.reconnected,
                     "trigger_failed": t.trigger_failed,
                 })
             })
@@ -254,7 +309,8 @@ impl Report {
             "initial_bytes_per_client": self.initial_bytes_per_client,
             "trials": trials,
             "nacks": self.nacks,
-            "stream_errors": self.stream_errors,
+            "disconnects": self.disconnects,
+            "connected": self.connected,
         })
     }
 
@@ -270,21 +326,24 @@ impl Report {
         );
         for (i, t) in self.trials.iter().enumerate() {
             out.push_str(&format!(
-                "trial {}: {} clients updated; first {:.1} ms, p50 {:.1} ms, p99 {:.1} ms, last {:.1} ms; {:.0} bytes and {:.1} responses per client{}\n",
+                "trial {}: {} clients updated ({} on a new stream); first {:.1} ms, p50 {:.1} ms, p99 {:.1} ms, last {:.1} ms; {:.0} bytes and {:.1} responses per client ({} to {}){}\n",
                 i + 1,
                 t.updated,
+                t.reconnected,
                 t.first_ms,
                 t.p50_ms,
                 t.p99_ms,
                 t.last_ms,
                 t.bytes_per_client,
                 t.responses_per_client,
+                t.responses_min,
+                t.responses_max,
                 if t.trigger_failed { " (trigger FAILED)" } else { "" }
             ));
         }
         out.push_str(&format!(
-            "NACKs {}, stream errors {}\n",
-            self.nacks, self.stream_errors
+            "NACKs {}, disconnects {}, connected at the end {}\n",
+            self.nacks, self.disconnects, self.connected
         ));
         out
     }

@@ -56,6 +56,12 @@ pub(crate) async fn run<W: Wire>(
             message = requests.message() => match message {
                 Ok(Some(request)) => engine.on_request(W::incoming(request), Instant::now(), &peers),
                 Ok(None) => break,
+                // The connection went away (a client that exits or is
+                // restarted): routine for a fleet, not a warning each.
+                Err(status) if connection_lost(&status) => {
+                    tracing::debug!(stream = id, error = %status.message(), "connection lost; stream ended");
+                    break;
+                }
                 // A request that cannot be read (too large, malformed)
                 // ends this stream, and the client is told why.
                 Err(status) => {
@@ -68,7 +74,9 @@ pub(crate) async fn run<W: Wire>(
                     let snapshot = Arc::clone(&snapshots.borrow_and_update());
                     engine.on_snapshot(snapshot, Instant::now(), &peers)
                 }
-                Err(_) => break,
+                // No more snapshots: xdsd is stopping. The client is told
+                // so, and reconnects (to the next xdsd, in a restart).
+                Err(_) => vec![Effect::End(Some(Status::unavailable("xdsd is stopping")))],
             },
             () = sleep_until(deadline) => engine.on_tick(Instant::now(), &peers),
             // A peer's readiness changed: look again (the engine bounds the wait).
@@ -87,6 +95,19 @@ pub(crate) async fn run<W: Wire>(
         }
     }
     ledger.remove(id);
+}
+
+/// The request stream failed in the transport (HTTP/2 or the socket), not
+/// in a message: there is nobody left to tell why.
+fn connection_lost(status: &tonic::Status) -> bool {
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        if error.is::<hyper::Error>() || error.is::<std::io::Error>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// What the effects act on.
