@@ -96,10 +96,13 @@ pub enum Command {
     /// Validates the whole directory and serves it to Envoy and proxyless
     /// gRPC clients over the Aggregated Discovery Service. Changes are applied
     /// all or nothing: a set with any error is logged and never served; the
-    /// last good set stays. Exits 0 after SIGTERM/SIGINT, non-zero at once
-    /// when it cannot start (bad flags, address in use, unreadable directory,
-    /// invalid initial set). SIGHUP forces a reload, and a re-read of the
-    /// TLS files.
+    /// last good set stays. Exits 0 at once after SIGTERM/SIGINT (the
+    /// connections close; clients reconnect with their own backoff),
+    /// non-zero at once when it cannot start (bad flags, address in use,
+    /// unreadable directory, invalid initial set). It listens before the
+    /// first load, with the system's largest backlog, so a fleet
+    /// reconnecting after a restart waits in the listen queue instead of
+    /// being refused. SIGHUP forces a reload, and a re-read of the TLS files.
     Serve(Box<ServeArgs>),
     /// Show which client has which config: a running daemon's clients, per type.
     ///

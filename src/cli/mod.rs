@@ -103,7 +103,11 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(EXIT_TROUBLE);
         }
     };
-    match runtime.block_on(crate::daemon::serve::run(options)) {
+    let served = runtime.block_on(crate::daemon::serve::run(options));
+    // Dropping thousands of connections' tasks one by one would only delay
+    // the exit; the kernel closes their sockets.
+    runtime.shutdown_background();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(crate::daemon::serve::StartError(message)) => {
             tracing::error!("cannot start");

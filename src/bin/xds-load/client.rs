@@ -250,16 +250,19 @@ impl Client {
             };
             self.stats.open.store(0, Ordering::Relaxed);
             self.stats.disconnects.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .last_event
+                .fetch_max(self.shared.now(), Ordering::Relaxed);
             attempt = if opened { 0 } else { attempt + 1 };
             tokio::time::sleep(backoff(attempt)).await;
         }
     }
 
     fn opened(&self) {
-        self.stats
-            .stream_opened
-            .store(self.shared.now(), Ordering::Relaxed);
+        let now = self.shared.now();
+        self.stats.stream_opened.store(now, Ordering::Relaxed);
         self.stats.open.store(1, Ordering::Relaxed);
+        self.shared.last_event.fetch_max(now, Ordering::Relaxed);
     }
 
     /// One SotW stream; `true` when it opened (and later ended).

@@ -229,11 +229,15 @@ async fn trial(plan: &Plan, trigger: &str, shared: &Shared, stats: &[Arc<ClientS
     // Nothing arrived yet counts as "last event" now, so settling waits a full period.
     shared.last_event.fetch_max(shared.now(), Ordering::Relaxed);
     let deadline = Instant::now() + plan.timeout;
-    // A trigger that restarted the server: every client is back first.
-    while Instant::now() < deadline && !all_connected(stats) {
+    // A stream ending or opening is an event too: after a trigger that
+    // restarted the server, the trial lasts until every client is back.
+    loop {
+        settle(shared, plan.settle, deadline).await;
+        if all_connected(stats) || Instant::now() >= deadline {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    settle(shared, plan.settle, deadline).await;
     let mut latencies = Vec::new();
     let (mut bytes, mut responses, mut reconnected) = (Vec::new(), Vec::new(), 0);
     for (s, (b0, r0)) in stats.iter().zip(before) {
