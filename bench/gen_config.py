@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes a large, valid xdsd config directory for the lint benchmark.
 
-usage: gen_config.py DIR [CLUSTERS] [ROUTES] [LISTENERS] [--variants] [--moving]
+usage: gen_config.py DIR [CLUSTERS] [ROUTES] [LISTENERS] [--variants] [--moving] [--own N]
 Defaults: 10,000 EDS clusters + 10,000 ClusterLoadAssignments, 1,000
 RouteConfigurations (10 routes each), 100 listeners (10 filter chains each,
 one per route configuration, told apart by SNI).
@@ -10,12 +10,21 @@ so xdsd skips them): the same endpoints, and the same but for svc-0's port;
 bench/flip.sh swaps endpoints.yaml between them (one resource changes).
 --moving writes routes-0 to moving.yaml instead, with one route (to svc-0):
 bench/add_route.sh rewrites that file to add a cluster and route to it.
+--own N gives each of N nodes (ids load-0 ... load-N-1, as xds-load names
+them) a STATIC cluster of its own (own-I, `nodes: {id: [load-I]}`), node
+0's in own-0.yaml with variants .own-0.yaml.a / .b (another connect
+timeout) that bench/flip_own.sh swaps: a change seen by one node only.
 """
 import os
 import sys
 
 variants = "--variants" in sys.argv
 moving = "--moving" in sys.argv
+own = 0
+if "--own" in sys.argv:
+    at = sys.argv.index("--own")
+    own = int(sys.argv[at + 1])
+    del sys.argv[at:at + 2]
 argv = [a for a in sys.argv if a not in ("--variants", "--moving")]
 out = argv[1]
 clusters = int(argv[2]) if len(argv) > 2 else 10_000
@@ -85,4 +94,17 @@ write("listeners.yaml", [
     )
     for l in range(listeners)
 ])
+def own_cluster(i, timeout):
+    return (
+        f"kind: Cluster\nnodes: {{id: [load-{i}]}}\nspec:\n  name: own-{i}\n  connect_timeout: {timeout}\n"
+        f"  type: STATIC\n  load_assignment:\n    cluster_name: own-{i}\n    endpoints:\n"
+        f"    - lb_endpoints:\n      - endpoint: {{address: {{socket_address: {{address: 10.254.{i // 256 % 256}.{i % 256}, port_value: 8080}}}}}}\n"
+    )
+
+
+if own:
+    write("own.yaml", [own_cluster(i, "1s") for i in range(1, own)])
+    write("own-0.yaml", [own_cluster(0, "1s")])
+    write(".own-0.yaml.a", [own_cluster(0, "1s")])
+    write(".own-0.yaml.b", [own_cluster(0, "2s")])
 print(f"{out}: {clusters} clusters, {clusters} endpoints, {routes} route configurations, {listeners} listeners")

@@ -20,9 +20,9 @@ cd "$(dirname "$0")/.."
 quick=false
 [ "${1:-}" = "--quick" ] && quick=true
 if $quick; then
-  big=200; fleet=100; huge=500; trials=1; reload_clusters=500
+  big=200; fleet=100; huge=500; trials=1; reload_clusters=500; per_node=(100 200)
 else
-  big=10000; fleet=1000; huge=50000; trials=5; reload_clusters=10000
+  big=10000; fleet=1000; huge=50000; trials=5; reload_clusters=10000; per_node=(1000 5000 10000)
 fi
 
 cargo build --release --quiet --bins
@@ -91,11 +91,13 @@ sample_peak() {
   done
 }
 
-# fleet NAME CLIENTS MODE TRIALS TRIGGER [FLAGS...]: runs xds-load against the running server.
+# fleet NAME CLIENTS MODE TRIALS TRIGGER [FLAGS...]: runs xds-load against the running server;
+# a change is over when no client received anything for $settle_ms.
+settle_ms=500
 fleet() {
   local name=$1 clients=$2 mode=$3 trials_n=$4 trigger=$5; shift 5
   "${load_pin[@]}" "$load" --server "127.0.0.1:$xds_port" --clients "$clients" --mode "$mode" \
-    --settle-ms 500 --timeout-s 180 --trials "$trials_n" --trigger "$trigger" --format json "$@" \
+    --settle-ms "$settle_ms" --timeout-s 180 --trials "$trials_n" --trigger "$trigger" --format json "$@" \
     >"$work/$name.json" || true
   if [ "$(json "$work/$name.json" 'd["synced"]')" != "$clients" ]; then
     echo "$name: not every client synced: $(cat "$work/$name.json")" >&2
@@ -203,7 +205,31 @@ pinned=("${server_pin[@]}"); pinned_load=("${load_pin[@]}"); server_pin=(); load
 add_route add-unpinned "$big" sotw "(how it scales)" ", both cores shared"
 server_pin=("${pinned[@]}"); load_pin=("${pinned_load[@]}")
 
-# 8. 100 clients × 1,000 clusters, one cluster's endpoints change; SotW and Delta.
+# 8. Per-node resources: each of N nodes has a cluster of its own (N
+# selectors), plus the shared set. A shared change (add cluster + route)
+# and a change to node 0's own cluster only; the time xdsd logs to build
+# every connected node's view of the new set; peak RSS.
+for n in "${per_node[@]}"; do
+  dir=$work/own-$n
+  python3 bench/gen_config.py "$dir" 10 1 1 --variants --moving --own "$n" >/dev/null
+  # A reload of N own clusters takes a while before anything is sent.
+  log_level="warn,xdsd::daemon::serve=info"; settle_ms=2000
+  start_server "$dir" --debounce-ms 5
+  sample_peak "$(server_pid)" "$work/peak" &
+  sampler=$!
+  fleet "own-shared-$n" "$n" sotw "$trials" "sh bench/add_route.sh $dir"
+  fleet "own-one-$n" "$n" sotw "$trials" "sh bench/flip_own.sh $dir"
+  kill "$sampler" 2>/dev/null || true
+  views_ms=$(grep 'reloaded' "$work/xdsd.log" | grep -o "views=$n views_ms=[0-9.]*" | sed 's/.*views_ms=//' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  row "$n nodes, each with its own cluster, add cluster + route (shared)" "$([ "$n" = 10000 ] && echo 'synced < 3 s; p99 < 1 s; views < 100 ms' || echo '(scaling)')" \
+    "$(json "$work/own-shared-$n.json" 'd["synced"]') synced in $(json "$work/own-shared-$n.json" 'd["initial_sync_ms"]') ms; $(latency "own-shared-$n"); views of the $n nodes built in ${views_ms:-?} ms (median); RSS $(($(cat "$work/peak") / 1024)) MB"
+  row "$n nodes, each with its own cluster, node 0's cluster changes" "that node ACKed < 50 ms; nobody else sent anything" \
+    "node 0 ACKed after $(median "$work/own-one-$n.json" last_ms) ms (median of $trials); clients sent anything: $(json "$work/own-one-$n.json" 'max(t["updated"] for t in d["trials"])')"
+  log_level=warn; settle_ms=500
+  stop_server
+done
+
+# 9. 100 clients × 1,000 clusters, one cluster's endpoints change; SotW and Delta.
 dir=$work/thousand
 python3 bench/gen_config.py "$dir" 1000 100 1 --variants >/dev/null
 for mode in sotw delta; do
@@ -216,7 +242,7 @@ for mode in sotw delta; do
   stop_server
 done
 
-# 9. Reload of a large directory (read, validate, build the snapshot): the
+# 10. Reload of a large directory (read, validate, build the snapshot): the
 # time xdsd logs for the reload, and its peak RSS.
 dir=$work/reload
 python3 bench/gen_config.py "$dir" "$reload_clusters" $((reload_clusters / 10)) 10 --variants >/dev/null
@@ -235,13 +261,13 @@ row "reload of a $reload_clusters-cluster directory" "< 1 s, peak RSS < 300 MB" 
   "${reload_ms:-?} ms (the first, cold load: ${first_ms:-?} ms); peak RSS: loader process $(($( [ -n "$loader" ] && hwm_kib "$loader" || echo 0) / 1024)) MB, daemon $(($(hwm_kib "$(server_pid)") / 1024)) MB"
 stop_server
 
-# 10. Lint of 21,100 resources (bench/lint.sh's directory), one run.
+# 11. Lint of 21,100 resources (bench/lint.sh's directory), one run.
 if ! $quick; then
   python3 bench/gen_config.py "$work/lint" >/dev/null
   row "lint of 21,100 resources" "< 1 s" "$(python3 bench/measure.py "$xdsd" lint --dir "$work/lint" | sed 's/^exit [0-9]*, //')"
 fi
 
-# 11. One real Envoy: file rename → first request routed to the new cluster
+# 12. One real Envoy: file rename → first request routed to the new cluster
 # (default 100 ms debounce), as tests/it/serve.rs measures it.
 source .ci/peers.sh
 envoy_runs=$($quick && echo 1 || echo 5)

@@ -374,17 +374,25 @@ async fn reload(loader: &mut LoaderProcess, publisher: &Publisher) -> String {
                 return serving_status(&snapshot);
             }
             let changes = snapshot.changes_from(&serving);
+            snapshot.follow(&serving);
+            // Every connected node's view, built once here rather than by
+            // the first of its streams: the cost is logged, and streams start
+            // the change with their views ready.
+            let building = std::time::Instant::now();
+            let views = snapshot.prepare_views(health.ledger.nodes().iter());
+            let views_ms = building.elapsed().as_secs_f64() * 1e3;
             tracing::info!(
                 version = %snapshot.version,
                 previous = %serving.version,
                 changes = %describe(&changes),
                 resources = ?snapshot.counts(),
                 load_ms,
+                views,
+                views_ms,
                 "reloaded"
             );
             let status = serving_status(&snapshot);
             health.record_load(LoadOutcome::Applied(&snapshot, changes));
-            snapshot.follow(&serving);
             let snapshot = Arc::new(snapshot);
             snapshots.send_replace(Arc::clone(&snapshot));
             save(publisher.state.as_ref(), &snapshot).await;

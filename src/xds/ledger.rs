@@ -183,6 +183,14 @@ impl Ledger {
         f(&mut lock(&self.counters));
     }
 
+    /// The distinct identities of the connected streams' nodes.
+    pub fn nodes(&self) -> std::collections::HashSet<NodeIdentity> {
+        lock(&self.clients)
+            .values()
+            .map(|c| c.node.clone())
+            .collect()
+    }
+
     /// A stream identified itself with its first request.
     pub(super) fn connect(
         &self,

@@ -1,6 +1,12 @@
 //! Snapshots: an immutable, fully validated set of resources, each encoded
 //! once, with content-derived versions, and per-node views computed once per
 //! distinct set of visible resources and shared by every client that has it.
+//! A view is the shared base (what every node sees, built once) plus the
+//! node's own resources, found through an index of the selectors
+//! (`index.rs`): a type the node has nothing of its own in is the base's
+//! very map.
+
+mod index;
 
 use crate::check::validate::canonical_json;
 use crate::config::resource::Resource;
@@ -8,9 +14,11 @@ use crate::config::schema::ResourceType;
 use crate::config::selector::{NodeIdentity, NodeSelector};
 use crate::sync::lock;
 use crate::xds::messages::SharedAny;
+use index::SelectorIndex;
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 /// One resource, encoded for the wire.
@@ -109,7 +117,15 @@ pub struct Snapshot {
     /// When it was built: where push latency (change → client ACK) is measured from.
     pub created: Instant,
     entries: Vec<Arc<Entry>>,
+    /// The entries by what selects them.
+    index: SelectorIndex,
+    /// What every node sees, per type (built on first use).
+    base: OnceLock<BTreeMap<ResourceType, TypeView>>,
+    /// Views by the node's own entries (beyond the base).
     views: Mutex<HashMap<Vec<usize>, Arc<View>>>,
+    /// Selectors tested and resources compared so far (the cost the index
+    /// and the shared diffs keep proportional to nodes + resources).
+    pub(crate) work: Work,
     /// Per type and set version, the maps this snapshot's views hold.
     maps: Mutex<HashMap<(ResourceType, String), Resources>>,
     /// The previous snapshot's maps: a view whose type content did not
@@ -120,9 +136,29 @@ pub struct Snapshot {
     for_everyone: bool,
     /// Moves from a previous snapshot's views to this one's, by the two views' addresses.
     transitions: Mutex<HashMap<(usize, usize), Arc<Transition>>>,
+    /// Per pair of maps (old, new), their diff: views that share a type's
+    /// map share its diff, so a change to shared resources is diffed once.
+    type_diffs: Mutex<HashMap<(usize, usize), SharedDiff>>,
     /// The set served before this one: what a client that reconnects in the
     /// middle of a change may still hold (one generation; see [`Snapshot::follow`]).
     predecessor: Mutex<Option<Arc<Snapshot>>>,
+}
+
+/// Counters of the work views and transitions cost.
+#[derive(Debug, Default)]
+pub(crate) struct Work {
+    /// Selectors tested against a node.
+    pub selector_tests: AtomicUsize,
+    /// Resources compared by diffs.
+    pub compared: AtomicUsize,
+}
+
+/// A diff, with the two maps it was computed from (held so that their
+/// addresses, the cache's key, cannot be reused meanwhile).
+#[derive(Debug)]
+struct SharedDiff {
+    _maps: (Resources, Resources),
+    diff: Arc<TypeDiff>,
 }
 
 /// How one type's resources differ between two maps, by name.
@@ -145,7 +181,7 @@ pub struct TypeDiff {
 pub struct Transition {
     from: Arc<View>,
     to: Arc<View>,
-    diffs: BTreeMap<ResourceType, TypeDiff>,
+    diffs: BTreeMap<ResourceType, Arc<TypeDiff>>,
     /// The ClusterLoadAssignments of clusters that are new or changed.
     pub rewarm: Arc<BTreeSet<String>>,
 }
@@ -157,7 +193,7 @@ static NO_DIFF: TypeDiff = TypeDiff {
 };
 
 impl Transition {
-    fn between(from: Arc<View>, to: Arc<View>) -> Transition {
+    fn between(snapshot: &Snapshot, from: Arc<View>, to: Arc<View>) -> Transition {
         let empty = Resources::default();
         let map = |view: &View, rtype| {
             view.of(rtype)
@@ -170,7 +206,7 @@ impl Transition {
             if Arc::ptr_eq(&old, &new) {
                 continue;
             }
-            let diff = TypeDiff::between(&old, &new);
+            let diff = snapshot.type_diff(&old, &new);
             if rtype == ResourceType::Cluster {
                 let touched = diff.added.iter().chain(&diff.changed);
                 rewarm.extend(touched.filter_map(|name| new.get(name)?.warms_with.clone()));
@@ -200,7 +236,7 @@ impl Transition {
         if !(is(&self.from, from_map) && is(&self.to, to_map)) {
             return None;
         }
-        Some(self.diffs.get(&rtype).unwrap_or(&NO_DIFF))
+        Some(self.diffs.get(&rtype).map_or(&NO_DIFF, |d| d))
     }
 }
 
@@ -269,8 +305,12 @@ impl Snapshot {
         Snapshot {
             version: content_hash(&refs),
             created: Instant::now(),
+            index: SelectorIndex::new(&entries),
             entries,
+            base: OnceLock::new(),
             views: Mutex::new(HashMap::new()),
+            work: Work::default(),
+            type_diffs: Mutex::new(HashMap::new()),
             maps: Mutex::new(HashMap::new()),
             inherited: HashMap::new(),
             for_everyone,
@@ -361,75 +401,126 @@ impl Snapshot {
 
     /// What `node` sees; computed once per distinct visible set.
     pub fn view(&self, node: &NodeIdentity) -> Arc<View> {
-        let visible: Vec<usize> = if self.for_everyone {
-            // One view for all: no need to test each resource against the node.
+        let own = if self.for_everyone {
+            // One view for all: no need to look for the node's own resources.
             Vec::new()
         } else {
-            self.entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.selector.matches(node))
-                .map(|(i, _)| i)
-                .collect()
+            let (own, tested) = self.index.own(&self.entries, node);
+            self.work
+                .selector_tests
+                .fetch_add(tested, Ordering::Relaxed);
+            own
         };
         let mut views = lock(&self.views);
-        if let Some(view) = views.get(&visible) {
+        if let Some(view) = views.get(&own) {
             return Arc::clone(view);
         }
-        let view = Arc::new(self.build_view(&visible));
-        views.insert(visible, Arc::clone(&view));
+        let view = Arc::new(self.build_view(&own));
+        views.insert(own, Arc::clone(&view));
         view
+    }
+
+    /// Builds the views of `nodes` now (each distinct view once), so that
+    /// streams find them ready when the snapshot is published; returns how
+    /// many distinct views there are.
+    pub fn prepare_views<'n>(&self, nodes: impl Iterator<Item = &'n NodeIdentity>) -> usize {
+        for node in nodes {
+            self.view(node);
+        }
+        lock(&self.views).len()
     }
 
     /// The move from `from` (a view of an earlier snapshot) to `to` (one of
     /// this snapshot's), computed on first use.
     pub fn transition(&self, from: &Arc<View>, to: &Arc<View>) -> Arc<Transition> {
         let key = (Arc::as_ptr(from) as usize, Arc::as_ptr(to) as usize);
+        if let Some(known) = lock(&self.transitions).get(&key) {
+            return Arc::clone(known);
+        }
+        // Built outside the lock: it takes the diffs' lock.
+        let built = Arc::new(Transition::between(self, Arc::clone(from), Arc::clone(to)));
         // The cached transition holds both views: their addresses cannot be reused meanwhile.
-        let mut transitions = lock(&self.transitions);
-        Arc::clone(
-            transitions
-                .entry(key)
-                .or_insert_with(|| Arc::new(Transition::between(Arc::clone(from), Arc::clone(to)))),
-        )
+        Arc::clone(lock(&self.transitions).entry(key).or_insert(built))
     }
 
-    fn build_view(&self, visible: &[usize]) -> View {
-        let mut by_type: BTreeMap<ResourceType, BTreeMap<String, Arc<Entry>>> = BTreeMap::new();
-        let chosen: Box<dyn Iterator<Item = &Arc<Entry>>> = if self.for_everyone {
-            Box::new(self.entries.iter())
-        } else {
-            Box::new(visible.iter().filter_map(|&i| self.entries.get(i)))
-        };
-        for e in chosen {
+    /// How `new` differs from `old`, computed once per pair of maps.
+    fn type_diff(&self, old: &Resources, new: &Resources) -> Arc<TypeDiff> {
+        let key = (Arc::as_ptr(old) as usize, Arc::as_ptr(new) as usize);
+        let mut diffs = lock(&self.type_diffs);
+        let shared = diffs.entry(key).or_insert_with(|| {
+            self.work
+                .compared
+                .fetch_add(old.len() + new.len(), Ordering::Relaxed);
+            SharedDiff {
+                _maps: (Arc::clone(old), Arc::clone(new)),
+                diff: Arc::new(TypeDiff::between(old, new)),
+            }
+        });
+        Arc::clone(&shared.diff)
+    }
+
+    /// What every node sees, per type.
+    fn base(&self) -> &BTreeMap<ResourceType, TypeView> {
+        self.base.get_or_init(|| {
+            let mut by_type: BTreeMap<ResourceType, BTreeMap<String, Arc<Entry>>> = BTreeMap::new();
+            for e in self
+                .index
+                .everyone
+                .iter()
+                .filter_map(|&i| self.entries.get(i))
+            {
+                by_type
+                    .entry(e.rtype)
+                    .or_default()
+                    .insert(e.name.clone(), Arc::clone(e));
+            }
             by_type
-                .entry(e.rtype)
-                .or_default()
-                .insert(e.name.clone(), Arc::clone(e));
+                .into_iter()
+                .map(|(rtype, resources)| (rtype, self.type_view(rtype, resources)))
+                .collect()
+        })
+    }
+
+    /// The base plus `own`: a type without own resources is the base's map
+    /// itself; a type with some is the base's copied, plus them.
+    fn build_view(&self, own: &[usize]) -> View {
+        let base = self.base();
+        let mut own_by_type: BTreeMap<ResourceType, Vec<&Arc<Entry>>> = BTreeMap::new();
+        for e in own.iter().filter_map(|&i| self.entries.get(i)) {
+            own_by_type.entry(e.rtype).or_default().push(e);
         }
-        let mut maps = lock(&self.maps);
-        let types = by_type
-            .into_iter()
-            .map(|(rtype, resources)| {
-                let version = set_version(&resources);
-                let key = (rtype, version);
-                let shared = maps
-                    .get(&key)
-                    .or_else(|| self.inherited.get(&key))
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(resources));
-                maps.insert(key.clone(), Arc::clone(&shared));
-                let (_, version) = key;
-                (
-                    rtype,
-                    TypeView {
-                        resources: shared,
-                        version,
-                    },
-                )
-            })
-            .collect();
+        let mut types = base.clone();
+        for (rtype, extra) in own_by_type {
+            let mut resources: BTreeMap<String, Arc<Entry>> = base
+                .get(&rtype)
+                .map(|t| (*t.resources).clone())
+                .unwrap_or_default();
+            for e in extra {
+                resources.insert(e.name.clone(), Arc::clone(e));
+            }
+            types.insert(rtype, self.type_view(rtype, resources));
+        }
         View { types }
+    }
+
+    /// A type's view of `resources`: the map of the same content already
+    /// held by one of this snapshot's views, or by the previous snapshot's,
+    /// when there is one (so unchanged maps are the same by pointer).
+    fn type_view(&self, rtype: ResourceType, resources: BTreeMap<String, Arc<Entry>>) -> TypeView {
+        let version = set_version(&resources);
+        let key = (rtype, version);
+        let mut maps = lock(&self.maps);
+        let shared = maps
+            .get(&key)
+            .or_else(|| self.inherited.get(&key))
+            .cloned()
+            .unwrap_or_else(|| Arc::new(resources));
+        maps.insert(key.clone(), Arc::clone(&shared));
+        let (_, version) = key;
+        TypeView {
+            resources: shared,
+            version,
+        }
     }
 }
 

@@ -184,3 +184,137 @@ fn views_follow_selectors_and_are_shared() {
         Some(1)
     );
 }
+
+/// A resource with a made-up version, seen by the nodes named (all when none).
+fn entry(rtype: ResourceType, name: &str, version: &str, ids: &[&str]) -> Arc<Entry> {
+    Arc::new(Entry {
+        rtype,
+        name: name.into(),
+        version: version.into(),
+        selector: NodeSelector {
+            cluster: Vec::new(),
+            id: ids.iter().map(|id| id.to_string()).collect(),
+        },
+        any: SharedAny {
+            type_url: rtype.type_url(),
+            value: bytes::Bytes::new(),
+        },
+        warms_with: None,
+    })
+}
+
+const NODES: usize = 2_000;
+const SHARED: usize = 10;
+
+fn node(i: usize) -> NodeIdentity {
+    NodeIdentity {
+        id: format!("node-{i}"),
+        cluster: "fleet".into(),
+    }
+}
+
+/// NODES nodes with a cluster of their own each, SHARED shared clusters and
+/// their assignments; `shared_v` is the shared assignments' version and
+/// `node0_v` node 0's own cluster's.
+fn fleet(shared_v: &str, node0_v: &str) -> Snapshot {
+    let mut entries = Vec::new();
+    for i in 0..SHARED {
+        entries.push(entry(
+            ResourceType::Cluster,
+            &format!("shared-{i}"),
+            "1",
+            &[],
+        ));
+        entries.push(entry(
+            ResourceType::ClusterLoadAssignment,
+            &format!("shared-{i}"),
+            shared_v,
+            &[],
+        ));
+    }
+    for i in 0..NODES {
+        let version = if i == 0 { node0_v } else { "1" };
+        entries.push(entry(
+            ResourceType::Cluster,
+            &format!("own-{i}"),
+            version,
+            &[&node(i).id],
+        ));
+    }
+    Snapshot::from_entries(entries)
+}
+
+/// Views of N nodes, each with resources of its own, cost O(N) selector
+/// tests (the index finds each node's own), not O(N × resources) (every
+/// selector tested against every node: 4,000,000 here).
+#[test]
+fn views_of_nodes_with_their_own_resources_cost_what_they_hold() {
+    let snap = fleet("1", "1");
+    let views: Vec<Arc<View>> = (0..NODES).map(|i| snap.view(&node(i))).collect();
+    assert_eq!(
+        snap.work.selector_tests.load(Ordering::Relaxed),
+        NODES,
+        "one selector tested per node: its own"
+    );
+    for (i, view) in views.iter().enumerate() {
+        let clusters = &view.of(ResourceType::Cluster).expect("clusters").resources;
+        assert_eq!(clusters.len(), SHARED + 1);
+        assert!(clusters.contains_key(&format!("own-{i}")));
+    }
+    // A type with nothing of a node's own is the base's very map.
+    let endpoints = |v: &View| {
+        Arc::clone(
+            &v.of(ResourceType::ClusterLoadAssignment)
+                .expect("eds")
+                .resources,
+        )
+    };
+    assert!(
+        views
+            .iter()
+            .all(|v| Arc::ptr_eq(&endpoints(v), &endpoints(&views[0])))
+    );
+    // A node without resources of its own gets the base view, tested against nothing.
+    let stranger = snap.view(&NodeIdentity {
+        id: "stranger".into(),
+        cluster: "elsewhere".into(),
+    });
+    assert_eq!(
+        stranger
+            .of(ResourceType::Cluster)
+            .map(|t| t.resources.len()),
+        Some(SHARED)
+    );
+    assert_eq!(snap.work.selector_tests.load(Ordering::Relaxed), NODES);
+}
+
+/// Moving every node to a snapshot where shared resources changed diffs
+/// the shared map once (not once per node), and a change to one node's own
+/// resources is diffed for that node only: the resources compared stay
+/// O(what changed), not O(nodes × resources).
+#[test]
+fn transitions_diff_what_changed_once() {
+    let old = fleet("1", "1");
+    // The old views exist (clients hold them) before a new snapshot follows.
+    let held: Vec<Arc<View>> = (0..NODES).map(|i| old.view(&node(i))).collect();
+    let moves = |new: &Snapshot| {
+        for (i, from) in held.iter().enumerate() {
+            new.transition(from, &new.view(&node(i)));
+        }
+        new.work.compared.load(Ordering::Relaxed)
+    };
+    let mut shared_change = fleet("2", "1");
+    shared_change.reuse_maps_of(&old);
+    assert_eq!(
+        moves(&shared_change),
+        2 * SHARED,
+        "the shared assignments' map, old and new, compared once for all nodes"
+    );
+    let mut one_node_change = fleet("1", "2");
+    one_node_change.reuse_maps_of(&old);
+    assert_eq!(
+        moves(&one_node_change),
+        2 * (SHARED + 1),
+        "node 0's clusters, old and new; nobody else's"
+    );
+}
