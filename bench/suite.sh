@@ -220,7 +220,7 @@ for n in "${per_node[@]}"; do
   fleet "own-shared-$n" "$n" sotw "$trials" "sh bench/add_route.sh $dir"
   fleet "own-one-$n" "$n" sotw "$trials" "sh bench/flip_own.sh $dir"
   kill "$sampler" 2>/dev/null || true
-  views_ms=$(grep 'reloaded' "$work/xdsd.log" | grep -o "views=$n views_ms=[0-9.]*" | sed 's/.*views_ms=//' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+  views_ms=$(grep 'reloaded' "$work/xdsd.log" | grep -o "views=$n views_ms=[0-9.]*" | sed 's/.*views_ms=//' | sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR+1)/2)]}')
   row "$n nodes, each with its own cluster, add cluster + route (shared)" "$([ "$n" = 10000 ] && echo 'synced < 3 s; p99 < 1 s; views < 100 ms' || echo '(scaling)')" \
     "$(json "$work/own-shared-$n.json" 'd["synced"]') synced in $(json "$work/own-shared-$n.json" 'd["initial_sync_ms"]') ms; $(latency "own-shared-$n"); views of the $n nodes built in ${views_ms:-?} ms (median); RSS $(($(cat "$work/peak") / 1024)) MB"
   row "$n nodes, each with its own cluster, node 0's cluster changes" "that node ACKed < 50 ms; nobody else sent anything" \
@@ -228,6 +228,8 @@ for n in "${per_node[@]}"; do
   log_level=warn; settle_ms=500
   stop_server
 done
+# The same change and fleet size with one view shared by all, for comparison.
+add_route "add-sotw-shared-${per_node[1]}" "${per_node[1]}" sotw "per-node p99 within 2× of this" " (one shared view)"
 
 # 9. 100 clients × 1,000 clusters, one cluster's endpoints change; SotW and Delta.
 dir=$work/thousand
