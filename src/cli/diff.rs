@@ -23,9 +23,10 @@ pub struct FieldChange {
     pub secret: bool,
 }
 
-/// The differences for one resource type.
+/// The differences for one resource type, field by field (the diff `xdsd diff`
+/// prints; not the snapshot's name-level `xds::snapshot::TypeDiff`).
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct TypeDiff {
+pub struct FieldDiffs {
     /// Names only in the new set.
     pub added: Vec<String>,
     /// Names only in the old set.
@@ -34,14 +35,14 @@ pub struct TypeDiff {
     pub changed: Vec<(String, Vec<FieldChange>)>,
 }
 
-impl TypeDiff {
+impl FieldDiffs {
     fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 }
 
 /// Compares two views; only types with differences are returned, in type order.
-pub fn diff(old: &[&Resource], new: &[&Resource]) -> BTreeMap<ResourceType, TypeDiff> {
+pub fn diff(old: &[&Resource], new: &[&Resource]) -> BTreeMap<ResourceType, FieldDiffs> {
     let index = |set: &[&Resource]| -> BTreeMap<(ResourceType, String), Shown> {
         set.iter()
             .map(|r| {
@@ -54,7 +55,7 @@ pub fn diff(old: &[&Resource], new: &[&Resource]) -> BTreeMap<ResourceType, Type
             .collect()
     };
     let (old, new) = (index(old), index(new));
-    let mut out: BTreeMap<ResourceType, TypeDiff> = BTreeMap::new();
+    let mut out: BTreeMap<ResourceType, FieldDiffs> = BTreeMap::new();
     for ((t, name), old_value) in &old {
         match new.get(&(*t, name.clone())) {
             None => out.entry(*t).or_default().removed.push(name.clone()),
@@ -161,7 +162,7 @@ fn field_changes(path: &str, old: &Value, new: &Value, out: &mut Vec<FieldChange
 }
 
 /// Human-readable report: `+` added, `-` removed, `~` changed with field lines.
-pub fn report(diffs: &BTreeMap<ResourceType, TypeDiff>) -> String {
+pub fn report(diffs: &BTreeMap<ResourceType, FieldDiffs>) -> String {
     let mut out = String::new();
     for (t, d) in diffs {
         let _ = writeln!(out, "{}:", t.kind_name());
