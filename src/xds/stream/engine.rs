@@ -238,9 +238,10 @@ impl<W: Wire> Engine<W> {
                 return;
             }
             self.stages.begin(stage);
-            let force = match stage.rewarm {
-                true => Force::Names(self.stages.rewarm_left()),
-                false => Force::Nothing,
+            let force = if stage.rewarm {
+                Force::Names(self.stages.rewarm_left())
+            } else {
+                Force::Nothing
             };
             let sent = self.respond(stage.rtype, &force);
             // A response of this type not ACKed yet is waited for too, also

@@ -4,8 +4,8 @@
 
 use super::engine::Engine;
 use super::subscriptions::{Choice, join, overlay};
-use super::transition::Mode;
-use super::{Effect, Outgoing, Record, Wire};
+use super::transition::{Mode, Stages};
+use super::{Changes, Effect, Outgoing, Record, Wire};
 use crate::config::schema::ResourceType;
 use crate::xds::Resources;
 use crate::xds::snapshot::Entry;
@@ -132,18 +132,8 @@ impl<W: Wire> Engine<W> {
         };
         W::now_holds(state, Some(&changes));
         if rtype == ResourceType::ClusterLoadAssignment {
-            // SotW carries everything chosen, delta only the changes.
-            let carried: Vec<&Arc<Entry>> = match W::INCREMENTAL {
-                true => changes.changed.clone(),
-                false => chosen.values().collect(),
-            };
             let now = self.view.of(rtype).map(|t| &t.resources);
-            for entry in carried {
-                let current = now.and_then(|m| m.get(&entry.name));
-                if current.is_some_and(|c| c.version == entry.version) {
-                    self.stages.rewarmed(&entry.name);
-                }
-            }
+            note_rewarm_carried::<W>(&mut self.stages, now, &chosen, &changes);
         }
         self.next_nonce += 1;
         let nonce = self.next_nonce.to_string();
@@ -176,4 +166,29 @@ impl<W: Wire> Engine<W> {
 /// The time from a change to now, for the push latency histogram.
 pub(super) fn since(made: std::time::Instant, now: Instant) -> std::time::Duration {
     now.into_std().saturating_duration_since(made)
+}
+
+/// Notes the re-warming endpoints a response carries as they are `now`
+/// (SotW carries everything chosen, delta only the changes), so that the
+/// rewarm stage does not send them again.
+fn note_rewarm_carried<W: Wire>(
+    stages: &mut Stages,
+    now: Option<&Resources>,
+    chosen: &Resources,
+    changes: &Changes<'_>,
+) {
+    for name in stages.rewarm_awaited().iter() {
+        let carried = if W::INCREMENTAL {
+            changes.changed.iter().copied().find(|e| &e.name == name)
+        } else {
+            chosen.get(name)
+        };
+        let current = now.and_then(|m| m.get(name));
+        if carried
+            .zip(current)
+            .is_some_and(|(c, n)| c.version == n.version)
+        {
+            stages.note_rewarm_sent(name);
+        }
+    }
 }

@@ -112,7 +112,7 @@ pub struct Stages {
     /// now, after its clusters moved: Envoy asks for a new cluster's
     /// endpoints as soon as it has the cluster, and the answer warms it, so
     /// the rewarm stage does not send them a second time.
-    rewarmed: BTreeSet<String>,
+    rewarm_sent: BTreeSet<String>,
 }
 
 impl Stages {
@@ -127,24 +127,15 @@ impl Stages {
             .collect();
         self.peer_wait = None;
         self.last = None;
-        self.rewarmed.clear();
+        self.rewarm_sent.clear();
     }
 
     /// The clusters' first stage of this transition has run: a response of
     /// endpoints sent from now on reaches the client after the new clusters.
-    pub fn clusters_moved(&self) -> bool {
+    fn clusters_moved(&self) -> bool {
         self.modes
             .get(&ResourceType::Cluster)
             .is_some_and(|m| *m != Mode::Hold)
-    }
-
-    /// The client was sent endpoints `name` as they are now, after its
-    /// clusters moved: a cluster re-warming with them has them.
-    pub fn rewarmed(&mut self, name: &str) {
-        let wanted = self.diff.as_ref().is_some_and(|d| d.rewarm.contains(name));
-        if wanted && self.clusters_moved() {
-            self.rewarmed.insert(name.to_string());
-        }
     }
 
     /// The endpoints the rewarm stage must still send: those of new or
@@ -154,10 +145,27 @@ impl Stages {
             .diff
             .as_ref()
             .map_or_else(Default::default, |d| Arc::clone(&d.rewarm));
-        if self.rewarmed.is_empty() {
+        if self.rewarm_sent.is_empty() {
             return all;
         }
-        Arc::new(all.difference(&self.rewarmed).cloned().collect())
+        Arc::new(all.difference(&self.rewarm_sent).cloned().collect())
+    }
+
+    /// The endpoints a response sent now can spare the rewarm stage: those
+    /// it must still send, once the clusters moved (an earlier response
+    /// reaches the client before the new clusters). Empty outside that window.
+    pub fn rewarm_awaited(&self) -> Arc<BTreeSet<String>> {
+        if self.clusters_moved() {
+            self.rewarm_left()
+        } else {
+            Arc::default()
+        }
+    }
+
+    /// The client was sent endpoints `name` (one of [`Stages::rewarm_awaited`])
+    /// as they are now.
+    pub fn note_rewarm_sent(&mut self, name: &str) {
+        self.rewarm_sent.insert(name.to_string());
     }
 
     /// The content `rtype` is answered with now.
