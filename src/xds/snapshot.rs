@@ -132,8 +132,6 @@ pub struct Snapshot {
     /// change gets the very same map, so streams see "unchanged" by
     /// pointer instead of comparing every resource.
     inherited: HashMap<(ResourceType, String), Resources>,
-    /// No resource has a node selector: every node sees everything.
-    for_everyone: bool,
     /// Moves from a previous snapshot's views to this one's, by the two views' addresses.
     transitions: Mutex<HashMap<(usize, usize), Arc<Transition>>>,
     /// Per pair of maps (old, new), their diff: views that share a type's
@@ -301,7 +299,6 @@ impl Snapshot {
             .collect();
         parts.sort();
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let for_everyone = entries.iter().all(|e| e.selector.is_everyone());
         Snapshot {
             version: content_hash(&refs),
             created: Instant::now(),
@@ -313,7 +310,6 @@ impl Snapshot {
             type_diffs: Mutex::new(HashMap::new()),
             maps: Mutex::new(HashMap::new()),
             inherited: HashMap::new(),
-            for_everyone,
             transitions: Mutex::new(HashMap::new()),
             predecessor: Mutex::new(None),
         }
@@ -401,16 +397,11 @@ impl Snapshot {
 
     /// What `node` sees; computed once per distinct visible set.
     pub fn view(&self, node: &NodeIdentity) -> Arc<View> {
-        let own = if self.for_everyone {
-            // One view for all: no need to look for the node's own resources.
-            Vec::new()
-        } else {
-            let (own, tested) = self.index.own(&self.entries, node);
-            self.work
-                .selector_tests
-                .fetch_add(tested, Ordering::Relaxed);
-            own
-        };
+        // Without selectors the index is empty: one view for all, nothing tested.
+        let (own, tested) = self.index.own(&self.entries, node);
+        self.work
+            .selector_tests
+            .fetch_add(tested, Ordering::Relaxed);
         let mut views = lock(&self.views);
         if let Some(view) = views.get(&own) {
             return Arc::clone(view);

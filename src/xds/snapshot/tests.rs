@@ -3,6 +3,11 @@ use crate::config::loader::load_str;
 
 const SET: &str = "\"@type\": type.googleapis.com/envoy.config.cluster.v3.Cluster\nname: a\n---\nkind: Cluster\nnodes: {cluster: [edge]}\nspec: {name: b}\n";
 
+/// A view's map of `rtype` (which it must have).
+fn map_of(view: &View, rtype: ResourceType) -> Resources {
+    Arc::clone(&view.of(rtype).expect("the type is in the view").resources)
+}
+
 /// Clusters a, b, c (EDS) with their assignments; `c_timeout` changes c.
 fn eds_set(c_timeout: &str, with_b: bool) -> Snapshot {
     let cluster = |name: &str, timeout: &str| {
@@ -86,18 +91,12 @@ fn an_unchanged_type_keeps_the_very_same_map() {
     let mut new = eds_set("2s", false);
     new.reuse_maps_of(&old);
     let to = new.view(&node);
-    let endpoints = |v: &View| {
-        Arc::clone(
-            &v.of(ResourceType::ClusterLoadAssignment)
-                .expect("eds")
-                .resources,
-        )
-    };
+    let endpoints = |v: &View| map_of(v, ResourceType::ClusterLoadAssignment);
     assert!(
         Arc::ptr_eq(&endpoints(&from), &endpoints(&to)),
         "same content, same map"
     );
-    let clusters = |v: &View| Arc::clone(&v.of(ResourceType::Cluster).expect("cds").resources);
+    let clusters = |v: &View| map_of(v, ResourceType::Cluster);
     assert!(!Arc::ptr_eq(&clusters(&from), &clusters(&to)));
 }
 
@@ -262,13 +261,7 @@ fn views_of_nodes_with_their_own_resources_cost_what_they_hold() {
         assert!(clusters.contains_key(&format!("own-{i}")));
     }
     // A type with nothing of a node's own is the base's very map.
-    let endpoints = |v: &View| {
-        Arc::clone(
-            &v.of(ResourceType::ClusterLoadAssignment)
-                .expect("eds")
-                .resources,
-        )
-    };
+    let endpoints = |v: &View| map_of(v, ResourceType::ClusterLoadAssignment);
     assert!(
         views
             .iter()
