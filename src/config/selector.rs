@@ -132,7 +132,8 @@ pub fn glob_match(glob: &str, text: &str) -> bool {
     g[gi..].iter().all(|&c| c == '*')
 }
 
-fn has_wildcard(g: &str) -> bool {
+/// `g` has a `*` or `?`: it is a pattern, not a literal name.
+pub fn has_wildcard(g: &str) -> bool {
     g.contains(['*', '?'])
 }
 

@@ -10,7 +10,7 @@
 //! glob selectors.
 
 use super::Entry;
-use crate::config::selector::{NodeIdentity, NodeSelector};
+use crate::config::selector::{NodeIdentity, NodeSelector, has_wildcard};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ pub struct SelectorIndex {
 }
 
 fn all_literal(globs: &[String]) -> bool {
-    !globs.is_empty() && !globs.iter().any(|g| g.contains(['*', '?']))
+    !globs.is_empty() && !globs.iter().any(|g| has_wildcard(g))
 }
 
 impl SelectorIndex {

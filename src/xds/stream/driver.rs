@@ -74,9 +74,7 @@ pub(crate) async fn run<W: Wire>(
                     let snapshot = Arc::clone(&snapshots.borrow_and_update());
                     engine.on_snapshot(snapshot, Instant::now(), &peers)
                 }
-                // No more snapshots: xdsd is stopping. The client is told
-                // so, and reconnects (to the next xdsd, in a restart).
-                Err(_) => vec![Effect::End(Some(Status::unavailable("xdsd is stopping")))],
+                Err(_) => break,
             },
             () = sleep_until(deadline) => engine.on_tick(Instant::now(), &peers),
             // A peer's readiness changed: look again (the engine bounds the wait).
