@@ -20,7 +20,7 @@ use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -59,8 +59,8 @@ pub struct ClientStats {
     pub disconnects: AtomicU64,
     /// When the client's current stream opened (0: none yet).
     pub stream_opened: AtomicU64,
-    /// 1 while a stream is open.
-    pub open: AtomicU64,
+    /// A stream is open.
+    pub open: AtomicBool,
 }
 
 /// What the fleet shares with every client.
@@ -248,7 +248,7 @@ impl Client {
                 Mode::Delta => self.run_delta(&mut ads, &mut subs).await,
                 _ => self.run_sotw(&mut ads, &mut subs).await,
             };
-            self.stats.open.store(0, Ordering::Relaxed);
+            self.stats.open.store(false, Ordering::Relaxed);
             self.stats.disconnects.fetch_add(1, Ordering::Relaxed);
             self.shared
                 .last_event
@@ -261,7 +261,7 @@ impl Client {
     fn opened(&self) {
         let now = self.shared.now();
         self.stats.stream_opened.store(now, Ordering::Relaxed);
-        self.stats.open.store(1, Ordering::Relaxed);
+        self.stats.open.store(true, Ordering::Relaxed);
         self.shared.last_event.fetch_max(now, Ordering::Relaxed);
     }
 

@@ -151,7 +151,7 @@ pub async fn run(plan: &Plan) -> Result<Report, String> {
         .sum();
     report.connected = stats
         .iter()
-        .filter(|s| s.open.load(Ordering::Relaxed) == 1)
+        .filter(|s| s.open.load(Ordering::Relaxed))
         .count();
     Ok(report)
 }
@@ -190,7 +190,7 @@ async fn connection(
 
 /// Every client has a stream open.
 fn all_connected(stats: &[Arc<ClientStats>]) -> bool {
-    stats.iter().all(|s| s.open.load(Ordering::Relaxed) == 1)
+    stats.iter().all(|s| s.open.load(Ordering::Relaxed))
 }
 
 /// Every client synced.
