@@ -8,13 +8,7 @@ set -e
 pidfile=$1; log=$2; shift 2
 old=$(cat "$pidfile")
 kill "$old"
-# Exited, and its sockets closed: the process is gone, or it is a zombie
-# (its parent has not reaped it yet) with no thread left but the leader;
-# the sockets close only when the last thread has exited.
-exited() {
-  [ ! -e "/proc/$1" ] && return 0
-  grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null && [ "$(ls "/proc/$1/task" 2>/dev/null | wc -l)" -le 1 ]
-}
+. "$(dirname "$0")/exited.sh"
 until exited "$old"; do
   sleep 0.01
 done

@@ -49,6 +49,7 @@ median() { json "$1" "sorted(t['$2'] for t in d['trials'])[len(d['trials'])//2]"
 # Listen queue overflows of the whole machine (SYNs dropped because a backlog was full).
 overflows() { nstat -az TcpExtListenOverflows 2>/dev/null | awk '/TcpExtListenOverflows/ {print $2}' || echo 0; }
 
+. bench/exited.sh
 # The server's pid lives in a file: a restart trial replaces the process.
 pidfile=$work/xdsd.pid
 stop_server() {
@@ -56,7 +57,7 @@ stop_server() {
     local pid
     pid=$(cat "$pidfile")
     kill "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null; do sleep 0.02; done
+    until exited "$pid"; do sleep 0.02; done
     wait "$pid" 2>/dev/null || true
     : >"$pidfile"
   fi
