@@ -7,7 +7,7 @@ use crate::daemon::admin::{self, Health, LoadOutcome};
 use crate::daemon::loader_process::{LoaderProcess, ProcessLimits};
 use crate::daemon::state::StateDir;
 use crate::daemon::systemd::Notifier;
-use crate::daemon::watch::{self, Debounce, Trigger};
+use crate::daemon::watch::{Debounce, DirWatch, Trigger};
 use crate::daemon::xds_tls::{NodeAuthorization, TlsFiles};
 use crate::daemon::xds_tls_rotation::{self, RotatingTls};
 use crate::xds::snapshot::{Changes, Snapshot};
@@ -73,6 +73,9 @@ pub async fn run(options: Options) -> Result<(), StartError> {
         .map_err(|e| StartError(format!("cannot listen on {}: {e}", options.listen)))?;
     let admin_listener = accept::listen(options.admin)
         .map_err(|e| StartError(format!("cannot listen on {} (admin): {e}", options.admin)))?;
+    // Armed before the first load: an edit made while it runs is read by
+    // the reload that follows instead of waiting for the next edit.
+    let config_watch = DirWatch::recursive(options.dir.clone());
     let started = std::time::Instant::now();
     let initial = initial_set(&mut loader, state.as_ref()).await?;
     // A first load parses everything; later ones only what changed.
@@ -115,11 +118,7 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     let systemd = Arc::new(Notifier::from_env());
 
     let (trigger_tx, triggers) = mpsc::channel::<Trigger>(4);
-    tokio::spawn(watch::watch(
-        options.dir.clone(),
-        options.debounce,
-        trigger_tx.clone(),
-    ));
+    tokio::spawn(config_watch.run(options.debounce, trigger_tx.clone()));
     let mut hangup_to = vec![trigger_tx];
     if let Some(tls) = &tls {
         hangup_to.push(xds_tls_rotation::follow(Arc::clone(tls), options.debounce));

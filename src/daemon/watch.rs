@@ -29,59 +29,91 @@ pub enum Trigger {
     Reload,
 }
 
-/// Watches `dir` and everything under it, and sends [`Trigger::Changing`]
-/// at the first event of a burst and [`Trigger::Reload`] when it ends. Runs
-/// until `reload` is closed. The watch is re-armed when the directory is
-/// removed and re-created.
-pub async fn watch(dir: PathBuf, debounce: Debounce, reload: mpsc::Sender<Trigger>) {
-    watch_dir(dir, RecursiveMode::Recursive, debounce, reload).await;
-}
-
-/// [`watch`] for `dir`'s own entries only (the TLS files' directories:
-/// renames and symlink swaps happen there; subdirectories are not ours).
-pub async fn watch_flat(dir: PathBuf, debounce: Debounce, reload: mpsc::Sender<Trigger>) {
-    watch_dir(dir, RecursiveMode::NonRecursive, debounce, reload).await;
-}
-
-async fn watch_dir(
+/// A directory watch, armed when made so that no change after that moment
+/// is missed (the daemon arms it before its first load: an edit made while
+/// a long first load runs is read by the reload that follows).
+pub struct DirWatch {
     dir: PathBuf,
     mode: RecursiveMode,
-    debounce: Debounce,
-    reload: mpsc::Sender<Trigger>,
-) {
-    let (events_tx, mut events) = mpsc::channel::<()>(64);
-    // A watch that cannot be set up is retried every second, and said once.
-    let mut failing = false;
-    let mut watcher = arm(&dir, mode, events_tx.clone(), &mut failing);
-    let mut identity = dir_identity(&dir);
-    let mut rearm = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            Some(()) = events.recv() => {
-                // Best effort: a full queue already has a reload coming.
-                let _ = reload.try_send(Trigger::Changing);
-                coalesce(&mut events, debounce).await;
-                if reload.send(Trigger::Reload).await.is_err() {
-                    return;
+    events_tx: mpsc::Sender<()>,
+    events: mpsc::Receiver<()>,
+    watcher: Option<notify::RecommendedWatcher>,
+    identity: Option<(u64, u64)>,
+    /// Whether the last attempt to arm failed (said once, and its end too).
+    failing: bool,
+}
+
+impl DirWatch {
+    /// Watches `dir` and everything under it.
+    pub fn recursive(dir: PathBuf) -> Self {
+        Self::arm(dir, RecursiveMode::Recursive)
+    }
+
+    /// Watches `dir`'s own entries only (the TLS files' directories:
+    /// renames and symlink swaps happen there; subdirectories are not ours).
+    pub fn flat(dir: PathBuf) -> Self {
+        Self::arm(dir, RecursiveMode::NonRecursive)
+    }
+
+    fn arm(dir: PathBuf, mode: RecursiveMode) -> Self {
+        let (events_tx, events) = mpsc::channel::<()>(64);
+        let mut failing = false;
+        let watcher = arm(&dir, mode, events_tx.clone(), &mut failing);
+        let identity = dir_identity(&dir);
+        Self {
+            dir,
+            mode,
+            events_tx,
+            events,
+            watcher,
+            identity,
+            failing,
+        }
+    }
+
+    /// Sends [`Trigger::Changing`] at the first event of a burst and
+    /// [`Trigger::Reload`] when it ends, until `reload` is closed. A watch
+    /// that cannot be set up is retried every second; one is re-armed when
+    /// the directory is removed and re-created.
+    pub async fn run(mut self, debounce: Debounce, reload: mpsc::Sender<Trigger>) {
+        let mut rearm = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                Some(()) = self.events.recv() => {
+                    // Best effort: a full queue already has a reload coming.
+                    let _ = reload.try_send(Trigger::Changing);
+                    coalesce(&mut self.events, debounce).await;
+                    if reload.send(Trigger::Reload).await.is_err() {
+                        return;
+                    }
                 }
-            }
-            _ = rearm.tick() => {
-                // A removed and re-created directory is a new inode: the old watch sees nothing.
-                let now = dir_identity(&dir);
-                let replaced = now != identity;
-                if replaced || watcher.is_none() && now.is_some() {
-                    identity = now;
-                    watcher = arm(&dir, mode, events_tx.clone(), &mut failing);
-                    // Changes may have been missed when the directory was
-                    // replaced or the watch just came back; a retry that
-                    // failed again has nothing new to read.
-                    let reread = replaced || watcher.is_some();
-                    if reread && reload.send(Trigger::Reload).await.is_err() {
+                _ = rearm.tick() => {
+                    if self.rearm_if_needed() && reload.send(Trigger::Reload).await.is_err() {
                         return;
                     }
                 }
             }
         }
+    }
+
+    /// Re-arms a watch that failed or whose directory was replaced (a new
+    /// inode: the old watch sees nothing); `true` when the directory must be
+    /// read again, since changes may have been missed meanwhile (a retry
+    /// that failed again has nothing new to read).
+    fn rearm_if_needed(&mut self) -> bool {
+        let now = dir_identity(&self.dir);
+        let replaced = now != self.identity;
+        if !(replaced || self.watcher.is_none() && now.is_some()) {
+            return false;
+        }
+        self.identity = now;
+        self.watcher = arm(
+            &self.dir,
+            self.mode,
+            self.events_tx.clone(),
+            &mut self.failing,
+        );
+        replaced || self.watcher.is_some()
     }
 }
 
@@ -121,6 +153,8 @@ fn arm(
         Ok(watcher) => {
             if std::mem::replace(failing, false) {
                 tracing::info!(dir = %dir.display(), "watching the directory again");
+            } else {
+                tracing::debug!(dir = %dir.display(), "watching the directory");
             }
             Some(watcher)
         }

@@ -8,7 +8,7 @@
 //! xdsd does the handshakes itself ([`handshakes`]) because tonic's
 //! `ServerTlsConfig` is fixed when the server is built.
 
-use crate::daemon::watch::{self, Debounce, Trigger};
+use crate::daemon::watch::{Debounce, DirWatch, Trigger};
 use crate::daemon::xds_tls::{LoadedTls, TlsFiles, TlsPem};
 use futures_core::Stream;
 use rustls::ServerConfig;
@@ -189,7 +189,7 @@ fn digest(pem: &Result<&TlsPem, &String>) -> u64 {
 pub fn follow(tls: Arc<RotatingTls>, debounce: Debounce) -> mpsc::Sender<Trigger> {
     let (triggers_tx, mut triggers) = mpsc::channel::<Trigger>(4);
     for dir in tls.files.directories() {
-        tokio::spawn(watch::watch_flat(dir, debounce, triggers_tx.clone()));
+        tokio::spawn(DirWatch::flat(dir).run(debounce, triggers_tx.clone()));
     }
     tokio::spawn(async move {
         while let Some(trigger) = triggers.recv().await {

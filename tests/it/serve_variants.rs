@@ -323,6 +323,57 @@ fn directory_removed_and_recreated() {
     assert!(rejected.is_empty(), "Envoy rejected updates: {rejected:?}");
 }
 
+/// The watch is armed before the first load: a file added while a long
+/// first load runs is served by the reload that follows, not only after the
+/// next edit. (It used to be armed after the load, and a test that wrote a
+/// file right after `/readyz` could lose the race.)
+#[test]
+fn an_edit_during_the_first_load_is_served() {
+    let work = common::WorkDir::new("edit-during-first-load");
+    // Enough clusters that the first load of the debug build takes a while.
+    let count = 3000;
+    let many: String = (0..count)
+        .map(|i| format!("---\n\"@type\": {CLUSTER}\nname: c{i}\nconnect_timeout: 1s\n"))
+        .collect();
+    work.put("many.yaml", &many);
+    let (listen, admin) = (free_port(), free_port());
+    let mut xdsd = Xdsd {
+        guard: common::ChildGuard::spawn(
+            "xdsd",
+            Xdsd::command(&work.config(), listen, admin, &[]),
+            &work.beside("xdsd.log"),
+        ),
+        listen,
+        admin,
+    };
+    let armed = wait_for(Duration::from_secs(10), Duration::from_millis(5), || {
+        xdsd.log().contains("watching the directory").then_some(())
+    });
+    assert!(
+        armed.is_some(),
+        "the watch was never armed:\n{}",
+        xdsd.log()
+    );
+    work.put("late.yaml", &format!("\"@type\": {CLUSTER}\nname: late\n"));
+    let log = xdsd.log();
+    assert!(
+        !log.contains("loaded version="),
+        "the first load ended before the edit (or the watch was armed after it); \
+         the test needs a longer first load:\n{log}"
+    );
+    xdsd.wait_ready();
+    let clusters = wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
+        let s = status(&xdsd);
+        (s["resources"]["Cluster"] == count + 1).then_some(())
+    });
+    assert!(
+        clusters.is_some(),
+        "the file added during the first load was not served: {:#}\n{}",
+        status(&xdsd),
+        xdsd.log()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // SIGHUP
 // ---------------------------------------------------------------------------
