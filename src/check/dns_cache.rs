@@ -28,33 +28,46 @@ caches different names.",
 
 const DNS_CACHE_CONFIG: &str = "envoy.extensions.common.dynamic_forward_proxy.v3.DnsCacheConfig";
 
-/// One `dns_cache_config` of the set.
-struct Cache {
-    resource: usize,
+/// One `dns_cache_config` of a resource.
+#[derive(Debug)]
+pub struct DnsCacheConfig {
     path: Vec<PathStep>,
     name: String,
     config: DynamicMessage,
 }
 
+/// Every `dns_cache_config` of a resource (also inside `Any`), with its path.
+pub fn configs_in(m: &DynamicMessage) -> Vec<DnsCacheConfig> {
+    let mut found = Vec::new();
+    find(m, &mut Vec::new(), &mut found);
+    found
+}
+
 /// Reports each DNS cache config that differs from an earlier one of the
-/// same name that the same nodes can see.
-pub fn set(resources: &[Resource], diags: &mut Diagnostics) {
-    let mut caches = Vec::new();
-    for (i, resource) in resources.iter().enumerate() {
-        find(&resource.message, i, &mut Vec::new(), &mut caches);
-    }
-    for (n, cache) in caches.iter().enumerate() {
-        let here = &resources[cache.resource];
-        let conflict = caches[..n].iter().find(|earlier| {
+/// same name that the same nodes can see. `configs[i]` are those of
+/// `resources[i]` ([`configs_in`]).
+pub fn check<C: AsRef<[DnsCacheConfig]>>(
+    resources: &[Resource],
+    configs: &[C],
+    diags: &mut Diagnostics,
+) {
+    let caches: Vec<(usize, &DnsCacheConfig)> = configs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, found)| found.as_ref().iter().map(move |c| (i, c)))
+        .collect();
+    for (n, (resource, cache)) in caches.iter().enumerate() {
+        let here = &resources[*resource];
+        let conflict = caches[..n].iter().find(|(earlier_resource, earlier)| {
             earlier.name == cache.name
-                && (earlier.resource == cache.resource
-                    || resources[earlier.resource]
+                && (earlier_resource == resource
+                    || resources[*earlier_resource]
                         .selector
                         .overlaps(&here.selector))
                 && !equivalent(&earlier.config, &cache.config)
         });
-        if let Some(earlier) = conflict {
-            let first = &resources[earlier.resource];
+        if let Some((earlier_resource, _)) = conflict {
+            let first = &resources[*earlier_resource];
             diags.report(
                 &CONFIG_MISMATCH,
                 here.locate(&cache.path),
@@ -69,15 +82,13 @@ pub fn set(resources: &[Resource], diags: &mut Diagnostics) {
     }
 }
 
-/// Every DnsCacheConfig under `m` (also inside `Any`), with its path.
-fn find(m: &DynamicMessage, resource: usize, path: &mut Vec<PathStep>, found: &mut Vec<Cache>) {
+fn find(m: &DynamicMessage, path: &mut Vec<PathStep>, found: &mut Vec<DnsCacheConfig>) {
     if let Some(inner) = unpack_any(m) {
-        find(&inner, resource, path, found);
+        find(&inner, path, found);
         return;
     }
     if m.descriptor().full_name() == DNS_CACHE_CONFIG {
-        found.push(Cache {
-            resource,
+        found.push(DnsCacheConfig {
             path: path.clone(),
             name: string_field(m, "name").map(|(_, n)| n).unwrap_or_default(),
             config: m.clone(),
@@ -87,12 +98,12 @@ fn find(m: &DynamicMessage, resource: usize, path: &mut Vec<PathStep>, found: &m
     for (f, v) in m.fields() {
         path.push(PathStep::Field(f.clone()));
         match v {
-            Value::Message(child) => find(child, resource, path, found),
+            Value::Message(child) => find(child, path, found),
             Value::List(items) => {
                 for (i, item) in items.iter().enumerate() {
                     if let Value::Message(child) = item {
                         path.push(PathStep::Index(i));
-                        find(child, resource, path, found);
+                        find(child, path, found);
                         path.pop();
                     }
                 }
@@ -101,7 +112,7 @@ fn find(m: &DynamicMessage, resource: usize, path: &mut Vec<PathStep>, found: &m
                 for (key, value) in entries {
                     if let Value::Message(child) = value {
                         path.push(PathStep::key(key));
-                        find(child, resource, path, found);
+                        find(child, path, found);
                         path.pop();
                     }
                 }

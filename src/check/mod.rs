@@ -141,10 +141,11 @@ pub fn message(m: &DynamicMessage, place: &Place<'_>, out: &mut Vec<Finding>) {
     http::message(m, place, out);
 }
 
-/// Runs every area's checks that look across resources.
+/// Runs every area's checks that look across resources (those that start
+/// from what a walk over each resource found, like [`dns_cache::check`],
+/// run from `validate`, which keeps those facts between loads).
 pub fn set(resources: &[Resource], diags: &mut Diagnostics) {
     tls::set(resources, diags);
-    dns_cache::set(resources, diags);
     listeners::set(resources, diags);
     clusters::set(resources, diags);
     http::set(resources, diags);

@@ -19,6 +19,7 @@
 //! `response_size.rs` estimates the responses one node gets.
 
 mod duplicates;
+mod facts;
 mod references;
 mod response_size;
 mod walk;
@@ -28,11 +29,11 @@ use crate::config::diag::Diagnostics;
 use crate::config::resource::{PathStep, Resource};
 use crate::config::schema::ResourceType;
 use duplicates::{BoundAddress, check_duplicate_addresses, check_duplicate_names};
+pub use facts::{FactsCache, Walked};
 use prost_reflect::{DynamicMessage, ReflectMessage};
 use references::{check_reference, warn_unreferenced};
 use response_size::check_response_sizes;
 use std::collections::{HashMap, HashSet};
-use walk::Walk;
 
 pub use duplicates::{DUPLICATE_ADDRESS, DUPLICATE_DOMAIN, DUPLICATE_NAME};
 pub use references::{MISSING_REFERENCE, REFERENCE_NOT_VISIBLE, UNREFERENCED};
@@ -74,6 +75,8 @@ pub struct Checked {
     pub diagnostics: Diagnostics,
     /// Rules allowed by comments, per document (they apply to later findings too).
     pub allowances: Vec<crate::check::policy::Allowance>,
+    /// How many resources were walked, and how many had their facts kept.
+    pub walked: Walked,
 }
 
 impl Checked {
@@ -105,26 +108,37 @@ pub fn check_dir_with(
     limits: crate::config::loader::ReadLimits,
     settings: &Settings,
 ) -> Result<Checked, crate::config::loader::LoadError> {
-    check_dir_cached(
-        dir,
-        limits,
-        settings,
-        &mut crate::config::loader::DocumentCache::default(),
-    )
+    check_dir_cached(dir, limits, settings, &mut LoadCaches::default())
 }
 
-/// [`check_dir`] for a long-lived loader: unchanged documents come from
-/// `cache`; every cross-resource check runs on the whole set. Inline
+/// What a long-lived loader keeps from one load to the next: each document
+/// as loaded, and what validation found in each resource alone.
+#[derive(Default)]
+pub struct LoadCaches {
+    /// Documents, by file, position and text.
+    pub documents: crate::config::loader::DocumentCache,
+    /// Per-resource facts, by decoded message.
+    pub facts: FactsCache,
+}
+
+/// [`check_dir`] for a long-lived loader: unchanged documents, and what
+/// each of their resources alone was found to hold, come from `caches`;
+/// the checks across resources run on the whole set. Inline
 /// `# xdsd: allow(ID)` comments and the settings' policy apply last.
 pub fn check_dir_cached(
     dir: &std::path::Path,
     limits: crate::config::loader::ReadLimits,
     settings: &Settings,
-    cache: &mut crate::config::loader::DocumentCache,
+    caches: &mut LoadCaches,
 ) -> Result<Checked, crate::config::loader::LoadError> {
-    let loaded = crate::config::loader::load_dir_cached(dir, limits, cache)?;
+    let loaded = crate::config::loader::load_dir_cached(dir, limits, &mut caches.documents)?;
     let mut diagnostics = loaded.diagnostics;
-    validate(&loaded.resources, settings, &mut diagnostics);
+    let walked = validate_cached(
+        &loaded.resources,
+        settings,
+        &mut diagnostics,
+        &mut caches.facts,
+    );
     crate::check::policy::apply_inline(&loaded.allowances, &mut diagnostics);
     settings.policy.apply(&mut diagnostics);
     scrub_secrets(&loaded.resources, &mut diagnostics);
@@ -132,6 +146,7 @@ pub fn check_dir_cached(
         resources: loaded.resources,
         diagnostics,
         allowances: loaded.allowances,
+        walked,
     })
 }
 
@@ -143,8 +158,9 @@ fn scrub_secrets(resources: &[Resource], diags: &mut Diagnostics) {
     if diags.iter().next().is_none() {
         return;
     }
+    let reported: HashSet<&str> = diags.iter().map(|d| &*d.location.file).collect();
     let mut by_file: HashMap<&str, Vec<String>> = HashMap::new();
-    for r in resources {
+    for r in resources.iter().filter(|r| reported.contains(&*r.file)) {
         let secrets = crate::config::redact::secrets(&r.message);
         if !secrets.is_empty() {
             by_file.entry(&r.file).or_default().extend(secrets);
@@ -162,8 +178,21 @@ fn scrub_secrets(resources: &[Resource], diags: &mut Diagnostics) {
 
 /// Runs every cross-resource check, adding findings to `diags`.
 pub fn validate(resources: &[Resource], settings: &Settings, diags: &mut Diagnostics) {
+    validate_cached(resources, settings, diags, &mut FactsCache::default());
+}
+
+/// [`validate`] for a long-lived loader: the facts of resources that did
+/// not change since the last call come from `cache` (see [`facts`]), the
+/// rest are walked; the checks across resources run on the whole set.
+pub fn validate_cached(
+    resources: &[Resource],
+    settings: &Settings,
+    diags: &mut Diagnostics,
+    cache: &mut FactsCache,
+) -> Walked {
+    let (facts, walked) = cache.facts_of(resources);
     check_duplicate_names(resources, diags);
-    check_response_sizes(resources, diags);
+    check_response_sizes(resources, &facts, diags);
     let mut by_name: HashMap<(ResourceType, &str), Vec<&Resource>> = HashMap::new();
     for r in resources {
         by_name
@@ -171,44 +200,32 @@ pub fn validate(resources: &[Resource], settings: &Settings, diags: &mut Diagnos
             .or_default()
             .push(r);
     }
-    let mut referenced: HashSet<(ResourceType, String)> = HashSet::new();
-    let mut listener_addresses: Vec<(usize, BoundAddress)> = Vec::new();
-    // Each resource is walked on its own (in parallel); findings are merged in order.
-    let walks = crate::config::parallel::map(resources, |resource| {
-        let mut walk = Walk {
-            resource,
-            refs: Vec::new(),
-            diags: Diagnostics::default(),
-            addresses: Vec::new(),
-            unvalidated_routes: false,
-        };
-        walk.message(&resource.message, &mut Vec::new());
-        if resource.rtype == ResourceType::Cluster {
-            walk.eds_reference();
-        }
-        (walk.refs, walk.addresses, walk.diags)
-    });
-    for (index, (resource, (refs, addresses, found))) in resources.iter().zip(walks).enumerate() {
-        diags.extend(found);
-        for address in addresses {
+    let mut referenced: HashSet<(ResourceType, &str)> = HashSet::new();
+    let mut listener_addresses: Vec<(usize, &BoundAddress)> = Vec::new();
+    for (index, (resource, found)) in resources.iter().zip(&facts).enumerate() {
+        diags.extend(found.diags.clone());
+        for address in &found.addresses {
             listener_addresses.push((index, address));
         }
-        for r in refs {
+        for r in &found.refs {
             let targets = by_name
                 .get(&(r.target, r.name.as_str()))
                 .map_or(&[][..], Vec::as_slice);
             let known =
                 r.target == ResourceType::Cluster && settings.known_clusters.contains(&r.name);
             if !(r.unchecked || known) {
-                check_reference(resource, &r, targets, diags);
+                check_reference(resource, r, targets, diags);
             }
-            referenced.insert((r.target, r.name));
+            referenced.insert((r.target, r.name.as_str()));
         }
     }
     check_duplicate_addresses(resources, &listener_addresses, diags);
+    let dns_caches: Vec<&[_]> = facts.iter().map(|f| f.dns_caches.as_slice()).collect();
+    crate::check::dns_cache::check(resources, &dns_caches, diags);
     crate::check::set(resources, diags);
     crate::check::proxyless_grpc::check(resources, diags);
-    warn_unreferenced(resources, &referenced, diags);
+    warn_unreferenced(resources, &facts, &referenced, diags);
+    walked
 }
 
 fn name_path(r: &Resource) -> Path {

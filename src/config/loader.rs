@@ -64,11 +64,20 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, LoadError> {
 
 /// What documents loaded to, kept by a long-lived loader (the daemon's
 /// loader process) so that a reload parses and decodes only documents whose
-/// text changed. Validation still covers the whole set every time. A
-/// document is known by its file, first line and exact text.
+/// text changed. Validation still covers the whole set every time. Kept per
+/// file: a file whose text is unchanged is reused whole, without being split
+/// again; in a changed one, a document is known by its first line and exact
+/// text.
 #[derive(Default)]
 pub struct DocumentCache {
-    parts: std::collections::HashMap<PartKey, Arc<Loaded>>,
+    files: std::collections::HashMap<Arc<str>, CachedFile>,
+}
+
+/// One file as last loaded.
+struct CachedFile {
+    text: String,
+    /// Each document's result, in order.
+    parts: Vec<(PartKey, Arc<Loaded>)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -84,8 +93,15 @@ struct Part {
     cached: Option<Arc<Loaded>>,
 }
 
+/// A file of this load: reused whole, or split into parts to load.
+enum FileWork {
+    Unchanged(Arc<str>, CachedFile),
+    /// Its text, and how many parts it was split into.
+    Changed(Arc<str>, String, usize),
+}
+
 /// [`load_dir`], reusing and then refreshing `cache`: afterwards it holds
-/// exactly the documents of this load.
+/// exactly the files of this load.
 pub fn load_dir_cached(
     dir: &Path,
     limits: ReadLimits,
@@ -104,6 +120,8 @@ pub fn load_dir_cached(
         let shown: Arc<str> = Arc::from(path.display().to_string());
         (shown, read_text(path, limits))
     });
+    let mut previous = std::mem::take(&mut cache.files);
+    let mut work = Vec::new();
     let mut parts = Vec::new();
     for (file, text) in texts {
         let text = match text {
@@ -113,16 +131,56 @@ pub fn load_dir_cached(
                 continue;
             }
         };
+        let before = match previous.remove(&file) {
+            Some(same) if same.text == text => {
+                work.push(FileWork::Unchanged(file, same));
+                continue;
+            }
+            other => other,
+        };
+        let known: std::collections::HashMap<&PartKey, &Arc<Loaded>> = before
+            .as_ref()
+            .map(|f| f.parts.iter().map(|(k, l)| (k, l)).collect())
+            .unwrap_or_default();
+        let start = parts.len();
         for (first_line, part) in yaml::split_documents(&text) {
             let key = PartKey {
                 file: Arc::clone(&file),
                 first_line,
                 text: part.to_string(),
             };
-            let cached = cache.parts.get(&key).cloned();
+            let cached = known.get(&key).map(|l| Arc::clone(l));
             parts.push(Part { key, cached });
         }
+        work.push(FileWork::Changed(file, text, parts.len() - start));
     }
+    let results = load_parts(&parts);
+    let mut loaded = Loaded {
+        diagnostics,
+        ..Loaded::default()
+    };
+    // The changed files' parts, in the order they were pushed.
+    let mut done = parts.into_iter().map(|p| p.key).zip(results);
+    for item in work {
+        let (file, kept) = match item {
+            FileWork::Unchanged(file, kept) => (file, kept),
+            FileWork::Changed(file, text, count) => {
+                let parts = done.by_ref().take(count).collect();
+                (file, CachedFile { text, parts })
+            }
+        };
+        for (_, result) in &kept.parts {
+            loaded.resources.extend(result.resources.iter().cloned());
+            loaded.diagnostics.extend(result.diagnostics.clone());
+            loaded.allowances.extend(result.allowances.iter().cloned());
+        }
+        cache.files.insert(file, kept);
+    }
+    Ok(loaded)
+}
+
+/// Loads the parts not already cached, in parallel; every part's result, in order.
+fn load_parts(parts: &[Part]) -> Vec<Arc<Loaded>> {
     // Small chunks, so that the threads stay busy to the end.
     let chunk = parts
         .len()
@@ -145,19 +203,7 @@ pub fn load_dir_cached(
             })
             .collect()
     });
-    let mut loaded = Loaded {
-        diagnostics,
-        ..Loaded::default()
-    };
-    let mut kept = std::collections::HashMap::with_capacity(parts.len());
-    for (part, result) in parts.into_iter().zip(results.into_iter().flatten()) {
-        loaded.resources.extend(result.resources.iter().cloned());
-        loaded.diagnostics.extend(result.diagnostics.clone());
-        loaded.allowances.extend(result.allowances.iter().cloned());
-        kept.insert(part.key, result);
-    }
-    cache.parts = kept;
-    Ok(loaded)
+    results.into_iter().flatten().collect()
 }
 
 /// Loads documents from one text as if it were the file `shown` (used by tests and tools).

@@ -395,7 +395,7 @@ pub struct LoadCache {
     pub settings: Settings,
     /// The referee Envoy of `--envoy-validate`, once asked for its version.
     referee: Option<crate::check::referee::Referee>,
-    documents: crate::config::loader::DocumentCache,
+    caches: crate::check::validate::LoadCaches,
     encoded: HashMap<usize, (Arc<DynamicMessage>, Arc<Entry>)>,
 }
 
@@ -461,7 +461,7 @@ pub fn load_here(dir: &Path, cache: &mut LoadCache) -> Reply {
         dir,
         cache.files,
         &cache.settings,
-        &mut cache.documents,
+        &mut cache.caches,
     ) {
         Ok(checked) => checked,
         Err(e) => {

@@ -93,7 +93,7 @@ pub(super) struct BoundAddress {
 /// port 0 (a fresh port each time) only clashes with a non-binding listener.
 pub(super) fn check_duplicate_addresses(
     resources: &[Resource],
-    addresses: &[(usize, BoundAddress)],
+    addresses: &[(usize, &BoundAddress)],
     diags: &mut Diagnostics,
 ) {
     for (i, (index, address)) in addresses.iter().enumerate() {

@@ -6,6 +6,7 @@
 //! because Envoy resolves each name inside one node's view; what nothing
 //! references is worth a warning.
 
+use super::facts::Facts;
 use super::walk::Walk;
 use super::{Path, name_path, with};
 use crate::check::Rule;
@@ -16,6 +17,7 @@ use crate::config::schema::ResourceType;
 use prost_reflect::{DynamicMessage, Value};
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// A name that points at nothing.
 pub static MISSING_REFERENCE: Rule = Rule {
@@ -106,23 +108,29 @@ pub(super) fn check_reference(
 
 pub(super) fn warn_unreferenced(
     resources: &[Resource],
-    referenced: &HashSet<(ResourceType, String)>,
+    facts: &[Arc<Facts>],
+    referenced: &HashSet<(ResourceType, &str)>,
     diags: &mut Diagnostics,
 ) {
     let any_listener = resources.iter().any(|r| r.rtype == ResourceType::Listener);
     // Computed only if some cluster is not referenced directly: it walks everything.
     let mentioned = std::cell::OnceCell::new();
+    let mentions = || -> HashSet<&str> {
+        resources
+            .iter()
+            .zip(facts)
+            .flat_map(|(r, f)| f.cluster_mentions(r).iter().map(String::as_str))
+            .collect()
+    };
     for r in resources {
         let unused = match r.rtype {
-            ResourceType::RouteConfiguration => !referenced.contains(&(r.rtype, r.name.clone())),
+            ResourceType::RouteConfiguration => !referenced.contains(&(r.rtype, r.name.as_str())),
             // Clusters may be used by things outside the directory (bootstrap, other
             // filters); only flag them when the directory has listeners that could.
             ResourceType::Cluster => {
                 any_listener
-                    && !referenced.contains(&(r.rtype, r.name.clone()))
-                    && !mentioned
-                        .get_or_init(|| cluster_mentions(resources))
-                        .contains(r.name.as_str())
+                    && !referenced.contains(&(r.rtype, r.name.as_str()))
+                    && !mentioned.get_or_init(mentions).contains(r.name.as_str())
             }
             _ => false,
         };
@@ -140,15 +148,16 @@ pub(super) fn warn_unreferenced(
     }
 }
 
-/// Every string in a field named like a cluster reference, anywhere outside
-/// clusters (ext_authz services, JWKS fetchers, tracers, ...): each counts as a use.
-fn cluster_mentions(resources: &[Resource]) -> HashSet<String> {
-    fn collect(m: &DynamicMessage, out: &mut HashSet<String>) {
+/// Every string in a field named like a cluster reference, anywhere in `m`
+/// (ext_authz services, JWKS fetchers, tracers, ...): each counts as a use.
+/// Clusters are scanned too (an extension may list others).
+pub(super) fn cluster_mentions_of(m: &DynamicMessage) -> Vec<String> {
+    fn collect(m: &DynamicMessage, out: &mut Vec<String>) {
         let m = unpack_any(m).unwrap_or(Cow::Borrowed(m));
         for (f, v) in m.fields() {
             match v {
                 Value::String(s) if f.name().contains("cluster") => {
-                    out.insert(s.clone());
+                    out.push(s.clone());
                 }
                 Value::List(items) if f.name().contains("cluster") => {
                     out.extend(items.iter().filter_map(|i| i.as_str().map(str::to_string)));
@@ -170,13 +179,8 @@ fn cluster_mentions(resources: &[Resource]) -> HashSet<String> {
             }
         }
     }
-    let mut out = HashSet::new();
-    // A ClusterLoadAssignment is no use of its cluster; clusters are
-    // scanned too (an extension may list others), all but their own names.
-    resources
-        .iter()
-        .filter(|r| r.rtype != ResourceType::ClusterLoadAssignment)
-        .for_each(|r| collect(&r.message, &mut out));
+    let mut out = Vec::new();
+    collect(m, &mut out);
     out
 }
 

@@ -3,12 +3,14 @@
 //! refuse a message over their default limit although Envoy accepts it, so
 //! a set fit for Envoy can still starve a proxyless client.
 
+use super::facts::Facts;
 use crate::check::Rule;
 use crate::config::diag::Diagnostics;
 use crate::config::resource::Resource;
 use crate::config::schema::ResourceType;
 use crate::config::selector::NodeSelector;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// One type's resources over gRPC's default message limit.
 pub static RESPONSE_SIZE: Rule = Rule {
@@ -27,12 +29,15 @@ pub const CLIENT_MESSAGE_LIMIT: usize = 4 * 1024 * 1024;
 /// response over [`CLIENT_MESSAGE_LIMIT`]: a SotW response carries them
 /// all, and so does a client's first delta response. A node is estimated
 /// to see the resources for everyone plus those of one selector.
-pub(super) fn check_response_sizes(resources: &[Resource], diags: &mut Diagnostics) {
-    use prost::Message;
+pub(super) fn check_response_sizes(
+    resources: &[Resource],
+    facts: &[Arc<Facts>],
+    diags: &mut Diagnostics,
+) {
     let mut shared: HashMap<ResourceType, usize> = HashMap::new();
     let mut targeted: HashMap<(ResourceType, &NodeSelector), (usize, &Resource)> = HashMap::new();
-    for r in resources {
-        let size = r.message.encoded_len();
+    for (r, f) in resources.iter().zip(facts) {
+        let size = f.encoded_len;
         if r.selector.is_everyone() {
             *shared.entry(r.rtype).or_default() += size;
         }
@@ -41,12 +46,20 @@ pub(super) fn check_response_sizes(resources: &[Resource], diags: &mut Diagnosti
             slot.0 += size;
         }
     }
+    // Only the groups over the limit are sorted (for a stable report): with
+    // a selector per node there are as many groups as nodes.
+    let mut over: Vec<_> = targeted
+        .into_iter()
+        .map(|((rtype, selector), (own, first))| {
+            let total = own + shared.get(&rtype).copied().unwrap_or(0);
+            (rtype, selector, total, first)
+        })
+        .filter(|(_, _, total, _)| *total > CLIENT_MESSAGE_LIMIT)
+        .collect();
+    over.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     let mut warned: HashSet<ResourceType> = HashSet::new();
-    let mut groups: Vec<_> = targeted.into_iter().collect();
-    groups.sort_by_key(|((t, selector), _)| (*t, (*selector).clone()));
-    for ((rtype, selector), (own, first)) in groups {
-        let total = own + shared.get(&rtype).copied().unwrap_or(0);
-        if total > CLIENT_MESSAGE_LIMIT && warned.insert(rtype) {
+    for (rtype, selector, total, first) in over {
+        if warned.insert(rtype) {
             diags.report(
                 &RESPONSE_SIZE,
                 first.location(),
