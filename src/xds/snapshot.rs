@@ -21,6 +21,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+/// The most nodes a snapshot remembers the view of (beyond, a node's view
+/// is found through the index each time it is asked for).
+const NODE_VIEWS_KEPT: usize = 200_000;
+
 /// One resource, encoded for the wire.
 #[derive(Debug)]
 pub struct Entry {
@@ -121,8 +125,17 @@ pub struct Snapshot {
     index: SelectorIndex,
     /// What every node sees, per type (built on first use).
     base: OnceLock<BTreeMap<ResourceType, TypeView>>,
-    /// Views by the node's own entries (beyond the base).
-    views: Mutex<HashMap<Vec<usize>, Arc<View>>>,
+    /// Views by the content of the node's own entries (beyond the base):
+    /// [`own_signature`].
+    views: Mutex<HashMap<String, Arc<View>>>,
+    /// The previous snapshot's views, when its base is the same as this
+    /// one's: a node whose own resources did not change either keeps its
+    /// very view, so a change to one node's resources builds that node's
+    /// view only.
+    inherited_views: HashMap<String, Arc<View>>,
+    /// Each node's view once found: the reload finds every connected
+    /// node's, and then each of its streams asks again.
+    node_views: Mutex<HashMap<NodeIdentity, Arc<View>>>,
     /// Selectors tested and resources compared so far (the cost the index
     /// and the shared diffs keep proportional to nodes + resources).
     pub(crate) work: Work,
@@ -149,6 +162,10 @@ pub(crate) struct Work {
     pub selector_tests: AtomicUsize,
     /// Resources compared by diffs.
     pub compared: AtomicUsize,
+    /// Views built (not found in this snapshot or kept from the previous one).
+    pub views_built: AtomicUsize,
+    /// Resources put into the maps of built views.
+    pub view_entries: AtomicUsize,
 }
 
 /// A diff, with the two maps it was computed from (held so that their
@@ -306,6 +323,8 @@ impl Snapshot {
             entries,
             base: OnceLock::new(),
             views: Mutex::new(HashMap::new()),
+            inherited_views: HashMap::new(),
+            node_views: Mutex::new(HashMap::new()),
             work: Work::default(),
             type_diffs: Mutex::new(HashMap::new()),
             maps: Mutex::new(HashMap::new()),
@@ -335,6 +354,9 @@ impl Snapshot {
     /// accumulates).
     pub fn reuse_maps_of(&mut self, previous: &Snapshot) {
         self.inherited = lock(&previous.maps).clone();
+        if base_versions(self.base()) == base_versions(previous.base()) {
+            self.inherited_views = lock(&previous.views).clone();
+        }
     }
 
     /// Every resource, in load order.
@@ -395,20 +417,66 @@ impl Snapshot {
         changes
     }
 
-    /// What `node` sees; computed once per distinct visible set.
+    /// What `node` sees; computed once per distinct visible set, or kept
+    /// from the previous snapshot when neither the base nor the node's own
+    /// resources changed.
     pub fn view(&self, node: &NodeIdentity) -> Arc<View> {
+        if let Some(view) = lock(&self.node_views).get(node) {
+            return Arc::clone(view);
+        }
+        let view = self.find_view(node);
+        let mut known = lock(&self.node_views);
+        // Bounded: clients choose their node ids, and a snapshot can live long.
+        if known.len() < NODE_VIEWS_KEPT {
+            known.insert(node.clone(), Arc::clone(&view));
+        }
+        view
+    }
+
+    fn find_view(&self, node: &NodeIdentity) -> Arc<View> {
         // Without selectors the index is empty: one view for all, nothing tested.
         let (own, tested) = self.index.own(&self.entries, node);
         self.work
             .selector_tests
             .fetch_add(tested, Ordering::Relaxed);
-        let mut views = lock(&self.views);
-        if let Some(view) = views.get(&own) {
+        let signature = self.own_signature(&own);
+        if let Some(view) = lock(&self.views).get(&signature) {
             return Arc::clone(view);
         }
-        let view = Arc::new(self.build_view(&own));
-        views.insert(own, Arc::clone(&view));
-        view
+        let view = match self.inherited_views.get(&signature) {
+            Some(kept) => {
+                self.register_maps(kept);
+                Arc::clone(kept)
+            }
+            None => Arc::new(self.build_view(&own)),
+        };
+        // Another stream may have made it meanwhile: the first one stays.
+        Arc::clone(lock(&self.views).entry(signature).or_insert(view))
+    }
+
+    /// What a node's own entries hold, as one string: nodes whose own
+    /// resources have the same names and versions see the same view.
+    fn own_signature(&self, own: &[usize]) -> String {
+        let mut hash = Fnv::new();
+        for e in own.iter().filter_map(|&i| self.entries.get(i)) {
+            hash.write(e.rtype.kind_name().as_bytes());
+            hash.write(b"/");
+            hash.write(e.name.as_bytes());
+            hash.write(b"=");
+            hash.write(e.version.as_bytes());
+            hash.write(&[0xff]);
+        }
+        hash.hex()
+    }
+
+    /// Makes a view kept from the previous snapshot's maps this snapshot's
+    /// too, so that the next snapshot finds them again.
+    fn register_maps(&self, view: &View) {
+        let mut maps = lock(&self.maps);
+        for (rtype, t) in &view.types {
+            maps.entry((*rtype, t.version.clone()))
+                .or_insert_with(|| Arc::clone(&t.resources));
+        }
     }
 
     /// Builds the views of `nodes` now (each distinct view once), so that
@@ -475,6 +543,7 @@ impl Snapshot {
     /// The base plus `own`: a type without own resources is the base's map
     /// itself; a type with some is the base's copied, plus them.
     fn build_view(&self, own: &[usize]) -> View {
+        self.work.views_built.fetch_add(1, Ordering::Relaxed);
         let base = self.base();
         let mut own_by_type: BTreeMap<ResourceType, Vec<&Arc<Entry>>> = BTreeMap::new();
         for e in own.iter().filter_map(|&i| self.entries.get(i)) {
@@ -489,6 +558,9 @@ impl Snapshot {
             for e in extra {
                 resources.insert(e.name.clone(), Arc::clone(e));
             }
+            self.work
+                .view_entries
+                .fetch_add(resources.len(), Ordering::Relaxed);
             types.insert(rtype, self.type_view(rtype, resources));
         }
         View { types }
@@ -513,6 +585,13 @@ impl Snapshot {
             version,
         }
     }
+}
+
+/// Each type's version in a base: equal bases are equal by these.
+fn base_versions(base: &BTreeMap<ResourceType, TypeView>) -> BTreeMap<ResourceType, &str> {
+    base.iter()
+        .map(|(rtype, t)| (*rtype, t.version.as_str()))
+        .collect()
 }
 
 /// The ClusterLoadAssignment an EDS cluster is served: its

@@ -311,3 +311,63 @@ fn transitions_diff_what_changed_once() {
         "node 0's clusters, old and new; nobody else's"
     );
 }
+
+/// A change to one node's own resources builds that node's view only: the
+/// others keep their very views (their base and own resources are the
+/// same), so the change costs O(that node), not O(nodes × shared
+/// resources). A shared change builds every view anew.
+#[test]
+fn a_change_to_one_node_builds_only_its_view() {
+    let old = fleet("1", "1");
+    let held: Vec<Arc<View>> = (0..NODES).map(|i| old.view(&node(i))).collect();
+    let mut one_node_change = fleet("1", "2");
+    one_node_change.follow(&Arc::new(old));
+    let now: Vec<Arc<View>> = (0..NODES).map(|i| one_node_change.view(&node(i))).collect();
+    let work = &one_node_change.work;
+    assert_eq!(
+        work.views_built.load(Ordering::Relaxed),
+        1,
+        "node 0's view only"
+    );
+    assert_eq!(
+        work.view_entries.load(Ordering::Relaxed),
+        SHARED + 1,
+        "node 0's clusters: the shared ones and its own"
+    );
+    assert!(!Arc::ptr_eq(&held[0], &now[0]));
+    assert!(
+        held.iter()
+            .zip(&now)
+            .skip(1)
+            .all(|(a, b)| Arc::ptr_eq(a, b)),
+        "every other node keeps its view"
+    );
+    // Moves: only node 0 has anything to be sent.
+    for (i, from) in held.iter().enumerate() {
+        let t = one_node_change.transition(from, &now[i]);
+        let changed = t
+            .diff(
+                ResourceType::Cluster,
+                &map_of(from, ResourceType::Cluster),
+                &map_of(&now[i], ResourceType::Cluster),
+            )
+            .map(|d| d.changed.clone());
+        let want = if i == 0 {
+            vec!["own-0".to_string()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(changed, Some(want), "node {i}");
+    }
+
+    let mut shared_change = fleet("2", "2");
+    shared_change.follow(&Arc::new(one_node_change));
+    for i in 0..NODES {
+        shared_change.view(&node(i));
+    }
+    assert_eq!(
+        shared_change.work.views_built.load(Ordering::Relaxed),
+        NODES,
+        "a shared change builds every view"
+    );
+}
