@@ -21,10 +21,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-/// The most nodes a snapshot remembers the view of (beyond, a node's view
-/// is found through the index each time it is asked for).
-const NODE_VIEWS_KEPT: usize = 200_000;
-
 /// One resource, encoded for the wire.
 #[derive(Debug)]
 pub struct Entry {
@@ -133,9 +129,9 @@ pub struct Snapshot {
     /// very view, so a change to one node's resources builds that node's
     /// view only.
     inherited_views: HashMap<String, Arc<View>>,
-    /// Each node's view once found: the reload finds every connected
-    /// node's, and then each of its streams asks again.
-    node_views: Mutex<HashMap<NodeIdentity, Arc<View>>>,
+    /// The view of nodes with nothing of their own (most often all of
+    /// them): found without a lock.
+    base_view: OnceLock<Arc<View>>,
     /// Selectors tested and resources compared so far (the cost the index
     /// and the shared diffs keep proportional to nodes + resources).
     pub(crate) work: Work,
@@ -324,7 +320,7 @@ impl Snapshot {
             base: OnceLock::new(),
             views: Mutex::new(HashMap::new()),
             inherited_views: HashMap::new(),
-            node_views: Mutex::new(HashMap::new()),
+            base_view: OnceLock::new(),
             work: Work::default(),
             type_diffs: Mutex::new(HashMap::new()),
             maps: Mutex::new(HashMap::new()),
@@ -421,24 +417,16 @@ impl Snapshot {
     /// from the previous snapshot when neither the base nor the node's own
     /// resources changed.
     pub fn view(&self, node: &NodeIdentity) -> Arc<View> {
-        if let Some(view) = lock(&self.node_views).get(node) {
-            return Arc::clone(view);
-        }
-        let view = self.find_view(node);
-        let mut known = lock(&self.node_views);
-        // Bounded: clients choose their node ids, and a snapshot can live long.
-        if known.len() < NODE_VIEWS_KEPT {
-            known.insert(node.clone(), Arc::clone(&view));
-        }
-        view
-    }
-
-    fn find_view(&self, node: &NodeIdentity) -> Arc<View> {
         // Without selectors the index is empty: one view for all, nothing tested.
         let (own, tested) = self.index.own(&self.entries, node);
         self.work
             .selector_tests
             .fetch_add(tested, Ordering::Relaxed);
+        if own.is_empty()
+            && let Some(view) = self.base_view.get()
+        {
+            return Arc::clone(view);
+        }
         let signature = self.own_signature(&own);
         if let Some(view) = lock(&self.views).get(&signature) {
             return Arc::clone(view);
@@ -451,12 +439,20 @@ impl Snapshot {
             None => Arc::new(self.build_view(&own)),
         };
         // Another stream may have made it meanwhile: the first one stays.
-        Arc::clone(lock(&self.views).entry(signature).or_insert(view))
+        let view = Arc::clone(lock(&self.views).entry(signature).or_insert(view));
+        if own.is_empty() {
+            let _ = self.base_view.set(Arc::clone(&view));
+        }
+        view
     }
 
-    /// What a node's own entries hold, as one string: nodes whose own
-    /// resources have the same names and versions see the same view.
+    /// What a node's own entries hold, as one string (empty for none):
+    /// nodes whose own resources have the same names and versions see the
+    /// same view.
     fn own_signature(&self, own: &[usize]) -> String {
+        if own.is_empty() {
+            return String::new();
+        }
         let mut hash = Fnv::new();
         for e in own.iter().filter_map(|&i| self.entries.get(i)) {
             hash.write(e.rtype.kind_name().as_bytes());
