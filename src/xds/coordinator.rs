@@ -9,6 +9,7 @@
 use crate::config::schema::ResourceType;
 use crate::sync::lock;
 use crate::xds::Resources;
+use crate::xds::stream::Barrier;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -33,23 +34,25 @@ impl Readiness {
     /// and, if the node has endpoint streams, does one of them hold each of
     /// `endpoints`? (Envoy asks for a new cluster's endpoints on its own
     /// time, on an endpoint stream it has or one it opens for them.)
-    pub fn ready(
-        &self,
-        me: u64,
-        types: &[ResourceType],
-        version: &str,
-        endpoints: &[String],
-    ) -> bool {
+    pub fn ready(&self, me: u64, barrier: &Barrier<'_>) -> bool {
         let peers = || self.0.iter().filter(move |(id, _)| **id != me);
+        let present = barrier
+            .present
+            .iter()
+            .all(|t| peers().any(|(_, m)| m.rtype == *t));
         let ready = peers()
-            .filter(|(_, m)| types.contains(&m.rtype))
-            .all(|(_, m)| m.ready == version);
+            .filter(|(_, m)| barrier.types.contains(&m.rtype))
+            .all(|(_, m)| m.ready == barrier.version);
         let held: Vec<&Resources> = peers().filter_map(|(_, m)| m.endpoints.as_ref()).collect();
-        let endpoints_held = held.is_empty()
-            || endpoints
+        let must_hold = barrier
+            .present
+            .contains(&ResourceType::ClusterLoadAssignment);
+        let endpoints_held = (held.is_empty() && !must_hold)
+            || barrier
+                .endpoints
                 .iter()
                 .all(|name| held.iter().any(|e| e.contains_key(name)));
-        ready && endpoints_held
+        present && ready && endpoints_held
     }
 }
 
@@ -124,12 +127,9 @@ impl Membership {
         });
     }
 
-    /// Are the node's other streams serving one of `types` ready for
-    /// `version`, holding `endpoints` (see [`Readiness::ready`])?
-    pub fn peers_ready(&self, types: &[ResourceType], version: &str, endpoints: &[String]) -> bool {
-        self.updates
-            .borrow()
-            .ready(self.id, types, version, endpoints)
+    /// Have the node's other streams passed `barrier` (see [`Readiness::ready`])?
+    pub fn peers_ready(&self, barrier: &Barrier<'_>) -> bool {
+        self.updates.borrow().ready(self.id, barrier)
     }
 
     /// Waits until any stream of the node changes its readiness (or, with
@@ -161,6 +161,16 @@ mod tests {
     use super::*;
     use ResourceType::*;
 
+    /// [`Membership::peers_ready`] without types that must be present.
+    fn ready(m: &Membership, types: &[ResourceType], version: &str, endpoints: &[String]) -> bool {
+        m.peers_ready(&Barrier {
+            types,
+            version,
+            endpoints,
+            present: &[],
+        })
+    }
+
     #[test]
     fn a_stream_sees_its_peers_of_the_types_it_waits_for() {
         let coordinators = Arc::new(Coordinators::default());
@@ -168,26 +178,54 @@ mod tests {
         let clusters = coordinators.join(2, "n", Cluster);
         let elsewhere = coordinators.join(3, "other", ClusterLoadAssignment);
         let warming = [Cluster, ClusterLoadAssignment];
-        assert!(!routes.peers_ready(&warming, "v2", &[]));
+        assert!(!ready(&routes, &warming, "v2", &[]));
         clusters.ready_for("v2", None);
         assert!(
-            routes.peers_ready(&warming, "v2", &[]),
+            ready(&routes, &warming, "v2", &[]),
             "another node's streams do not count"
         );
         assert!(
-            elsewhere.peers_ready(&warming, "v2", &[]),
+            ready(&elsewhere, &warming, "v2", &[]),
             "alone on its node, it waits for nobody"
         );
-        assert!(clusters.peers_ready(&[RouteConfiguration], "", &[]));
-        assert!(!clusters.peers_ready(&[RouteConfiguration], "v2", &[]));
+        assert!(ready(&clusters, &[RouteConfiguration], "", &[]));
+        assert!(!ready(&clusters, &[RouteConfiguration], "v2", &[]));
         drop(routes);
         assert!(
-            clusters.peers_ready(&[RouteConfiguration], "v2", &[]),
+            ready(&clusters, &[RouteConfiguration], "v2", &[]),
             "gone streams do not count"
         );
         assert_eq!(coordinators.len(), 2);
         drop((clusters, elsewhere));
         assert_eq!(coordinators.len(), 0, "nodes without streams are forgotten");
+    }
+
+    /// On arrival, a route stream that reconnected first waits for the
+    /// node's cluster and endpoint streams to exist, not only to be ready.
+    #[test]
+    fn an_arriving_stream_waits_for_peers_that_have_not_connected_yet() {
+        let coordinators = Arc::new(Coordinators::default());
+        let routes = coordinators.join(1, "n", RouteConfiguration);
+        let warming = [Cluster, ClusterLoadAssignment];
+        let barrier = |present| Barrier {
+            types: &warming,
+            version: "v1",
+            endpoints: &[],
+            present,
+        };
+        assert!(routes.peers_ready(&barrier(&[])), "vacuously ready");
+        assert!(!routes.peers_ready(&barrier(&[Cluster])));
+        let clusters = coordinators.join(2, "n", Cluster);
+        assert!(
+            !routes.peers_ready(&barrier(&[Cluster])),
+            "present, not ready"
+        );
+        clusters.ready_for("v1", None);
+        assert!(routes.peers_ready(&barrier(&[Cluster])));
+        assert!(
+            !routes.peers_ready(&barrier(&[Cluster, ClusterLoadAssignment])),
+            "no endpoint stream yet"
+        );
     }
 
     #[test]
@@ -211,16 +249,13 @@ mod tests {
         let warming = [Cluster, ClusterLoadAssignment];
         let b = ["b".to_string()];
         old.ready_for("v2", Some(&held(&["a"])));
-        assert!(routes.peers_ready(&warming, "v2", &[]));
-        assert!(
-            !routes.peers_ready(&warming, "v2", &b),
-            "nobody holds b yet"
-        );
+        assert!(ready(&routes, &warming, "v2", &[]));
+        assert!(!ready(&routes, &warming, "v2", &b), "nobody holds b yet");
         // Envoy opens a stream for b's endpoints: not ready until it holds them.
         let new = coordinators.join(3, "n", ClusterLoadAssignment);
-        assert!(!routes.peers_ready(&warming, "v2", &b));
+        assert!(!ready(&routes, &warming, "v2", &b));
         new.ready_for("v2", Some(&held(&["b"])));
-        assert!(routes.peers_ready(&warming, "v2", &b));
+        assert!(ready(&routes, &warming, "v2", &b));
     }
 
     #[tokio::test]
@@ -230,7 +265,7 @@ mod tests {
         let clusters = coordinators.join(2, "n", Cluster);
         // As the driver waits: look, and wait for a change while not ready.
         let woken = tokio::spawn(async move {
-            while !routes.peers_ready(&[Cluster], "v2", &[]) {
+            while !ready(&routes, &[Cluster], "v2", &[]) {
                 routes.changed().await;
             }
         });

@@ -132,6 +132,8 @@ pub struct Snapshot {
     /// The view of nodes with nothing of their own (most often all of
     /// them): found without a lock.
     base_view: OnceLock<Arc<View>>,
+    /// The view of a client xdsd knows nothing of (see [`Snapshot::arrival`]).
+    nothing: OnceLock<Arc<View>>,
     /// Selectors tested and resources compared so far (the cost the index
     /// and the shared diffs keep proportional to nodes + resources).
     pub(crate) work: Work,
@@ -321,6 +323,7 @@ impl Snapshot {
             views: Mutex::new(HashMap::new()),
             inherited_views: HashMap::new(),
             base_view: OnceLock::new(),
+            nothing: OnceLock::new(),
             work: Work::default(),
             type_diffs: Mutex::new(HashMap::new()),
             maps: Mutex::new(HashMap::new()),
@@ -496,6 +499,15 @@ impl Snapshot {
         let built = Arc::new(Transition::between(self, Arc::clone(from), Arc::clone(to)));
         // The cached transition holds both views: their addresses cannot be reused meanwhile.
         Arc::clone(lock(&self.transitions).entry(key).or_insert(built))
+    }
+
+    /// The move of a client that arrives (a new stream, or one reconnecting
+    /// to a restarted xdsd) to `to`, from nothing xdsd knows of: every
+    /// resource is new to it, so its clusters and endpoints come before the
+    /// listeners and routes that use them. Computed once per view.
+    pub fn arrival(&self, to: &Arc<View>) -> Arc<Transition> {
+        let nothing = self.nothing.get_or_init(|| Arc::new(View::default()));
+        self.transition(nothing, to)
     }
 
     /// How `new` differs from `old`, computed once per pair of maps.

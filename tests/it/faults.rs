@@ -6,13 +6,16 @@
 //! a failed request); and two replicas on one directory,
 //! one killed (Envoy fails over and is sent nothing new).
 
-use crate::common::config::simple_set;
+use crate::common::config::{
+    LISTENER, ROUTE, bare, documents, listener_spec_via, route_spec, service_via, simple_set,
+};
 use crate::common::stack::{
     Stack, Traffic, check_load, load_with_change, rejected_updates, routed_to, settled_state,
     update_counters, wait_body,
 };
 use crate::common::{
-    Backend, Envoy, NodeSpec, WorkDir, XdsSource, Xdsd, envoy_bootstrap_for, free_port, wait_for,
+    ApiType, Backend, Envoy, NodeSpec, WorkDir, XdsSource, Xdsd, envoy_bootstrap_for, free_port,
+    wait_for,
 };
 use std::time::{Duration, Instant};
 
@@ -115,6 +118,125 @@ fn kill_9_mid_transition_sotw() {
 #[test]
 fn kill_9_mid_transition_delta() {
     kill_mid_transition_then_restart("kill9-delta", XdsSource::DELTA);
+}
+
+/// Staged reconnects: xdsd is killed, and while it is down the route moves
+/// to a new EDS cluster (the old one stays). When xdsd comes back, Envoy
+/// reconnects holding the old set; the restarted xdsd knows nothing of it
+/// (no `--state-dir`), so the stream's arrival is staged like a change:
+/// the new cluster and its endpoints first, ACKed, and only then the route
+/// that names it. Answering each type as Envoy asks (as xdsd did) sends the
+/// route with the clusters, and requests meet a cluster still warming (503).
+fn reconnect_after_a_change_made_while_cut_off(tag: &str, source: XdsSource) {
+    let (a, b) = (Backend::start("backend-a"), Backend::start("backend-b"));
+    let port = free_port();
+    // Before: the route to a, and only a. After: a new cluster b, the route to b.
+    let set = |to: &str, services: &[String]| {
+        let mut docs = vec![
+            bare(
+                LISTENER,
+                &listener_spec_via("listener_http", port, "local_route", source),
+            ),
+            bare(ROUTE, &route_spec("local_route", &[("/", to)])),
+        ];
+        docs.extend(services.iter().cloned());
+        documents(&docs)
+    };
+    let (service_a, service_b) = (
+        service_via("a", a.port, source),
+        service_via("b", b.port, source),
+    );
+    let mut stack = Stack::launch(tag, source, &[], |config| {
+        let before = set("a", std::slice::from_ref(&service_a));
+        std::fs::write(config.join("all.yaml"), before).expect("write");
+    });
+    wait_body(port, "/", "backend-a", Duration::from_secs(10));
+    settled_state(&stack.envoy);
+    let (listen, admin) = (stack.xdsd.listen, stack.xdsd.admin);
+    stack.xdsd.guard.signal("KILL");
+    stack.xdsd.guard.wait_exit(Duration::from_secs(5));
+    // While xdsd is down: a new cluster b, and the route moved to it.
+    stack.write("all.yaml", &set("b", &[service_a, service_b]));
+    let config = stack.config.clone();
+    let second_log = stack.work.path().join("xdsd-2.log");
+    let (outcomes, changed) = load_with_change(
+        port,
+        Duration::from_secs(6),
+        Duration::from_millis(1000),
+        || {
+            let mut second = Xdsd::spawn(&config, listen, admin, &[], &second_log);
+            second.wait_ready();
+            stack.xdsd = second;
+        },
+    );
+    check_load(
+        &format!("{tag}: reconnect after a change made while xdsd was down"),
+        &outcomes,
+        changed,
+        "backend-a",
+        "backend-b",
+    );
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| o.result.as_deref() == Ok("backend-b")),
+        "{tag}: the route never moved to b"
+    );
+    // Requests at 200/s rarely fall into the window (one EDS round trip);
+    // Envoy's own record of when each became active does not miss it.
+    let (cluster_b, route) = (
+        last_updated(&stack.envoy, "dynamic_active_clusters", "cluster", "b"),
+        last_updated(
+            &stack.envoy,
+            "dynamic_route_configs",
+            "route_config",
+            "local_route",
+        ),
+    );
+    assert!(
+        route >= cluster_b,
+        "{tag}: Envoy applied the route to b at {route}, before cluster b was active at {cluster_b}"
+    );
+    let rejected = rejected_updates(&stack.envoy);
+    assert!(rejected.is_empty(), "Envoy rejected updates: {rejected:?}");
+}
+
+/// `last_updated` of the resource `name` (under `key`, e.g. `cluster`) in
+/// Envoy's config dump section `section`, with its fraction of a second
+/// padded to nanoseconds so that the texts compare as times.
+fn last_updated(envoy: &Envoy, section: &str, key: &str, name: &str) -> String {
+    let dump = envoy.admin_get(&format!("/config_dump?resource={section}"));
+    let dump: serde_json::Value = serde_json::from_str(&dump).expect("config_dump is JSON");
+    let entry = dump["configs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c[key]["name"] == name)
+        .unwrap_or_else(|| panic!("no {key} {name} in {section}: {dump:#}"));
+    let text = entry["last_updated"]
+        .as_str()
+        .expect("last_updated")
+        .trim_end_matches('Z');
+    let (seconds, fraction) = text.split_once('.').unwrap_or((text, ""));
+    format!("{seconds}.{fraction:0<9}Z")
+}
+
+#[test]
+fn staged_reconnect_sotw() {
+    reconnect_after_a_change_made_while_cut_off("reconnect-sotw", XdsSource::SOTW);
+}
+
+#[test]
+fn staged_reconnect_delta() {
+    reconnect_after_a_change_made_while_cut_off("reconnect-delta", XdsSource::DELTA);
+}
+
+#[test]
+fn staged_reconnect_per_type() {
+    reconnect_after_a_change_made_while_cut_off(
+        "reconnect-per-type",
+        XdsSource::PerType(ApiType::Grpc),
+    );
 }
 
 /// Two xdsd replicas serve one directory; Envoy's bootstrap lists both as

@@ -3,7 +3,7 @@
 //! node's other per-type streams, and carries out the effects the engine
 //! returns, in order.
 
-use super::{Effect, Engine, Peers, Record, Wire};
+use super::{Barrier, Effect, Engine, Peers, Record, Wire};
 use crate::config::schema::ResourceType;
 use crate::xds::coordinator::{Coordinators, Membership};
 use crate::xds::snapshot::Snapshot;
@@ -88,11 +88,24 @@ pub(crate) async fn run<W: Wire>(
             coordinators: &coordinators,
             out: &out,
         };
+        let joined = only.is_some() && effects.iter().any(is_connect);
         if stream.apply(effects, &mut peers).await.is_break() {
             break;
         }
+        if joined {
+            // The arrival's stages look at the node's other streams, which
+            // the stream can see only now that it joined them.
+            let effects = engine.on_tick(Instant::now(), &peers);
+            if stream.apply(effects, &mut peers).await.is_break() {
+                break;
+            }
+        }
     }
     ledger.remove(id);
+}
+
+fn is_connect<R>(effect: &Effect<R>) -> bool {
+    matches!(effect, Effect::Record(Record::Connect { .. }))
 }
 
 /// The request stream failed in the transport (HTTP/2 or the socket), not
@@ -198,10 +211,8 @@ impl NodePeers {
 }
 
 impl Peers for NodePeers {
-    fn ready(&self, types: &[ResourceType], version: &str, endpoints: &[String]) -> bool {
-        self.0
-            .as_ref()
-            .is_none_or(|m| m.peers_ready(types, version, endpoints))
+    fn ready(&self, barrier: &Barrier<'_>) -> bool {
+        self.0.as_ref().is_none_or(|m| m.peers_ready(barrier))
     }
 }
 

@@ -4,8 +4,8 @@
 
 use super::holdover::Holdover;
 use super::responses::{Force, since};
-use super::transition::Stages;
-use super::{Effect, Incoming, Peers, Record, TypeState, Wire};
+use super::transition::{Stage, Stages};
+use super::{Barrier, Effect, Incoming, Peers, Record, TypeState, Wire};
 use crate::config::schema::ResourceType;
 use crate::config::selector::NodeIdentity;
 use crate::xds::Caller;
@@ -19,7 +19,7 @@ pub struct Engine<W: Wire> {
     pub(super) id: u64,
     caller: Caller,
     /// The type of a per-type stream; `None` for ADS.
-    only: Option<ResourceType>,
+    pub(super) only: Option<ResourceType>,
     pub(super) node: Option<NodeIdentity>,
     pub(super) snapshot: Arc<Snapshot>,
     pub(super) view: Arc<View>,
@@ -89,7 +89,8 @@ impl<W: Wire> Engine<W> {
         if let (true, Some(t)) = (request.type_url.is_empty(), self.only) {
             request.type_url = t.type_url();
         }
-        if self.node.is_none() && !self.identify(&request, now) {
+        let arriving = self.node.is_none();
+        if arriving && !self.identify(&request, now) {
             return self.take();
         }
         let Some(rtype) = ResourceType::ALL
@@ -139,7 +140,14 @@ impl<W: Wire> Engine<W> {
         }
         state.subscribe(request.subscription);
         let answered_wait = self.stages.answered(rtype, &request.nonce);
-        let force = if first && W::answers_first_request(state) {
+        if arriving && self.only.is_none() {
+            // The arrival's first stages run now: this request may be
+            // theirs (clusters), or wait for them (listeners, routes). A
+            // per-type stream runs them once it has joined its node's other
+            // streams (the driver calls `on_tick`).
+            self.advance(now, peers);
+        }
+        let force = if first && self.first_request_withheld(rtype) {
             Force::Answer
         } else {
             Force::Nothing
@@ -166,6 +174,8 @@ impl<W: Wire> Engine<W> {
             node: Box::new(node),
         }));
         self.view = self.snapshot.view(&identity);
+        self.stages
+            .start_arrival(self.snapshot.arrival(&self.view), self.only);
         self.holdover = Holdover::begin(&self.snapshot, &identity, now);
         if let Some(holdover) = &self.holdover {
             tracing::debug!(
@@ -229,10 +239,16 @@ impl<W: Wire> Engine<W> {
             };
             let version = &self.snapshot.version;
             let needs = self.rewarmed();
+            let present = self.present_on_arrival(stage, &needs);
             if !self
                 .stages
                 .peers_allow(self.id, stage, self.only, now, |types| {
-                    peers.ready(types, version, &needs)
+                    peers.ready(&Barrier {
+                        types,
+                        version,
+                        endpoints: &needs,
+                        present: &present,
+                    })
                 })
             {
                 return;
@@ -240,6 +256,8 @@ impl<W: Wire> Engine<W> {
             self.stages.begin(stage);
             let force = if stage.rewarm {
                 Force::Names(self.stages.rewarm_left())
+            } else if self.first_request_withheld(stage.rtype) {
+                Force::Answer
             } else {
                 Force::Nothing
             };
@@ -258,6 +276,43 @@ impl<W: Wire> Engine<W> {
                 self.stages.wait(stage.rtype, nonce, now);
             }
         }
+    }
+
+    /// On arrival, the types of which a listener or route stage needs a
+    /// stream of the node at all: clusters when its view has some, and endpoints when
+    /// clusters of it warm with endpoints (`needs`). A route stream that
+    /// reconnects before the cluster stream must wait for it (at most
+    /// [`super::transition::STAGE_TIMEOUT`]), not find it vacuously ready.
+    fn present_on_arrival(&self, stage: Stage, needs: &[String]) -> Vec<ResourceType> {
+        // Listeners and routes name clusters; secrets and runtime do not.
+        let names_clusters = !matches!(stage.rtype, ResourceType::Secret | ResourceType::Runtime);
+        if !self.stages.arriving()
+            || !names_clusters
+            || stage.waits_for() != Some(super::transition::WARMING)
+        {
+            return Vec::new();
+        }
+        let has_clusters = self
+            .view
+            .of(ResourceType::Cluster)
+            .is_some_and(|t| !t.resources.is_empty());
+        let mut present = Vec::new();
+        if has_clusters {
+            present.push(ResourceType::Cluster);
+            if !needs.is_empty() {
+                present.push(ResourceType::ClusterLoadAssignment);
+            }
+        }
+        present
+    }
+
+    /// The client asked for `rtype` and was not answered yet, and must be
+    /// answered even with nothing new (delta: so it can finish starting),
+    /// also when its request was withheld during the arrival.
+    fn first_request_withheld(&self, rtype: ResourceType) -> bool {
+        self.types
+            .get(&rtype)
+            .is_some_and(|s| s.subscribed && s.nonce.is_empty() && W::answers_first_request(s))
     }
 
     /// Ends the holdover once it is over, and sends what it held back: the

@@ -3,7 +3,7 @@
 //! changing in between, the engine never panics, and what it believes a
 //! delta client holds stays consistent with what it sent.
 
-use super::{Effect, Engine, Incoming, Peers, Subscription, Wire};
+use super::{Barrier, Effect, Engine, Incoming, Peers, Subscription, Wire};
 use crate::config::schema::ResourceType;
 use crate::xds::snapshot::Snapshot;
 use crate::xds::{Caller, Peer};
@@ -173,7 +173,7 @@ fn check<W: Wire>(stream: &Engine<W>) {
 struct NoPeers;
 
 impl Peers for NoPeers {
-    fn ready(&self, _: &[ResourceType], _: &str, _: &[String]) -> bool {
+    fn ready(&self, _: &Barrier<'_>) -> bool {
         true
     }
 }

@@ -208,8 +208,23 @@ pub enum Record {
 
 /// The other per-type streams of the same node, as one stream sees them.
 pub trait Peers: Send {
-    /// Are all of them that serve one of `types` ready for snapshot
-    /// `version`, and, if the node has endpoint streams, do they hold the
-    /// endpoints named in `endpoints`?
-    fn ready(&self, types: &[ResourceType], version: &str, endpoints: &[String]) -> bool;
+    /// Is `barrier` passed?
+    fn ready(&self, barrier: &Barrier<'_>) -> bool;
+}
+
+/// What a per-type stream's stage waits for on the node's other streams.
+#[derive(Clone, Copy, Debug)]
+pub struct Barrier<'a> {
+    /// Every stream serving one of these types has snapshot `version` in place.
+    pub types: &'a [ResourceType],
+    /// The snapshot version.
+    pub version: &'a str,
+    /// Endpoint streams hold these (when the node has endpoint streams, or
+    /// `present` names them).
+    pub endpoints: &'a [String],
+    /// Types of which a stream must exist at all. Empty but on arrival: a
+    /// route stream that reconnects first must not find "no cluster stream"
+    /// ready (the view's clusters, and its EDS clusters' endpoints, are
+    /// then required).
+    pub present: &'a [ResourceType],
 }

@@ -102,6 +102,9 @@ impl<W: Wire> Engine<W> {
     /// Sends `rtype` if the client is subscribed and its content changed (or
     /// `force` says so). Returns the nonce when something was sent.
     pub(super) fn respond(&mut self, rtype: ResourceType, force: &Force) -> Option<String> {
+        if self.stages.withholds(rtype) {
+            return None;
+        }
         let (desired, whole_version) = self.desired(rtype);
         let state = self.types.get_mut(&rtype).filter(|s| s.subscribed)?;
         if let Some(choice) = state.remembered(&desired)
@@ -149,7 +152,10 @@ impl<W: Wire> Engine<W> {
         state.sent = chosen;
         state.unanswered = true;
         // Only pushes of a change are timed, not a client's first fetch.
-        state.change_made = self.stages.under_way().then_some(self.snapshot.created);
+        state.change_made = self.stages.times_pushes().then_some(self.snapshot.created);
+        if rtype == ResourceType::Cluster {
+            self.stages.note_clusters_sent();
+        }
         let bytes = prost::Message::encoded_len(&response);
         let resources = Arc::clone(&state.sent);
         self.effects.push(Effect::Record(Record::Sent {

@@ -1,7 +1,7 @@
 //! The engine's rules, one test each, driven with a fake clock: no gRPC,
 //! no runtime, no sleeping.
 
-use super::{Effect, Engine, Incoming, Peers, Record, Subscription, Wire};
+use super::{Barrier, Effect, Engine, Incoming, Peers, Record, Subscription, Wire};
 use crate::config::schema::ResourceType;
 use crate::xds::delta::Delta;
 use crate::xds::messages::DiscoveryResponse;
@@ -65,7 +65,7 @@ fn following(previous: &Arc<Snapshot>, names: &[&str], target: &str) -> Arc<Snap
 struct FakePeers(AtomicBool);
 
 impl Peers for FakePeers {
-    fn ready(&self, _: &[ResourceType], _: &str, _: &[String]) -> bool {
+    fn ready(&self, _: &Barrier<'_>) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -91,7 +91,13 @@ impl<W: Wire> Client<W> {
     }
 
     fn request(&mut self, request: Incoming) -> Vec<Effect<W::Response>> {
-        self.engine.on_request(request, self.now, &self.peers)
+        let first = self.engine.node.is_none();
+        let mut effects = self.engine.on_request(request, self.now, &self.peers);
+        // What the driver does once a per-type stream joined its node's streams.
+        if first && self.engine.only.is_some() {
+            effects.extend(self.engine.on_tick(self.now, &self.peers));
+        }
+        effects
     }
 
     fn change(&mut self, snapshot: &Arc<Snapshot>) -> Vec<Effect<W::Response>> {
@@ -187,12 +193,17 @@ fn names_of(rtype: ResourceType) -> &'static [&'static str] {
 /// endpoints a and b, and route `r`, all ACKed.
 fn settled(only: Option<ResourceType>, snapshot: Arc<Snapshot>) -> Client<Sotw> {
     let mut c = Client::<Sotw>::new(only, snapshot);
+    // The node's other per-type streams have the set (a per-type route
+    // stream's arrival waits for its clusters and endpoints); later changes
+    // find them not ready until a test says so.
+    c.peers.0.store(true, Ordering::Relaxed);
     for rtype in [CDS, EDS, RDS] {
         if only.is_none_or(|t| t == rtype) {
             one(&c.request(sotw(rtype, names_of(rtype), "", "")));
             assert!(pushes(&c.ack(rtype, names_of(rtype))).is_empty());
         }
     }
+    c.peers.0.store(false, Ordering::Relaxed);
     c
 }
 
@@ -376,7 +387,10 @@ fn a_reconnecting_delta_client_keeps_only_what_it_said_it_has() {
     // a is held (re-sent, at its previous version), b is new; c, which the
     // client did not say it has, is not sent.
     assert_eq!(one(&effects).names, strings(&["a", "b"]));
-    let Some(Effect::Send(response)) = effects.last() else {
+    let Some(response) = effects.iter().rev().find_map(|e| match e {
+        Effect::Send(response) => Some(response),
+        _ => None,
+    }) else {
         panic!("a response");
     };
     let names: Vec<&str> = response.resources.iter().map(|r| r.name.as_str()).collect();
@@ -445,9 +459,9 @@ fn a_per_type_endpoint_stream_tells_its_peers_the_endpoints_it_holds() {
 struct Asked(std::sync::Mutex<Vec<(Vec<ResourceType>, Vec<String>)>>);
 
 impl Peers for Asked {
-    fn ready(&self, types: &[ResourceType], _: &str, endpoints: &[String]) -> bool {
+    fn ready(&self, barrier: &Barrier<'_>) -> bool {
         if let Ok(mut asked) = self.0.lock() {
-            asked.push((types.to_vec(), endpoints.to_vec()));
+            asked.push((barrier.types.to_vec(), barrier.endpoints.to_vec()));
         }
         false
     }
@@ -463,4 +477,62 @@ fn a_per_type_route_stream_waits_for_the_endpoints_of_new_clusters() {
     assert!(pushes(&effects).is_empty());
     let asked = asked.0.lock().map(|a| a.clone()).unwrap_or_default();
     assert_eq!(asked, [(vec![CDS, EDS], strings(&["b"]))]);
+}
+
+/// Staged arrival: a client that reconnects after a change made while it
+/// was cut off asks for everything at once (as Envoy does). Its routes are
+/// withheld until the clusters and endpoints they may name are ACKed, the
+/// order of any change; answering each type as asked would send the route
+/// to b with the clusters, before b could warm.
+#[test]
+fn a_reconnecting_client_gets_routes_only_after_their_clusters_are_acked() {
+    let mut c = Client::<Sotw>::new(None, snapshot(&["a", "b"], "b"));
+    let clusters = one(&c.request(sotw(CDS, &[], "held-before", "")));
+    assert_eq!(clusters.names, strings(&["a", "b"]));
+    // Envoy asks for the new cluster's endpoints and its routes before it ACKs.
+    assert_eq!(
+        one(&c.request(sotw(EDS, &["a", "b"], "held-before", ""))).rtype,
+        EDS
+    );
+    assert!(
+        pushes(&c.request(sotw(RDS, &["r"], "held-before", ""))).is_empty(),
+        "routes wait for the clusters"
+    );
+    assert!(pushes(&c.ack(CDS, &[])).is_empty(), "and for the endpoints");
+    let routes = one(&c.ack(EDS, &["a", "b"]));
+    assert_eq!((routes.rtype, routes.names), (RDS, strings(&["r"])));
+    assert!(pushes(&c.ack(RDS, &["r"])).is_empty(), "nothing sent twice");
+}
+
+/// A client that reconnects holding exactly the current set is sent
+/// nothing, in any order it asks (no re-warming either).
+#[test]
+fn a_client_resuming_the_current_set_is_sent_nothing_on_arrival() {
+    let current = snapshot(&["a", "b"], "b");
+    let version = |rtype: ResourceType| {
+        let view = current.view(&crate::config::selector::NodeIdentity {
+            id: "n".into(),
+            cluster: "c".into(),
+        });
+        view.of(rtype)
+            .map(|t| t.version.clone())
+            .unwrap_or_default()
+    };
+    let mut c = Client::<Sotw>::new(None, Arc::clone(&current));
+    for rtype in [RDS, CDS, EDS] {
+        let request = sotw(rtype, names_of(rtype), &version(rtype), "");
+        assert!(pushes(&c.request(request)).is_empty(), "{rtype:?}");
+    }
+    assert!(pushes(&c.tick(6_000)).is_empty());
+}
+
+/// A per-type route stream that arrives waits for the node's cluster and
+/// endpoint streams to hold the set (at most five seconds).
+#[test]
+fn a_per_type_route_stream_arriving_waits_for_its_peers() {
+    let mut c = Client::<Sotw>::new(Some(RDS), snapshot(&["a"], "a"));
+    assert!(pushes(&c.request(sotw(RDS, &["r"], "", ""))).is_empty());
+    assert!(c.engine.waits_for_peers());
+    c.peers.0.store(true, Ordering::Relaxed);
+    assert_eq!(one(&c.tick(10)).rtype, RDS);
 }

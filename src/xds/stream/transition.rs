@@ -113,6 +113,11 @@ pub struct Stages {
     /// endpoints as soon as it has the cluster, and the answer warms it, so
     /// the rewarm stage does not send them a second time.
     rewarm_sent: BTreeSet<String>,
+    /// The transition is the stream's arrival ([`Stages::start_arrival`]):
+    /// until their stage, the using types are not answered at all.
+    arriving: bool,
+    /// Clusters were sent since the transition started.
+    clusters_sent: bool,
 }
 
 impl Stages {
@@ -128,6 +133,30 @@ impl Stages {
         self.peer_wait = None;
         self.last = None;
         self.rewarm_sent.clear();
+        self.clusters_sent = false;
+    }
+
+    /// Starts a stream's arrival along `diff` (from nothing to its view).
+    /// What a new or reconnecting client holds is unknown (a SotW client
+    /// says a version, not content): its listeners and routes are withheld
+    /// until the clusters and endpoints they may name are ACKed, as in any
+    /// transition, so that a reconnect after a change never gets a route
+    /// before its cluster. A later snapshot during the arrival keeps it an
+    /// arrival.
+    pub fn start_arrival(&mut self, diff: Arc<Transition>, only: Option<ResourceType>) {
+        self.start(diff, only);
+        self.arriving = true;
+    }
+
+    /// The transition under way is the stream's arrival.
+    pub fn arriving(&self) -> bool {
+        self.arriving
+    }
+
+    /// During an arrival, `rtype` is a using type whose stage has not run:
+    /// it is not answered yet.
+    pub fn withholds(&self, rtype: ResourceType) -> bool {
+        self.arriving && USING.contains(&rtype) && self.mode(rtype) == Mode::Hold
     }
 
     /// The clusters' first stage of this transition has run: a response of
@@ -141,6 +170,10 @@ impl Stages {
     /// The endpoints the rewarm stage must still send: those of new or
     /// changed clusters the client was not sent since its clusters moved.
     pub fn rewarm_left(&self) -> Arc<BTreeSet<String>> {
+        // A client that arrived holding the current clusters re-warms none.
+        if self.arriving && !self.clusters_sent {
+            return Arc::default();
+        }
         let all = self
             .diff
             .as_ref()
@@ -173,9 +206,17 @@ impl Stages {
         self.modes.get(&rtype).copied().unwrap_or(Mode::New)
     }
 
-    /// A transition is under way (its pushes are timed).
-    pub fn under_way(&self) -> bool {
-        !self.modes.is_empty()
+    /// A change is under way: its pushes are timed (an arrival's are a
+    /// client's first fetch, not a change).
+    pub fn times_pushes(&self) -> bool {
+        !self.modes.is_empty() && !self.arriving
+    }
+
+    /// Clusters were sent: an arrival that sent some re-sends the endpoints
+    /// of EDS clusters, since the client re-warms any cluster that changed
+    /// for it (which, on arrival, are unknown).
+    pub fn note_clusters_sent(&mut self) {
+        self.clusters_sent = true;
     }
 
     /// No stage left and none waiting.
@@ -223,6 +264,7 @@ impl Stages {
         let next = self.pending.front().copied();
         if next.is_none() {
             self.modes.clear();
+            self.arriving = false;
         }
         next
     }
