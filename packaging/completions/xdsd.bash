@@ -25,6 +25,9 @@ _xdsd() {
             xdsd,help)
                 cmd="xdsd__subcmd__help"
                 ;;
+            xdsd,history)
+                cmd="xdsd__subcmd__history"
+                ;;
             xdsd,lint)
                 cmd="xdsd__subcmd__lint"
                 ;;
@@ -46,6 +49,9 @@ _xdsd() {
             xdsd__subcmd__help,help)
                 cmd="xdsd__subcmd__help__subcmd__help"
                 ;;
+            xdsd__subcmd__help,history)
+                cmd="xdsd__subcmd__help__subcmd__history"
+                ;;
             xdsd__subcmd__help,lint)
                 cmd="xdsd__subcmd__help__subcmd__lint"
                 ;;
@@ -65,7 +71,7 @@ _xdsd() {
 
     case "${cmd}" in
         xdsd)
-            opts="-h -V --help --version serve status bootstrap lint render diff help"
+            opts="-h -V --help --version serve status history bootstrap lint render diff help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -175,7 +181,7 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__help)
-            opts="serve status bootstrap lint render diff help"
+            opts="serve status history bootstrap lint render diff help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -217,6 +223,20 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        xdsd__subcmd__help__subcmd__history)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -279,6 +299,28 @@ _xdsd() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        xdsd__subcmd__history)
+            opts="-h -V --state-dir --format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -391,7 +433,7 @@ _xdsd() {
             return 0
             ;;
         xdsd__subcmd__serve)
-            opts="-h -V --dir --max-file-mb --allow --deny --known-cluster --known-clusters-file --envoy-validate --listen --admin --admin-timeout-secs --admin-max-connections --tls-cert --tls-key --tls-client-ca --authorize-node --admin-identity --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --max-clients --max-request-mb --state-dir --log-format --log-level --help --version"
+            opts="-h -V --dir --max-file-mb --allow --deny --known-cluster --known-clusters-file --envoy-validate --listen --admin --admin-timeout-secs --admin-max-connections --tls-cert --tls-key --tls-client-ca --authorize-node --admin-identity --debounce-ms --debounce-max-ms --load-memory-limit-mb --load-timeout-secs --max-clients --max-request-mb --state-dir --history --log-format --log-level --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -486,6 +528,10 @@ _xdsd() {
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --history)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -28,6 +28,7 @@ complete -c xdsd -n "__fish_xdsd_needs_command" -s h -l help -d 'Print help (see
 complete -c xdsd -n "__fish_xdsd_needs_command" -s V -l version -d 'Print version'
 complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "serve" -d 'Serve a config directory over xDS (ADS), reloading it when it changes'
 complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "status" -d 'Show which client has which config: a running daemon\'s clients, per type'
+complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "history" -d 'List the past good sets a state directory keeps, newest first'
 complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "bootstrap" -d 'Print a client bootstrap that points at a running xdsd'
 complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "lint" -d 'Check a config directory and report every problem with its location'
 complete -c xdsd -n "__fish_xdsd_needs_command" -f -a "render" -d 'Print the resources one node is served, as typed Envoy resources'
@@ -56,6 +57,7 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l load-timeout-secs -d
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l max-clients -d 'Most xDS streams open at once (an Envoy on ADS holds one; per-type services one per type); more are refused with RESOURCE_EXHAUSTED' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l max-request-mb -d 'Largest request a client may send, in MiB; a larger one ends its stream with RESOURCE_EXHAUSTED' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l state-dir -d 'Keep the last good set in this directory (created if missing; replaced atomically after each applied load). When --dir is invalid at start, that set is served instead of refusing to start, and /status, the log and xdsd_serving_saved_state say so; a damaged file is ignored' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l history -d 'How many past good sets --state-dir keeps in its `history/` folder (each with its version, time and what changed; `xdsd history` lists them); 0 keeps none' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l log-format -d 'Log format' -r -f -a "text\t'Human-readable lines'
 json\t'One JSON object per line'"
 complete -c xdsd -n "__fish_xdsd_using_subcommand serve" -l log-level -d 'Log level (error, warn, info, debug, trace) or a tracing filter' -r
@@ -71,6 +73,11 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand status" -l tls-key -d 'mTLS: t
 complete -c xdsd -n "__fish_xdsd_using_subcommand status" -l tls-server-name -d 'The name xdsd\'s certificate must carry (a DNS name, sent as SNI, or an IP address); default: the host of --server or --xds. Not for gRPC bootstraps, which have no such setting' -r
 complete -c xdsd -n "__fish_xdsd_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c xdsd -n "__fish_xdsd_using_subcommand status" -s V -l version -d 'Print version'
+complete -c xdsd -n "__fish_xdsd_using_subcommand history" -l state-dir -d 'The state directory of `xdsd serve --state-dir`' -r -F
+complete -c xdsd -n "__fish_xdsd_using_subcommand history" -l format -d 'Output: a table, or JSON (one object per set, newest first)' -r -f -a "table\t'One line per stream, then the NACKs'
+json\t'`/clients` (with --xds, the CSDS answer) as JSON'"
+complete -c xdsd -n "__fish_xdsd_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c xdsd -n "__fish_xdsd_using_subcommand history" -s V -l version -d 'Print version'
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l format -d 'Which client the bootstrap is for' -r -f -a "envoy\t'An Envoy bootstrap (YAML)'
 grpc\t'A GRPC_XDS_BOOTSTRAP file (JSON)'"
 complete -c xdsd -n "__fish_xdsd_using_subcommand bootstrap" -l server -d 'xdsd\'s gRPC address as the client reaches it (`host:port`)' -r
@@ -122,10 +129,11 @@ complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l known-cluster -d 'A c
 complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -l known-clusters-file -d 'A file naming such clusters, one per line (`#` starts a comment)' -r -F
 complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c xdsd -n "__fish_xdsd_using_subcommand diff" -s V -l version -d 'Print version'
-complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "serve" -d 'Serve a config directory over xDS (ADS), reloading it when it changes'
-complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "status" -d 'Show which client has which config: a running daemon\'s clients, per type'
-complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "bootstrap" -d 'Print a client bootstrap that points at a running xdsd'
-complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "lint" -d 'Check a config directory and report every problem with its location'
-complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "render" -d 'Print the resources one node is served, as typed Envoy resources'
-complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "diff" -d 'Compare two config directories resource by resource'
-complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status bootstrap lint render diff help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status history bootstrap lint render diff help" -f -a "serve" -d 'Serve a config directory over xDS (ADS), reloading it when it changes'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status history bootstrap lint render diff help" -f -a "status" -d 'Show which client has which config: a running daemon\'s clients, per type'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status history bootstrap lint render diff help" -f -a "history" -d 'List the past good sets a state directory keeps, newest first'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status history bootstrap lint render diff help" -f -a "bootstrap" -d 'Print a client bootstrap that points at a running xdsd'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status history bootstrap lint render diff help" -f -a "lint" -d 'Check a config directory and report every problem with its location'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status history bootstrap lint render diff help" -f -a "render" -d 'Print the resources one node is served, as typed Envoy resources'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status history bootstrap lint render diff help" -f -a "diff" -d 'Compare two config directories resource by resource'
+complete -c xdsd -n "__fish_xdsd_using_subcommand help; and not __fish_seen_subcommand_from serve status history bootstrap lint render diff help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

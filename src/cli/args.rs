@@ -114,6 +114,14 @@ pub enum Command {
     /// CSDS on the xDS port instead (over TLS or mTLS), one line per node.
     /// Exit status 0 when the daemon answered, 2 when it could not be reached.
     Status(StatusArgs),
+    /// List the past good sets a state directory keeps, newest first.
+    ///
+    /// Reads `--state-dir`'s `history/` folder (written by `xdsd serve
+    /// --state-dir DIR`, the last `--history N` sets): one line per set with
+    /// its version, when it was saved (UTC), its resources per type and
+    /// what changed from the set before it. Exit status 0, 2 when the
+    /// directory or a summary cannot be read.
+    History(HistoryArgs),
     /// Print a client bootstrap that points at a running xdsd.
     ///
     /// `--format envoy` prints an Envoy bootstrap (YAML) that gets everything
@@ -300,6 +308,11 @@ pub struct ServeArgs {
     /// is ignored.
     #[arg(long, value_name = "DIR")]
     pub(super) state_dir: Option<PathBuf>,
+    /// How many past good sets --state-dir keeps in its `history/` folder
+    /// (each with its version, time and what changed; `xdsd history` lists
+    /// them); 0 keeps none.
+    #[arg(long, value_name = "N", default_value_t = crate::daemon::state::DEFAULT_HISTORY)]
+    pub(super) history: usize,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub(super) log_format: LogFormat,
@@ -372,6 +385,17 @@ pub struct StatusArgs {
     pub(super) format: StatusFormat,
     #[command(flatten)]
     pub(super) tls: ClientTlsArgs,
+}
+
+/// Arguments of `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The state directory of `xdsd serve --state-dir`.
+    #[arg(long, value_name = "DIR")]
+    pub(super) state_dir: PathBuf,
+    /// Output: a table, or JSON (one object per set, newest first).
+    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+    pub(super) format: StatusFormat,
 }
 
 /// Output formats of `status`.

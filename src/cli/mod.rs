@@ -1,15 +1,17 @@
 //! The `xdsd` command line: the flag definitions ([`args`]), the commands
 //! that run the daemon or ask it ([`serve`](args::ServeArgs), [`status`],
-//! [`bootstrap`]), and the offline review commands ([`review`]: `lint`,
+//! [`bootstrap`]), `history` (a state directory's past sets), and the offline review commands ([`review`]: `lint`,
 //! `render`, [`diff`]).
 
 mod args;
 pub mod bootstrap;
 pub mod diff;
+mod history;
 mod review;
 pub mod status;
 
 pub use args::*;
+use history::history;
 use review::{diff_cmd, lint, print, render_cmd};
 use std::process::ExitCode;
 
@@ -21,6 +23,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Status(args) => status(&args),
+        Command::History(args) => history(&args),
         Command::Bootstrap(args) => bootstrap(&args),
         Command::Lint(args) => lint(&args),
         Command::Render(args) => render_cmd(&args),
@@ -88,6 +91,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
             files: args.dir.limits.limits(),
         },
         state_dir: args.state_dir.clone(),
+        history: args.history,
         client_limits: crate::xds::ClientLimits {
             max_streams: args.max_clients,
             max_request_bytes: args.max_request_mb.saturating_mul(1024 * 1024),

@@ -40,6 +40,8 @@ pub struct Options {
     pub load_limits: ProcessLimits,
     /// Where the last good set is saved, for restarts with an invalid directory.
     pub state_dir: Option<PathBuf>,
+    /// How many past good sets the state directory keeps (`--history`).
+    pub history: usize,
     /// What clients may open and send.
     pub client_limits: crate::xds::ClientLimits,
     /// Known clusters and the rule policy every load is checked with.
@@ -62,7 +64,11 @@ pub async fn run(options: Options) -> Result<(), StartError> {
         options.checks.clone(),
     );
     let state = match &options.state_dir {
-        Some(dir) => Some(StateDir::open(dir).map_err(StartError)?),
+        Some(dir) => Some(
+            StateDir::open(dir)
+                .map_err(StartError)?
+                .with_history(options.history),
+        ),
         None => None,
     };
     // Listening before the first load: clients that connect meanwhile (a
@@ -95,10 +101,11 @@ pub async fn run(options: Options) -> Result<(), StartError> {
     let added = snapshot.changes_from(&Snapshot::empty());
     match initial {
         Initial::Loaded(snapshot, is_saved) => {
+            let change = format!("loaded at start: {}", describe(&added));
             health.record_load(LoadOutcome::Applied(&snapshot, added));
             // Saving it again would turn the previous set into this one.
             if !is_saved {
-                save(state.as_ref(), &snapshot).await;
+                save(state.as_ref(), &snapshot, change).await;
             }
         }
         Initial::Restored(snapshot, errors) => {
@@ -282,12 +289,12 @@ struct Publisher {
 
 /// Saves `snapshot` as the last good set, when `--state-dir` is set; a
 /// failure is logged (serving goes on).
-async fn save(state: Option<&StateDir>, snapshot: &Arc<Snapshot>) {
+async fn save(state: Option<&StateDir>, snapshot: &Arc<Snapshot>, change: String) {
     let Some(state) = state.cloned() else {
         return;
     };
     let snapshot = Arc::clone(snapshot);
-    let saved = tokio::task::spawn_blocking(move || state.save(&snapshot)).await;
+    let saved = tokio::task::spawn_blocking(move || state.save(&snapshot, &change)).await;
     match saved {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!("{e}"),
@@ -391,10 +398,11 @@ async fn reload(loader: &mut LoaderProcess, publisher: &Publisher) -> String {
                 "reloaded"
             );
             let status = serving_status(&snapshot);
+            let change = describe(&changes);
             health.record_load(LoadOutcome::Applied(&snapshot, changes));
             let snapshot = Arc::new(snapshot);
             snapshots.send_replace(Arc::clone(&snapshot));
-            save(publisher.state.as_ref(), &snapshot).await;
+            save(publisher.state.as_ref(), &snapshot, change).await;
             status
         }
         Err(errors) => {

@@ -164,3 +164,76 @@ fn start_and_collect(config: &Path, state: &Path) -> std::process::Output {
     }
     child.wait_with_output().expect("xdsd output")
 }
+
+/// `--history 2`: the state directory keeps the last two good sets, and
+/// `xdsd history` lists them newest first with what changed; a rejected
+/// edit adds nothing. JSON lists the same versions.
+#[test]
+fn history_lists_the_last_good_sets() {
+    let work = WorkDir::new("history");
+    work.put("a.yaml", &cluster("a"));
+    let state = state_arg(&work);
+    let xdsd = Xdsd::start_with(
+        &work.config(),
+        &work.beside("xdsd.log"),
+        &[
+            "--state-dir",
+            &state,
+            "--history",
+            "2",
+            "--debounce-ms",
+            "20",
+        ],
+    );
+    let served = || -> String {
+        xdsd.admin_json("/status")["served_version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let history = |format: &str| {
+        let out = crate::common::xdsd(&["history", "--state-dir", &state, "--format", format]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let mut versions = vec![served()];
+    for name in ["b", "c"] {
+        let before = served();
+        work.put(&format!("{name}.yaml"), &cluster(name));
+        let changed = wait_for(Duration::from_secs(10), Duration::from_millis(25), || {
+            let now = served();
+            (now != before).then_some(now)
+        });
+        versions.push(changed.unwrap_or_else(|| panic!("{name} not served:\n{}", xdsd.log())));
+    }
+    break_the_directory(&work);
+    let listed = wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
+        let text = history("table");
+        text.contains(&versions[2]).then_some(text)
+    })
+    .unwrap_or_else(|| panic!("history never listed the last set:\n{}", history("table")));
+    eprintln!("{listed}");
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "a header and the two newest sets:\n{listed}"
+    );
+    assert!(lines[1].starts_with(&versions[2]) && lines[1].contains("Cluster +1 -0 ~0"));
+    assert!(lines[1].ends_with("(last good)"));
+    assert!(lines[2].starts_with(&versions[1]));
+    let json: Value = serde_json::from_str(&history("json")).expect("JSON");
+    let listed: Vec<&str> = json
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["version"].as_str())
+        .collect();
+    assert_eq!(listed, [versions[2].as_str(), versions[1].as_str()]);
+    let missing = crate::common::xdsd(&[
+        "history",
+        "--state-dir",
+        &work.beside("nope").display().to_string(),
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+}
