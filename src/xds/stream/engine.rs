@@ -147,7 +147,7 @@ impl<W: Wire> Engine<W> {
             // streams (the driver calls `on_tick`).
             self.advance(now, peers);
         }
-        let force = if first && self.first_request_withheld(rtype) {
+        let force = if first && self.owes_first_answer(rtype) {
             Force::Answer
         } else {
             Force::Nothing
@@ -256,7 +256,7 @@ impl<W: Wire> Engine<W> {
             self.stages.begin(stage);
             let force = if stage.rewarm {
                 Force::Names(self.stages.rewarm_left())
-            } else if self.first_request_withheld(stage.rtype) {
+            } else if self.owes_first_answer(stage.rtype) {
                 Force::Answer
             } else {
                 Force::Nothing
@@ -306,10 +306,10 @@ impl<W: Wire> Engine<W> {
         present
     }
 
-    /// The client asked for `rtype` and was not answered yet, and must be
+    /// The client asked for `rtype`, was not answered yet, and must be
     /// answered even with nothing new (delta: so it can finish starting),
     /// also when its request was withheld during the arrival.
-    fn first_request_withheld(&self, rtype: ResourceType) -> bool {
+    fn owes_first_answer(&self, rtype: ResourceType) -> bool {
         self.types
             .get(&rtype)
             .is_some_and(|s| s.subscribed && s.nonce.is_empty() && W::answers_first_request(s))
