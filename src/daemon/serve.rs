@@ -380,6 +380,7 @@ async fn reload(loader: &mut LoaderProcess, publisher: &Publisher) -> String {
                 return serving_status(&snapshot);
             }
             let changes = snapshot.changes_from(&serving);
+            let change = describe(&changes);
             snapshot.follow(&serving);
             // Every connected node's view, built once here rather than by
             // the first of its streams: the cost is logged, and streams start
@@ -390,7 +391,7 @@ async fn reload(loader: &mut LoaderProcess, publisher: &Publisher) -> String {
             tracing::info!(
                 version = %snapshot.version,
                 previous = %serving.version,
-                changes = %describe(&changes),
+                changes = %change,
                 resources = ?snapshot.counts(),
                 load_ms,
                 views,
@@ -398,7 +399,6 @@ async fn reload(loader: &mut LoaderProcess, publisher: &Publisher) -> String {
                 "reloaded"
             );
             let status = serving_status(&snapshot);
-            let change = describe(&changes);
             health.record_load(LoadOutcome::Applied(&snapshot, changes));
             let snapshot = Arc::new(snapshot);
             snapshots.send_replace(Arc::clone(&snapshot));

@@ -46,16 +46,16 @@ pub struct DirWatch {
 impl DirWatch {
     /// Watches `dir` and everything under it.
     pub fn recursive(dir: PathBuf) -> Self {
-        Self::arm(dir, RecursiveMode::Recursive)
+        Self::armed(dir, RecursiveMode::Recursive)
     }
 
     /// Watches `dir`'s own entries only (the TLS files' directories:
     /// renames and symlink swaps happen there; subdirectories are not ours).
     pub fn flat(dir: PathBuf) -> Self {
-        Self::arm(dir, RecursiveMode::NonRecursive)
+        Self::armed(dir, RecursiveMode::NonRecursive)
     }
 
-    fn arm(dir: PathBuf, mode: RecursiveMode) -> Self {
+    fn armed(dir: PathBuf, mode: RecursiveMode) -> Self {
         let (events_tx, events) = mpsc::channel::<()>(64);
         let mut failing = false;
         let watcher = arm(&dir, mode, events_tx.clone(), &mut failing);
